@@ -1,0 +1,127 @@
+"""The two estimators and two objectives behind ``compute_importance``.
+
+Objectives (what is differentiated):
+    ``loss``         the loss of the batch (cross-entropy by default); its
+                     gradients are accumulated squared (diagonal Fisher).
+    ``output_norm``  the mean over samples of the squared L2 norm of the
+                     output (loss-free SSD); gradients accumulated as ``|g|``.
+
+Estimators (how gradients are averaged):
+    ``batch``   one gradient per batch of the batch-mean objective, averaged
+                over batches (what the SSD/ASSD reference code does).
+    ``sample``  one gradient per sample (``torch.func.vmap(grad(...))`` in
+                chunks that fit ``max_memory``), averaged over samples.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from torch.utils._pytree import tree_map
+
+from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
+from .parameters import model_device, set_mode
+
+__all__ = ["ESTIMATORS", "OBJECTIVES", "accumulate"]
+
+OBJECTIVES = ("loss", "output_norm")
+ESTIMATORS = ("batch", "sample")
+
+
+def _objective(objective: str, logits: torch.Tensor, targets, loss_fn) -> torch.Tensor:
+    if objective == "output_norm":
+        return logits.flatten(1).pow(2).sum(1).mean()
+    if targets is None:
+        raise ValueError(
+            "objective='loss' needs targets, but the batches carry none; pass labelled "
+            "batches (x, y), or use objective='output_norm' (loss-free SSD)."
+        )
+    return (loss_fn or F.cross_entropy)(logits, targets)
+
+
+def _add_(acc: list[torch.Tensor], grads: list[torch.Tensor], objective: str) -> None:
+    grads = [g.float() if g.dtype != torch.float32 else g for g in grads]
+    if objective == "loss":
+        torch._foreach_addcmul_(acc, grads, grads)
+    else:
+        torch._foreach_add_(acc, torch._foreach_abs(grads))
+
+
+def accumulate(model: nn.Module, params: dict, data, *, objective, estimator, loss_fn,
+               batch_fn, train_mode, max_memory, progress):  # fmt: skip
+    """One pass over ``data``; returns ``(tensors, n_samples, n_batches, batch_size)``."""
+    names = list(params)
+    acc = [torch.zeros_like(params[n], dtype=torch.float32) for n in names]
+    device = model_device(model)
+    n_samples = n_batches = first_size = 0
+    step = _batch_step if estimator == "batch" else _sample_step
+    with set_mode(model, train=train_mode):
+        for index, batch in enumerate(_progress(data, progress, estimator)):
+            inputs, targets = split_batch(batch, batch_fn)
+            size = batch_size_of(inputs)
+            if size == 0:
+                continue
+            check_finite_inputs(inputs, index)
+            inputs, targets = to_device(inputs, device), to_device(targets, device)
+            step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory)
+            n_samples += size
+            n_batches += 1
+            first_size = first_size or size
+    if n_samples == 0:
+        raise ValueError(
+            "the data set is empty (no batch held a sample); pass at least one sample."
+        )
+    divisor = n_batches if estimator == "batch" else n_samples
+    torch._foreach_div_(acc, float(divisor))
+    tensors = dict(zip(names, acc, strict=True))
+    for name, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise ValueError(
+                f"the importance of {name!r} is NaN or infinite: the loss overflowed or the "
+                "model produced non-finite outputs on this data. Check inputs and model."
+            )
+    return tensors, n_samples, n_batches, first_size
+
+
+def _batch_step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory):
+    logits = forward(model, inputs)
+    value = _objective(objective, logits, targets, loss_fn)
+    grads = torch.autograd.grad(value, [params[n] for n in names], allow_unused=True)
+    pairs = [(a, g) for a, g in zip(acc, grads, strict=True) if g is not None]
+    if pairs:
+        _add_([a for a, _ in pairs], [g for _, g in pairs], objective)
+
+
+def _sample_step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory):
+    detached = {n: params[n].detach() for n in names}
+    n_elements = sum(p.numel() for p in detached.values())
+    chunk = max(1, int(max_memory // (8 * n_elements)))  # per-sample grads + their squares
+
+    def one(p, x, y):
+        x1 = tree_map(lambda t: t.unsqueeze(0), x)
+        y1 = None if y is None else y.unsqueeze(0)
+        logits = forward(lambda *a, **k: functional_call(model, p, a, k), x1)
+        return _objective(objective, logits, y1, loss_fn)
+
+    per_sample = vmap(grad(one), in_dims=(None, 0, None if targets is None else 0))
+    size = batch_size_of(inputs)
+    for start in range(0, size, chunk):
+        rows = slice(start, start + chunk)
+        part = tree_map(lambda t, rows=rows: t[rows], inputs)
+        y = None if targets is None else targets[rows]
+        grads = per_sample(detached, part, y)
+        if objective == "loss":
+            summed = [grads[n].float().pow(2).sum(0) for n in names]
+        else:
+            summed = [grads[n].float().abs().sum(0) for n in names]
+        torch._foreach_add_(acc, summed)
+
+
+def _progress(data, enabled: bool, label: str):
+    if not enabled:
+        return data
+    from tqdm.auto import tqdm
+
+    return tqdm(data, desc=f"importance ({label})", leave=False)

@@ -1,0 +1,194 @@
+"""Diagonal-Fisher importance of every trainable parameter, and how to store it.
+
+``compute_importance`` makes one pass over the data and returns an
+:class:`Importance`: float32 tensors keyed by parameter name, plus how and on
+how many samples they were computed, plus a fingerprint of the weights. Save
+it once (safetensors) and later unlearning requests for the same weights only
+need a pass over the forget set.
+
+Example:
+    >>> import torch
+    >>> from assd.batches import TensorData
+    >>> model = torch.nn.Linear(3, 2)
+    >>> data = TensorData(torch.randn(8, 3), torch.randint(0, 2, (8,)), batch_size=4)
+    >>> imp = compute_importance(model, data)
+    >>> imp.n_samples, imp.n_batches, sorted(imp.tensors)
+    (8, 2, ['bias', 'weight'])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .estimators import ESTIMATORS, OBJECTIVES, accumulate
+from .files import atomic_path
+from .fingerprint import fingerprint as weights_fingerprint
+from .parameters import trainable_parameters
+
+__all__ = ["Importance", "compute_importance"]
+
+_FORMAT = "assd-importance"
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class Importance:
+    """Per-parameter importances and how they were computed.
+
+    Attributes:
+        tensors: float32 importance per trainable parameter name.
+        objective: ``"loss"`` (squared gradients of the loss) or
+            ``"output_norm"`` (absolute gradients of the output's squared norm).
+        estimator: ``"batch"`` (mean over batches of the squared batch-mean
+            gradient) or ``"sample"`` (mean over samples of the squared
+            per-sample gradient).
+        n_samples: samples seen.
+        n_batches: batches seen.
+        batch_size: size of the first batch (the ``batch`` estimator depends on it).
+        train_mode: whether the model ran in train mode (batch statistics).
+        fingerprint: SHA-256 of the weights it was computed on, or None.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    objective: str
+    estimator: str
+    n_samples: int
+    n_batches: int
+    batch_size: int
+    train_mode: bool = False
+    fingerprint: str | None = field(default=None)
+
+    @property
+    def numel(self) -> int:
+        return sum(t.numel() for t in self.tensors.values())
+
+    def to(self, device: torch.device | str) -> Importance:
+        """A copy with every tensor on ``device``."""
+        moved = {n: t.to(device) for n, t in self.tensors.items()}
+        return Importance(**{**self.__dict__, "tensors": moved})
+
+    def check_fits(self, model: nn.Module, *, check_fingerprint: bool = True) -> None:
+        """Refuse an importance that was computed on another model or other weights."""
+        params = trainable_parameters(model)
+        if set(params) != set(self.tensors):
+            missing = sorted(set(params) - set(self.tensors))[:3]
+            extra = sorted(set(self.tensors) - set(params))[:3]
+            raise ValueError(
+                "this importance does not belong to this model: parameter names differ "
+                f"(missing {missing}, unexpected {extra}). Recompute it with "
+                "compute_importance(model, data)."
+            )
+        for name, p in params.items():
+            if tuple(p.shape) != tuple(self.tensors[name].shape):
+                raise ValueError(
+                    f"importance of {name!r} has shape {tuple(self.tensors[name].shape)} but the "
+                    f"model's parameter has {tuple(p.shape)}; recompute the importance."
+                )
+        stamp = self.fingerprint
+        if check_fingerprint and stamp is not None and stamp != weights_fingerprint(model):
+            raise ValueError(
+                "this importance was computed on different weights (fingerprint "
+                "mismatch): it is stale. Recompute it with compute_importance(model, data) "
+                "for the current weights."
+            )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write to a safetensors file atomically (temporary file, then rename)."""
+        from safetensors.torch import save_file
+
+        meta = {k: v for k, v in self.__dict__.items() if k != "tensors"}
+        metadata = {"format": _FORMAT, "version": str(_FORMAT_VERSION), "info": json.dumps(meta)}
+        tensors = {n: t.detach().cpu().contiguous() for n, t in self.tensors.items()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, device: str | torch.device = "cpu") -> Importance:
+        """Read a file written by :meth:`save`."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no importance file at {path}; compute and save one first.")
+        try:
+            with safe_open(str(path), framework="pt", device=str(device)) as handle:
+                metadata = handle.metadata() or {}
+                if metadata.get("format") != _FORMAT:
+                    raise ValueError(f"{path} is a safetensors file but not an assd importance.")
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+            info = json.loads(metadata["info"])
+        except ValueError:
+            raise
+        except Exception as error:  # safetensors raises its own error types
+            raise ValueError(
+                f"cannot read importance file {path} ({error}); it is truncated or corrupt. "
+                "Delete it and compute the importance again."
+            ) from error
+        return cls(tensors=tensors, **info)
+
+
+def compute_importance(
+    model: nn.Module,
+    data,
+    *,
+    objective: str = "loss",
+    estimator: str = "batch",
+    loss_fn=None,
+    batch_fn=None,
+    train_mode: bool = False,
+    max_memory: int = 512 * 2**20,
+    fingerprint: bool = True,
+    progress: bool = False,
+) -> Importance:
+    """Importance of every trainable parameter of ``model`` on ``data``.
+
+    The model is not changed: no ``.grad`` is written, its train/eval modes
+    are restored, and in train mode its buffers (BatchNorm statistics) too.
+
+    Args:
+        model: any ``nn.Module``; inputs are moved to its device.
+        data: an iterable of batches (DataLoader, :class:`~assd.TensorData`, ...).
+        objective: ``"loss"`` (needs targets) or ``"output_norm"`` (label-free).
+        estimator: ``"batch"`` (the SSD reference) or ``"sample"`` (per-sample
+            empirical Fisher via ``torch.func``; batch-size invariant).
+        loss_fn: ``loss_fn(logits, targets) -> mean loss``; cross-entropy by default.
+        batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
+        train_mode: run the model in train mode (batch statistics); ``batch`` only.
+        max_memory: bytes the ``sample`` estimator may use for per-sample gradients.
+        fingerprint: record a hash of the weights, so a stale copy is refused later.
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`Importance`.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {sorted(OBJECTIVES)}.")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}.")
+    if train_mode and estimator == "sample":
+        raise ValueError(
+            "the sample estimator needs eval mode (per-sample gradients have no batch "
+            "statistics); use estimator='batch' with train_mode=True, or train_mode=False."
+        )
+    params = trainable_parameters(model)
+    stamp = weights_fingerprint(model) if fingerprint else None
+    tensors, n_samples, n_batches, batch_size = accumulate(
+        model, params, data, objective=objective, estimator=estimator, loss_fn=loss_fn,
+        batch_fn=batch_fn, train_mode=train_mode, max_memory=max_memory, progress=progress,
+    )  # fmt: skip
+    return Importance(
+        tensors=tensors,
+        objective=objective,
+        estimator=estimator,
+        n_samples=n_samples,
+        n_batches=n_batches,
+        batch_size=batch_size,
+        train_mode=train_mode,
+        fingerprint=stamp,
+    )

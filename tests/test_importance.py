@@ -1,0 +1,137 @@
+"""Importance estimators against hand-rolled reference loops, and their storage."""
+
+import pytest
+import torch
+from torch import nn
+
+import assd
+from assd import Importance, TensorData, compute_importance
+
+
+def small_model() -> nn.Module:
+    return nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 3))
+
+
+def toy_data(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+@pytest.mark.parametrize("loss_free", [False, True])
+def test_batch_estimator_matches_reference_loop(loss_free, reference_loop):
+    model, (x, y) = small_model(), toy_data()
+    objective = "output_norm" if loss_free else "loss"
+    imp = compute_importance(model, TensorData(x, y, batch_size=8), objective=objective)
+    expected = reference_loop(model, x, y, 8, loss_free=loss_free)
+    assert imp.n_batches == 3 and imp.n_samples == 24 and imp.batch_size == 8
+    for name, tensor in expected.items():
+        torch.testing.assert_close(imp.tensors[name], tensor, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("objective", ["loss", "output_norm"])
+def test_sample_estimator_equals_batch_estimator_at_batch_size_one(objective):
+    model, (x, y) = small_model(), toy_data(12)
+    batch = compute_importance(model, TensorData(x, y, batch_size=1), objective=objective)
+    sample = compute_importance(model, TensorData(x, y, batch_size=1), objective=objective,
+                                estimator="sample")  # fmt: skip
+    for name in batch.tensors:
+        torch.testing.assert_close(sample.tensors[name], batch.tensors[name], rtol=1e-5, atol=1e-9)
+
+
+def test_sample_estimator_does_not_depend_on_batch_size_or_chunking():
+    model, (x, y) = small_model(), toy_data(30)
+    one = compute_importance(model, TensorData(x, y, batch_size=30), estimator="sample")
+    other = compute_importance(model, TensorData(x, y, batch_size=7), estimator="sample",
+                               max_memory=8 * 200)  # tiny budget: chunks of one sample  # fmt: skip
+    for name in one.tensors:
+        torch.testing.assert_close(one.tensors[name], other.tensors[name], rtol=1e-5, atol=1e-9)
+
+
+def test_model_is_left_exactly_as_it_was():
+    model, (x, y) = small_model(), toy_data()
+    model.train()
+    model[1].eval()  # mixed modes must survive
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    compute_importance(model, TensorData(x, y, batch_size=8), train_mode=True)
+    assert model.training and not model[1].training
+    assert all(p.grad is None for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), f"{k} changed"  # BatchNorm running stats restored
+
+
+def test_only_trainable_parameters_count():
+    model, (x, y) = small_model(), toy_data()
+    model[0].weight.requires_grad_(False)
+    imp = compute_importance(model, TensorData(x, y, batch_size=8))
+    assert "0.weight" not in imp.tensors and "0.bias" in imp.tensors
+
+
+def test_half_precision_model_accumulates_in_float32():
+    model, (x, y) = nn.Linear(5, 3).to(torch.bfloat16), toy_data()
+    imp = compute_importance(model, TensorData(x.to(torch.bfloat16), y, batch_size=8))
+    assert all(t.dtype == torch.float32 for t in imp.tensors.values())
+    assert all(t.sum() > 0 for t in imp.tensors.values())
+
+
+def test_tuple_dict_and_three_item_batches_give_the_same_importance():
+    model, (x, y) = nn.Linear(5, 3), toy_data(8)
+    plain = compute_importance(model, [(x, y)])
+    three = compute_importance(model, [(x, torch.zeros(8), y)])
+    as_dict = compute_importance(model, [{"features": x, "label": y}])
+    custom = compute_importance(model, [[y, x]], batch_fn=lambda b: (b[1], b[0]))
+    for other in (three, as_dict, custom):
+        for name in plain.tensors:
+            assert torch.equal(plain.tensors[name], other.tensors[name])
+
+
+def test_save_load_round_trip_and_stale_weights_refused(tmp_path):
+    model, (x, y) = small_model(), toy_data()
+    imp = compute_importance(model, TensorData(x, y, batch_size=8))
+    path = tmp_path / "imp.safetensors"
+    imp.save(path)
+    loaded = Importance.load(path)
+    assert loaded.fingerprint == assd.fingerprint(model) and loaded.n_samples == 24
+    for name in imp.tensors:
+        assert torch.equal(loaded.tensors[name], imp.tensors[name])
+    loaded.check_fits(model)
+    with torch.no_grad():
+        model[0].weight[0, 0] += 1e-3  # change one weight
+    with pytest.raises(ValueError, match="stale"):
+        loaded.check_fits(model)
+    with pytest.raises(ValueError, match="does not belong"):
+        loaded.check_fits(nn.Linear(5, 3))
+
+
+def test_corrupt_and_missing_importance_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no importance file"):
+        Importance.load(tmp_path / "nope.safetensors")
+    model, (x, y) = small_model(), toy_data()
+    path = tmp_path / "imp.safetensors"
+    compute_importance(model, TensorData(x, y, batch_size=8)).save(path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        Importance.load(path)
+
+
+def test_bad_inputs_get_clear_errors():
+    model, (x, y) = small_model(), toy_data()
+    with pytest.raises(ValueError, match="empty"):
+        compute_importance(model, [])
+    with pytest.raises(ValueError, match="needs targets"):
+        compute_importance(model, [x])
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite input"):
+        compute_importance(model, [(bad, y)])
+    frozen = nn.Linear(5, 3).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        compute_importance(frozen, [(x, y)])
+    broken = nn.Linear(5, 3)
+    with torch.no_grad():
+        broken.weight[0, 0] = float("inf")
+    with pytest.raises(ValueError, match="NaN or infinite values"):
+        compute_importance(broken, [(x, y)])
+    with pytest.raises(ValueError, match="unknown estimator"):
+        compute_importance(model, [(x, y)], estimator="exact")
+    with pytest.raises(ValueError, match="eval mode"):
+        compute_importance(model, [(x, y)], estimator="sample", train_mode=True)
