@@ -1,0 +1,64 @@
+"""assd: make a trained PyTorch model forget part of its training data.
+
+Adaptive Selective Synaptic Dampening (ASSD) on top of Selective Synaptic
+Dampening (SSD), with loss-free variants, behind one verb::
+
+    import assd
+    result = assd.ASSD().unlearn(model, forget=forget_loader, data=train_loader)
+    result.model, result.alpha, result.percentile, result.n_dampened, result.seconds
+
+Compute the training-set importance once and reuse it::
+
+    imp = assd.compute_importance(model, train_loader)
+    imp.save("train.importance.safetensors")
+    assd.ASSD().unlearn(model, forget=forget_loader, importance=imp)
+"""
+
+from .batches import TensorData
+from .dampening import (
+    adaptive_alpha,
+    dampen_,
+    dampen_parameters_,
+    dampening_factor,
+    relative_importance,
+    select,
+)
+from .fingerprint import fingerprint
+from .importance import Importance, compute_importance
+from .methods import (
+    ALFSSD,
+    ASSD,
+    LFSSD,
+    SSD,
+    UnlearnResult,
+    available_methods,
+    get_method,
+    register,
+)
+from .percentile import exact_percentile, forget_percentile
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALFSSD",
+    "ASSD",
+    "LFSSD",
+    "SSD",
+    "Importance",
+    "TensorData",
+    "UnlearnResult",
+    "__version__",
+    "adaptive_alpha",
+    "available_methods",
+    "compute_importance",
+    "dampen_",
+    "dampen_parameters_",
+    "dampening_factor",
+    "exact_percentile",
+    "fingerprint",
+    "forget_percentile",
+    "get_method",
+    "register",
+    "relative_importance",
+    "select",
+]

@@ -1,0 +1,56 @@
+"""The ``assd`` command."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+import assd
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(assd.__version__, prog_name="assd")
+@click.option("--debug", is_flag=True, help="Show full tracebacks and debug logs.")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+    """Make a trained PyTorch model forget part of its training data (ASSD/SSD)."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+def methods() -> None:
+    """List the registered unlearning methods."""
+    for name in assd.available_methods():
+        click.echo(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning known errors into one-paragraph messages."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="assd", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted.", err=True)
+        return 130
+    except click.ClickException as error:
+        error.show()
+        return error.exit_code
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as error:
+        if debug:
+            raise
+        click.echo(f"error: {error}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Unlearning methods: one class per method, one verb (``unlearn``), a registry."""
+
+from .assd import ALFSSD, ASSD
+from .registry import available_methods, get_method, register
+from .result import UnlearnResult
+from .ssd import LFSSD, SSD
+
+__all__ = [
+    "ALFSSD",
+    "ASSD",
+    "LFSSD",
+    "SSD",
+    "UnlearnResult",
+    "available_methods",
+    "get_method",
+    "register",
+]

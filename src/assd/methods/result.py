@@ -1,0 +1,71 @@
+"""What every unlearning method returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+__all__ = ["UnlearnResult"]
+
+
+@dataclass
+class UnlearnResult:
+    """The unlearned model and what was done to it.
+
+    Attributes:
+        model: the unlearned model (a copy unless ``inplace=True`` was asked).
+        method: registered name of the method.
+        seconds: wall time of the whole request.
+        timings: seconds per stage (e.g. ``importance_data``, ``importance_forget``,
+            ``select_dampen``).
+        alpha: the selection threshold used (SSD family), else None.
+        percentile: the percentile alpha was taken at (adaptive methods), else None.
+        dampening: lambda (SSD family), else None.
+        per_layer: ``{parameter name: (elements dampened, elements)}`` (SSD family).
+        n_forget: samples in the forget set.
+        n_data: samples in the whole training set used for the percentile, if known.
+    """
+
+    model: nn.Module
+    method: str
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    alpha: float | None = None
+    percentile: float | None = None
+    dampening: float | None = None
+    per_layer: dict[str, tuple[int, int]] = field(default_factory=dict)
+    n_forget: int | None = None
+    n_data: int | None = None
+
+    @property
+    def n_dampened(self) -> int:
+        """Elements whose weight was multiplied by a factor below one (or selected)."""
+        return sum(s for s, _ in self.per_layer.values())
+
+    @property
+    def n_params(self) -> int:
+        return sum(n for _, n in self.per_layer.values())
+
+    @property
+    def share_dampened(self) -> float:
+        return self.n_dampened / self.n_params if self.n_params else 0.0
+
+    def summary(self) -> dict:
+        """A JSON-ready dict of everything but the model."""
+        return {
+            "method": self.method,
+            "seconds": round(self.seconds, 4),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "alpha": self.alpha,
+            "percentile": self.percentile,
+            "dampening": self.dampening,
+            "n_forget": self.n_forget,
+            "n_data": self.n_data,
+            "n_dampened": self.n_dampened,
+            "n_params": self.n_params,
+            "share_dampened": self.share_dampened,
+            "per_layer": {
+                k: {"dampened": s, "elements": n} for k, (s, n) in self.per_layer.items()
+            },
+        }

@@ -1,0 +1,132 @@
+"""SSD / ASSD / LFSSD / ALFSSD against an independent computation, and their errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import assd
+from assd import ASSD, SSD, TensorData
+
+
+def setup(n=60, n_forget=6):
+    g = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    x, y = torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+    return model, x, y, n_forget
+
+
+def numpy_ssd(model, forget_imp, data_imp, alpha, lam=1.0):
+    """Dampen a state dict with NumPy, element by element's definition."""
+    out = {}
+    for name, p in model.named_parameters():
+        w = p.detach().numpy().astype(np.float64)
+        f, d = (
+            forget_imp[name].numpy().astype(np.float64),
+            data_imp[name].numpy().astype(np.float64),
+        )
+        selected = f > alpha * d
+        factor = np.minimum(lam * d / np.where(selected, f, 1.0), 1.0)
+        out[name] = np.where(selected, w * factor, w)
+    return out
+
+
+@pytest.mark.parametrize("reference", ["full", "retain"])
+def test_assd_alpha_and_weights_match_an_independent_computation(reference, reference_loop):
+    model, x, y, k = setup()
+    forget, retain, data = (
+        TensorData(x[:k], y[:k], batch_size=6),
+        TensorData(x[k:], y[k:], batch_size=6),
+        TensorData(x, y, batch_size=6),
+    )
+    result = ASSD(reference=reference).unlearn(model, forget=forget, data=data, retain=retain)
+    f = reference_loop(model, x[:k], y[:k], 6)
+    d = (
+        reference_loop(model, x, y, 6)
+        if reference == "full"
+        else reference_loop(model, x[k:], y[k:], 6)
+    )
+    ratios = np.concatenate([(f[n] / d[n]).numpy().ravel() for n in f])
+    p = 100 - math.log(1 + 100 * k / len(x))  # |D| = 60 in both cases
+    alpha = np.percentile(ratios[np.isfinite(ratios)], p)
+    assert result.percentile == pytest.approx(p, abs=1e-12)
+    assert result.alpha == pytest.approx(alpha, rel=1e-5)
+    assert result.n_forget == k and result.n_data == len(x)
+    expected = numpy_ssd(model, f, d, result.alpha)
+    for name, p_new in result.model.named_parameters():
+        np.testing.assert_allclose(p_new.detach().numpy(), expected[name], rtol=1e-5, atol=1e-7)
+    assert (
+        result.n_dampened == sum(int((f[n] > result.alpha * d[n]).sum()) for n in f)
+        and result.n_dampened > 0
+    )
+
+
+def test_ssd_uses_its_alpha_and_the_model_is_copied_unless_inplace():
+    model, x, y, k = setup()
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    forget, data = TensorData(x[:k], y[:k]), TensorData(x, y)
+    result = SSD(alpha=2.0, dampening=0.5).unlearn(model, forget=forget, data=data)
+    assert result.alpha == 2.0 and result.dampening == 0.5 and result.percentile is None
+    assert all(torch.equal(v, before[n]) for n, v in model.state_dict().items())
+    assert result.model is not model and result.n_dampened > 0
+    inplace = SSD(alpha=2.0, dampening=0.5).unlearn(model, forget=forget, data=data, inplace=True)
+    assert inplace.model is model
+    for name, p in model.named_parameters():
+        assert torch.equal(p, dict(result.model.named_parameters())[name])
+
+
+def test_cached_importance_gives_the_same_result(tmp_path):
+    model, x, y, k = setup()
+    forget, data = TensorData(x[:k], y[:k]), TensorData(x, y)
+    fresh = ASSD().unlearn(model, forget=forget, data=data)
+    path = tmp_path / "train.safetensors"
+    assd.compute_importance(model, data).save(path)
+    cached = ASSD().unlearn(model, forget=forget, importance=assd.Importance.load(path))
+    assert cached.alpha == fresh.alpha and cached.n_data == fresh.n_data
+    for a, b in zip(fresh.model.parameters(), cached.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    retain_imp = assd.compute_importance(model, TensorData(x[k:], y[k:]))
+    via_retain = ASSD(reference="retain").unlearn(model, forget=forget, importance=retain_imp)
+    assert via_retain.n_data == len(x)
+
+
+def test_loss_free_methods_need_no_labels():
+    model, x, _, k = setup()
+    result = assd.ALFSSD().unlearn(
+        model, forget=[x[:k]], data=[x[i : i + 6] for i in range(0, 60, 6)]
+    )
+    assert result.n_data == 60 and result.alpha > 0
+    assert assd.LFSSD(alpha=5).unlearn(model, forget=[x[:k]], data=[x]).alpha == 5
+
+
+def test_registry_knows_every_method_and_lists_them_on_error():
+    assert {"assd", "ssd", "lfssd", "alfssd"} <= set(assd.available_methods())
+    assert isinstance(assd.get_method("ASSD"), ASSD)
+    with pytest.raises(ValueError, match=r"known methods: .*assd.*ssd"):
+        assd.get_method("forget-me-not")
+    with pytest.raises(ValueError, match="already registered"):
+        assd.register("ssd")(type("Other", (), {}))
+
+
+def test_bad_requests_are_refused_with_advice():
+    model, x, y, k = setup()
+    forget, data = TensorData(x[:k], y[:k]), TensorData(x, y)
+    with pytest.raises(ValueError, match="empty"):
+        ASSD().unlearn(model, forget=[], data=data)
+    with pytest.raises(ValueError, match="as large as the training set"):
+        ASSD().unlearn(model, forget=data, data=data)
+    with pytest.raises(ValueError, match="needs data="):
+        ASSD().unlearn(model, forget=forget)
+    with pytest.raises(ValueError, match="needs retain="):
+        ASSD(reference="retain").unlearn(model, forget=forget, data=data)
+    with pytest.raises(ValueError, match="chooses alpha itself"):
+        ASSD(alpha=3.0)
+    loss_imp = assd.compute_importance(model, data)
+    with pytest.raises(ValueError, match="objective 'loss'"):
+        assd.ALFSSD().unlearn(model, forget=forget, importance=loss_imp)
+    with pytest.raises(ValueError, match="does not belong"):
+        ASSD().unlearn(nn.Linear(4, 3), forget=forget, importance=loss_imp)
+    with pytest.raises(ValueError, match="reference must be"):
+        SSD(reference="test")
