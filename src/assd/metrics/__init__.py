@@ -1,0 +1,5 @@
+"""Metrics as plain functions."""
+
+from .accuracy import accuracy, predict
+
+__all__ = ["accuracy", "predict"]

@@ -1,0 +1,89 @@
+"""One training loop for training, retraining and fine-tuning (and the baselines)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .batches import forward, split_batch, to_device
+from .parameters import model_device
+
+__all__ = ["fit", "seed_everything"]
+
+log = logging.getLogger("assd")
+
+Objective = Callable[[nn.Module, Any, Any], torch.Tensor]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed PyTorch's global generator (CPU and CUDA) and pick deterministic kernels."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def cross_entropy(model: nn.Module, inputs: Any, targets: Any) -> torch.Tensor:
+    """The default objective: mean cross-entropy of the model's logits."""
+    return F.cross_entropy(forward(model, inputs), targets)
+
+
+def fit(
+    model: nn.Module,
+    data,
+    *,
+    epochs: int,
+    lr: float,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    lr_gamma: float = 1.0,
+    objective: Objective = cross_entropy,
+    batch_fn=None,
+    progress: bool = False,
+) -> nn.Module:
+    """Train ``model`` in place on ``data`` and return it.
+
+    Args:
+        model: the model to train (modified in place).
+        data: an iterable of batches; shuffle it yourself (``TensorData(shuffle=True)``).
+        epochs: passes over the data.
+        lr: learning rate.
+        optimizer: ``"sgd"`` (with ``momentum``) or ``"adam"``.
+        weight_decay: L2 penalty.
+        lr_gamma: multiply the learning rate by this after every epoch (StepLR).
+        objective: ``objective(model, inputs, targets) -> loss``; cross-entropy by default.
+        batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
+        progress: show a progress bar over epochs.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose 'sgd' or 'adam'.")
+    schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=lr_gamma)
+    device = model_device(model)
+    model.train()
+    for _ in _epochs(epochs, progress):
+        for batch in data:
+            inputs, targets = split_batch(batch, batch_fn)
+            loss = objective(model, to_device(inputs, device), to_device(targets, device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        schedule.step()
+    model.eval()
+    return model
+
+
+def _epochs(epochs: int, progress: bool):
+    if not progress:
+        return range(epochs)
+    from tqdm.auto import trange
+
+    return trange(epochs, desc="training", leave=False)
