@@ -37,26 +37,39 @@ def main(forget_class: int = 3, seed: int = 0) -> dict[str, dict[str, float]]:
     test_retain = subset(split.x_test, split.y_test, split.y_test != forget_class)
 
     def scores(m):
-        return {"forget_test": accuracy(m, test_forget), "retain_test": accuracy(m, test_retain),
-                "forget_train": accuracy(m, forget)}  # fmt: skip
+        return {
+            "forget_test": accuracy(m, test_forget),
+            "retain_test": accuracy(m, test_retain),
+            "forget_train": accuracy(m, forget),
+        }
 
     rows = {"original": scores(model)}
     importance = assd.compute_importance(model, data)  # computed once, shared below
-    methods = {"assd": assd.ASSD(), "ssd a=10": assd.SSD(alpha=10.0),
-               "lfssd a=10": assd.LFSSD(alpha=10.0), "alfssd": assd.ALFSSD()}  # fmt: skip
+    methods = {
+        "assd": assd.ASSD(),
+        "ssd a=10": assd.SSD(alpha=10.0),
+        "lfssd a=10": assd.LFSSD(alpha=10.0),
+        "alfssd": assd.ALFSSD(),
+    }
     for name, method in methods.items():
         needs_own = method.objective != importance.objective
-        result = method.unlearn(model, forget=forget, data=data,
-                                importance=None if needs_own else importance)  # fmt: skip
-        rows[name] = {**scores(result.model), "alpha": result.alpha,
-                      "dampened": result.share_dampened}  # fmt: skip
+        result = method.unlearn(
+            model, forget=forget, data=data, importance=None if needs_own else importance
+        )
+        rows[name] = {
+            **scores(result.model),
+            "alpha": result.alpha,
+            "dampened": result.share_dampened,
+        }
     print(f"forget digit {forget_class} (seed {seed}); accuracies on the test split")
     print(f"{'model':<12}{'forget':>9}{'retain':>9}{'Df train':>10}{'alpha':>11}{'dampened':>10}")
     for name, r in rows.items():
         alpha = f"{r['alpha']:.4g}" if r.get("alpha") is not None else "-"
         share = f"{100 * r['dampened']:.3f}%" if "dampened" in r else "-"
-        print(f"{name:<12}{r['forget_test']:>9.3f}{r['retain_test']:>9.3f}"
-              f"{r['forget_train']:>10.3f}{alpha:>11}{share:>10}")  # fmt: skip
+        print(
+            f"{name:<12}{r['forget_test']:>9.3f}{r['retain_test']:>9.3f}"
+            f"{r['forget_train']:>10.3f}{alpha:>11}{share:>10}"
+        )
     return rows
 
 

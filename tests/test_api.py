@@ -23,6 +23,7 @@ def test_import_does_not_pull_heavy_optional_packages():
 
 
 def test_cli_lists_methods():
-    out = subprocess.run([sys.executable, "-m", "assd", "methods"], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "assd", "methods"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == assd.available_methods()

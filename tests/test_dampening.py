@@ -35,10 +35,14 @@ def test_dampening_constant_above_ratio_leaves_selected_weight_alone():
 
 def test_adaptive_alpha_is_numpy_percentile_of_pooled_ratios():
     rng = np.random.default_rng(0)
-    forget = {n: torch.from_numpy(rng.exponential(size=s).astype(np.float32))
-              for n, s in [("w", (30, 20)), ("b", (20,))]}  # fmt: skip
-    data = {n: torch.from_numpy(rng.exponential(size=t.shape).astype(np.float32))
-            for n, t in forget.items()}  # fmt: skip
+    forget = {
+        n: torch.from_numpy(rng.exponential(size=s).astype(np.float32))
+        for n, s in [("w", (30, 20)), ("b", (20,))]
+    }
+    data = {
+        n: torch.from_numpy(rng.exponential(size=t.shape).astype(np.float32))
+        for n, t in forget.items()
+    }
     data["w"][0, :5] = 0.0  # 0/0 -> NaN and x/0 -> inf, both dropped
     forget["w"][0, :2] = 0.0
     ratios = np.concatenate([(forget[n] / data[n]).numpy().ravel() for n in ("w", "b")])

@@ -46,7 +46,8 @@ def test_readme_python_example_runs():
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert blocks, "README.md has no python example"
     for code in blocks:
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             cwd=ROOT, timeout=300)  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+        )
         assert run.returncode == 0, run.stderr
         assert "alpha" in run.stdout

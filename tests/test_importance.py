@@ -32,8 +32,9 @@ def test_batch_estimator_matches_reference_loop(loss_free, reference_loop):
 def test_sample_estimator_equals_batch_estimator_at_batch_size_one(objective):
     model, (x, y) = small_model(), toy_data(12)
     batch = compute_importance(model, TensorData(x, y, batch_size=1), objective=objective)
-    sample = compute_importance(model, TensorData(x, y, batch_size=1), objective=objective,
-                                estimator="sample")  # fmt: skip
+    sample = compute_importance(
+        model, TensorData(x, y, batch_size=1), objective=objective, estimator="sample"
+    )
     for name in batch.tensors:
         torch.testing.assert_close(sample.tensors[name], batch.tensors[name], rtol=1e-5, atol=1e-9)
 
@@ -41,8 +42,9 @@ def test_sample_estimator_equals_batch_estimator_at_batch_size_one(objective):
 def test_sample_estimator_does_not_depend_on_batch_size_or_chunking():
     model, (x, y) = small_model(), toy_data(30)
     one = compute_importance(model, TensorData(x, y, batch_size=30), estimator="sample")
-    other = compute_importance(model, TensorData(x, y, batch_size=7), estimator="sample",
-                               max_memory=8 * 200)  # tiny budget: chunks of one sample  # fmt: skip
+    other = compute_importance(
+        model, TensorData(x, y, batch_size=7), estimator="sample", max_memory=8 * 200
+    )  # tiny budget: chunks of one sample
     for name in one.tensors:
         torch.testing.assert_close(one.tensors[name], other.tensors[name], rtol=1e-5, atol=1e-9)
 

@@ -1,5 +1,6 @@
 """SSD / ASSD / LFSSD / ALFSSD against an independent computation, and their errors."""
 
+import copy
 import math
 
 import numpy as np
@@ -130,3 +131,26 @@ def test_bad_requests_are_refused_with_advice():
         ASSD().unlearn(nn.Linear(4, 3), forget=forget, importance=loss_imp)
     with pytest.raises(ValueError, match="reference must be"):
         SSD(reference="test")
+
+
+def test_training_baselines_retrain_from_scratch_and_fine_tune():
+    model, x, y, k = setup()
+    retain, forget = TensorData(x[k:], y[k:], batch_size=16), TensorData(x[:k], y[:k])
+    before = {n: t.clone() for n, t in model.state_dict().items()}
+    zero_epochs = assd.Retrain(epochs=0, seed=3).unlearn(model, forget=forget, retain=retain)
+    again = assd.Retrain(epochs=0, seed=3).unlearn(model, forget=forget, retain=retain)
+    fresh = assd.methods.reinitialize_(copy.deepcopy(model), seed=3)
+    for (n, a), b, c in zip(
+        zero_epochs.model.state_dict().items(),
+        again.model.state_dict().values(),
+        fresh.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b) and torch.equal(a, c), n  # seeded re-initialisation
+        assert not torch.equal(a, before[n]), n
+    tuned = assd.FineTune(epochs=1, lr=0.1).unlearn(model, forget=forget, retain=retain)
+    assert all(torch.equal(v, before[n]) for n, v in model.state_dict().items())
+    changed = [not torch.equal(v, before[n]) for n, v in tuned.model.state_dict().items()]
+    assert all(changed)
+    with pytest.raises(ValueError, match="pass retain="):
+        assd.FineTune().unlearn(model, forget=forget)

@@ -39,8 +39,11 @@ finite_floats = st.floats(0, 1e6, allow_nan=False, width=32)
 
 
 @settings(max_examples=200, deadline=None)
-@given(arrays(np.float32, st.integers(2, 300), elements=finite_floats),
-       st.floats(0, 100), st.integers(0, 2**31))  # fmt: skip
+@given(
+    arrays(np.float32, st.integers(2, 300), elements=finite_floats),
+    st.floats(0, 100),
+    st.integers(0, 2**31),
+)
 def test_exact_percentile_equals_numpy(values, q, seed):
     mixed = _with_nonfinite(values, np.random.default_rng(seed))
     finite = mixed[np.isfinite(mixed)]

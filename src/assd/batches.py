@@ -40,8 +40,15 @@ class TensorData:
         seed: seed of the shuffling (pass k uses a generator seeded ``seed + k``).
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor | None = None, *,
-                 batch_size: int = 256, shuffle: bool = False, seed: int = 0):  # fmt: skip
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        batch_size: int = 256,
+        shuffle: bool = False,
+        seed: int = 0,
+    ):
         if targets is not None and len(targets) != len(inputs):
             raise ValueError(
                 f"inputs have {len(inputs)} rows but targets have {len(targets)}; "

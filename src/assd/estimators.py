@@ -49,8 +49,19 @@ def _add_(acc: list[torch.Tensor], grads: list[torch.Tensor], objective: str) ->
         torch._foreach_add_(acc, torch._foreach_abs(grads))
 
 
-def accumulate(model: nn.Module, params: dict, data, *, objective, estimator, loss_fn,
-               batch_fn, train_mode, max_memory, progress):  # fmt: skip
+def accumulate(
+    model: nn.Module,
+    params: dict,
+    data,
+    *,
+    objective,
+    estimator,
+    loss_fn,
+    batch_fn,
+    train_mode,
+    max_memory,
+    progress,
+):
     """One pass over ``data``; returns ``(tensors, n_samples, n_batches, batch_size)``."""
     names = list(params)
     acc = [torch.zeros_like(params[n], dtype=torch.float32) for n in names]

@@ -179,9 +179,17 @@ def compute_importance(
     params = trainable_parameters(model)
     stamp = weights_fingerprint(model) if fingerprint else None
     tensors, n_samples, n_batches, batch_size = accumulate(
-        model, params, data, objective=objective, estimator=estimator, loss_fn=loss_fn,
-        batch_fn=batch_fn, train_mode=train_mode, max_memory=max_memory, progress=progress,
-    )  # fmt: skip
+        model,
+        params,
+        data,
+        objective=objective,
+        estimator=estimator,
+        loss_fn=loss_fn,
+        batch_fn=batch_fn,
+        train_mode=train_mode,
+        max_memory=max_memory,
+        progress=progress,
+    )
     return Importance(
         tensors=tensors,
         objective=objective,

@@ -51,20 +51,43 @@ class SSD:
 
     objective = "loss"
 
-    def __init__(self, *, alpha: float = 10.0, dampening: float = 1.0, reference: str = "full",
-                 estimator: str = "batch", train_mode: bool = False, loss_fn=None,
-                 batch_fn=None, max_memory: int = 512 * 2**20, progress: bool = False):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        alpha: float = 10.0,
+        dampening: float = 1.0,
+        reference: str = "full",
+        estimator: str = "batch",
+        train_mode: bool = False,
+        loss_fn=None,
+        batch_fn=None,
+        max_memory: int = 512 * 2**20,
+        progress: bool = False,
+    ):
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
         self.alpha, self.dampening, self.reference = alpha, dampening, reference
         self.importance_options = dict(
-            objective=self.objective, estimator=estimator, loss_fn=loss_fn, batch_fn=batch_fn,
-            train_mode=train_mode, max_memory=max_memory, progress=progress,
-        )  # fmt: skip
+            objective=self.objective,
+            estimator=estimator,
+            loss_fn=loss_fn,
+            batch_fn=batch_fn,
+            train_mode=train_mode,
+            max_memory=max_memory,
+            progress=progress,
+        )
 
-    def unlearn(self, model: nn.Module, *, forget, data=None, retain=None,
-                importance: Importance | None = None, n_data: int | None = None,
-                inplace: bool = False) -> UnlearnResult:  # fmt: skip
+    def unlearn(
+        self,
+        model: nn.Module,
+        *,
+        forget,
+        data=None,
+        retain=None,
+        importance: Importance | None = None,
+        n_data: int | None = None,
+        inplace: bool = False,
+    ) -> UnlearnResult:
         """Forget ``forget`` and return an :class:`UnlearnResult`.
 
         Args:
@@ -82,8 +105,11 @@ class SSD:
         timings = {}
         reference = self._reference_importance(model, data, retain, importance)
         timings["importance_data"] = time.perf_counter() - start
-        options = {**self.importance_options, "estimator": reference.estimator,
-                   "train_mode": reference.train_mode}  # fmt: skip
+        options = {
+            **self.importance_options,
+            "estimator": reference.estimator,
+            "train_mode": reference.train_mode,
+        }
         tick = time.perf_counter()
         forgotten = compute_importance(model, forget, fingerprint=False, **options)
         timings["importance_forget"] = time.perf_counter() - tick
@@ -92,24 +118,42 @@ class SSD:
             log.warning(
                 "forget batches (%d) and reference batches (%d) differ in size; the batch "
                 "estimator's scale depends on batch size: use equal sizes or "
-                "estimator='sample'.", forgotten.batch_size, reference.batch_size,
-            )  # fmt: skip
+                "estimator='sample'.",
+                forgotten.batch_size,
+                reference.batch_size,
+            )
         n_total = self._n_data(reference, forgotten, n_data)
         tick = time.perf_counter()
         alpha, percentile = self._alpha(forgotten, reference, n_total)
         target = model if inplace else copy.deepcopy(model)
         counts = dampen_parameters_(
-            trainable_parameters(target), forgotten.tensors, reference.tensors,
-            alpha=alpha, dampening=self.dampening,
-        )  # fmt: skip
+            trainable_parameters(target),
+            forgotten.tensors,
+            reference.tensors,
+            alpha=alpha,
+            dampening=self.dampening,
+        )
         timings["select_dampen"] = time.perf_counter() - tick
         result = UnlearnResult(
-            model=target, method=self.name, seconds=time.perf_counter() - start, timings=timings,
-            alpha=alpha, percentile=percentile, dampening=self.dampening, per_layer=counts,
-            n_forget=forgotten.n_samples, n_data=n_total,
-        )  # fmt: skip
-        log.info("%s: alpha=%.4g, dampened %d of %d weights in %.2fs", self.name, alpha,
-                 result.n_dampened, result.n_params, result.seconds)  # fmt: skip
+            model=target,
+            method=self.name,
+            seconds=time.perf_counter() - start,
+            timings=timings,
+            alpha=alpha,
+            percentile=percentile,
+            dampening=self.dampening,
+            per_layer=counts,
+            n_forget=forgotten.n_samples,
+            n_data=n_total,
+        )
+        log.info(
+            "%s: alpha=%.4g, dampened %d of %d weights in %.2fs",
+            self.name,
+            alpha,
+            result.n_dampened,
+            result.n_params,
+            result.seconds,
+        )
         return result
 
     def _alpha(self, forgotten: Importance, reference: Importance, n_data: int | None):

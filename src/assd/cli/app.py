@@ -1,4 +1,8 @@
-"""The ``assd`` command."""
+"""The ``assd`` command group and its error handling.
+
+Commands live in sibling modules that add themselves to :data:`cli`;
+``assd.cli`` imports them all.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import click
 
 import assd
 
-__all__ = ["main"]
+__all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,8 +36,15 @@ def methods() -> None:
         click.echo(name)
 
 
+@cli.group()
+def experiment() -> None:
+    """Run an experiment grid (method x seed x ...) and write results, tables and plots."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning known errors into one-paragraph messages."""
+    from . import commands  # noqa: F401  (registers every command)
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

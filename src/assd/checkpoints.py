@@ -1,0 +1,174 @@
+"""Model folders: weights in safetensors, architecture in JSON, no pickle.
+
+A model folder holds ``model.safetensors`` (the state dict) and
+``model.json`` (``{"architecture": name, "kwargs": {...}, "extra": {...}}``),
+so :func:`load_model` can rebuild it with :func:`assd.models.build_model`.
+Folders are written atomically: into a hidden sibling, then renamed.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "m1"
+    >>> model = build_model("mlp-small", n_features=4, n_classes=3)
+    >>> spec = {"n_features": 4, "n_classes": 3}
+    >>> save_model(folder, model, architecture="mlp-small", kwargs=spec)
+    >>> loaded, spec = load_model(folder)
+    >>> spec["architecture"], sorted(p.name for p in folder.iterdir())
+    ('mlp-small', ['model.json', 'model.safetensors'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__
+from .models import build_model
+
+__all__ = ["load_model", "load_state_dict", "save_model", "write_folder"]
+
+WEIGHTS, SPEC = "model.safetensors", "model.json"
+
+
+@contextlib.contextmanager
+def write_folder(folder: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a hidden temporary folder; on success it becomes ``folder``.
+
+    Refuses an existing ``folder`` unless ``overwrite``; then the old folder is
+    replaced only after the new one is complete.
+    """
+    final = Path(folder)
+    if final.exists() and not overwrite:
+        raise FileExistsError(
+            f"{final} already exists; choose a new output folder or pass overwrite "
+            "(--overwrite) to replace it."
+        )
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        for item in tmp.iterdir():
+            with open(item, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.chmod(tmp, 0o755)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_model(
+    folder: str | os.PathLike,
+    model: nn.Module,
+    *,
+    architecture: str,
+    kwargs: dict,
+    extra: dict | None = None,
+    overwrite: bool = False,
+    files: dict[str, Callable[[Path], None]] | None = None,
+) -> None:
+    """Write a model folder atomically.
+
+    Args:
+        folder: the folder to create.
+        model: the model whose state dict is saved.
+        architecture: a name known to :func:`assd.models.build_model`.
+        kwargs: keyword arguments that rebuild it.
+        extra: anything JSON-ready to keep beside it (training config, metrics, ...).
+        overwrite: replace an existing folder.
+        files: more files to write into the folder: ``{name: writer(path)}``.
+    """
+    from safetensors.torch import save_model as save_weights
+
+    spec = {
+        "architecture": architecture,
+        "kwargs": kwargs,
+        "extra": extra or {},
+        "assd_version": __version__,
+    }
+    with write_folder(folder, overwrite=overwrite) as tmp:
+        save_weights(model, str(tmp / WEIGHTS))
+        (tmp / SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True), encoding="utf-8")
+        for name, writer in (files or {}).items():
+            writer(tmp / name)
+
+
+def load_model(folder: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """Rebuild the model saved in ``folder``; returns ``(model, spec)`` (model in eval mode)."""
+    folder = Path(folder)
+    spec_path = folder / SPEC
+    if not spec_path.is_file():
+        raise FileNotFoundError(
+            f"{folder} is not a model folder (no {SPEC}); pass a folder written by "
+            "`assd train` or assd.checkpoints.save_model."
+        )
+    try:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        model = build_model(spec["architecture"], **spec["kwargs"])
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{spec_path} is corrupt ({error}); re-create the model folder."
+        ) from error
+    _load_weights_into(model, folder / WEIGHTS)
+    return model.eval(), spec
+
+
+def _load_weights_into(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import load_model as load_weights
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}; the model folder is incomplete.")
+    try:
+        load_weights(model, str(path))  # handles tied (shared) parameters
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(
+            f"cannot load {path} ({error}); the file is truncated, corrupt, or belongs to "
+            "another architecture."
+        ) from error
+
+
+def load_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict:
+    """Read weights from safetensors, or (opt-in) from a PyTorch pickle with ``weights_only``.
+
+    Pickle files can run code when loaded; they are refused unless
+    ``allow_pickle=True``, and even then only tensors are unpickled.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}.")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except Exception as error:  # safetensors raises its own error types
+            raise ValueError(
+                f"cannot read {path} ({error}); the file is truncated or corrupt."
+            ) from error
+    if not allow_pickle:
+        raise ValueError(
+            f"{path} is not a .safetensors file; pickle checkpoints can run arbitrary code "
+            "when loaded. Convert it to safetensors, or opt in with allow_pickle=True "
+            "(--allow-pickle), which loads tensors only (weights_only=True)."
+        )
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(
+            f"cannot read {path} as a weights-only PyTorch checkpoint: {error}"
+        ) from error
+    return state.get("state_dict", state) if isinstance(state, dict) else state

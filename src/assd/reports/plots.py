@@ -1,0 +1,48 @@
+"""Plots as PNG files (matplotlib, imported only here, headless)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from ..files import atomic_path
+
+__all__ = ["box_plot"]
+
+
+def box_plot(
+    groups: Mapping[str, Sequence[float]],
+    path: str | os.PathLike,
+    *,
+    title: str,
+    ylabel: str,
+    reference: float | None = None,
+) -> None:
+    """Box plot with one box per group (points overlaid), written atomically to ``path``.
+
+    Args:
+        groups: label -> values (e.g. method -> test accuracy over seeds).
+        path: PNG file to write.
+        title, ylabel: text of the plot.
+        reference: draw a dashed horizontal line here (e.g. the original model).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(groups)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 3.6))
+    ax.boxplot([list(groups[k]) for k in labels], tick_labels=labels, showmeans=True)
+    for i, label in enumerate(labels, 1):
+        values = list(groups[label])
+        ax.scatter([i] * len(values), values, s=10, alpha=0.6, color="black", zorder=3)
+    if reference is not None:
+        ax.axhline(reference, linestyle="--", color="grey", linewidth=1)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
