@@ -137,3 +137,18 @@ def test_bad_inputs_get_clear_errors():
         compute_importance(model, [(x, y)], estimator="exact")
     with pytest.raises(ValueError, match="eval mode"):
         compute_importance(model, [(x, y)], estimator="sample", train_mode=True)
+
+
+def test_retain_importance_is_full_minus_forget_for_the_sample_estimator():
+    model, (x, y) = small_model(), toy_data(30)
+    full = compute_importance(model, TensorData(x, y, batch_size=11), estimator="sample")
+    forget = compute_importance(model, TensorData(x[:7], y[:7]), estimator="sample")
+    retain = compute_importance(model, TensorData(x[7:], y[7:]), estimator="sample")
+    derived = full.without(forget)
+    assert derived.n_samples == 23
+    for name in retain.tensors:
+        torch.testing.assert_close(
+            derived.tensors[name], retain.tensors[name], rtol=1e-4, atol=1e-7
+        )
+    with pytest.raises(ValueError, match="only estimator='sample'"):
+        compute_importance(model, TensorData(x, y)).without(forget)

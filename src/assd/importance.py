@@ -73,6 +73,49 @@ class Importance:
         moved = {n: t.to(device) for n, t in self.tensors.items()}
         return Importance(**{**self.__dict__, "tensors": moved})
 
+    def without(self, part: Importance) -> Importance:
+        """The importance of the other samples: this set minus ``part`` (a subset of it).
+
+        Importance is a mean over samples, so for the ``sample`` estimator
+        ``(n * I_all - k * I_part) / (n - k)`` is exactly what a pass over the
+        remaining samples would give (up to rounding; tiny negatives are
+        clipped to 0). It turns a cached full-data importance plus a pass over
+        the forget set into the retain-set importance without another pass.
+
+        Raises:
+            ValueError: for the ``batch`` estimator (batch means do not
+                subtract), mismatched settings, or a part as large as the whole.
+        """
+        if self.estimator != "sample" or part.estimator != "sample":
+            raise ValueError(
+                "only estimator='sample' importances can be subtracted exactly; the batch "
+                "estimator averages batch-mean gradients, which do not decompose by sample. "
+                "Compute the retain-set importance directly instead."
+            )
+        if (part.objective, part.train_mode) != (self.objective, self.train_mode):
+            raise ValueError("both importances must use the same objective and mode.")
+        if set(part.tensors) != set(self.tensors):
+            raise ValueError("the two importances cover different parameters.")
+        rest = self.n_samples - part.n_samples
+        if rest <= 0:
+            raise ValueError(
+                f"cannot remove {part.n_samples} samples from an importance of {self.n_samples}."
+            )
+        tensors = {
+            name: ((self.n_samples * t - part.n_samples * part.tensors[name]) / rest).clamp_(min=0)
+            for name, t in self.tensors.items()
+        }
+        return Importance(
+            tensors=tensors,
+            objective=self.objective,
+            estimator=self.estimator,
+            n_samples=rest,
+            n_batches=max(self.n_batches - part.n_batches, 1),
+            batch_size=self.batch_size,
+            train_mode=self.train_mode,
+            fingerprint=self.fingerprint,
+        )
+
     def check_fits(self, model: nn.Module, *, check_fingerprint: bool = True) -> None:
         """Refuse an importance that was computed on another model or other weights."""
         params = trainable_parameters(model)
