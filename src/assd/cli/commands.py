@@ -1,3 +1,5 @@
 """Imports every command module, so each adds its commands to the ``assd`` group."""
 
 # One line per command module (each registers itself on import).
+from . import experiment_errors as _experiment_errors  # noqa: F401  (assd experiment errors)
+from . import tables as _tables  # noqa: F401  (assd train / unlearn / evaluate / data)

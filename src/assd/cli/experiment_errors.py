@@ -1,0 +1,107 @@
+"""``assd experiment errors``: unlearn data-entry errors on the flights table."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from ..distributed import is_main_process
+from .app import experiment
+
+log = logging.getLogger("assd")
+
+# Settings that change the numbers of every cell: a results file made with others is refused.
+FIXED = ("n_train", "group_column", "with_dep_delay", "training")
+
+
+def _floats(text: str) -> list[float]:
+    return [float(t) for t in text.split(",") if t.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    """``"5"`` -> seeds 0..4; ``"0,3,7"`` -> those seeds."""
+    parts = [int(t) for t in text.split(",") if t.strip()]
+    return list(range(parts[0])) if len(parts) == 1 else parts
+
+
+def _words(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+@experiment.command("errors")
+@click.option("--out", required=True, type=click.Path(), help="Folder for results, table, plots.")
+@click.option("--rates", default="0.5,1,2.5,5,7.5,10", show_default=True,
+              help="Error rates in percent.")  # fmt: skip
+@click.option("--seeds", default="5", show_default=True, help="A count, or a list like 0,3,7.")
+@click.option("--models", default="mlp", show_default=True, help="mlp, mlp-small, mlp-large.")
+@click.option("--kinds", default="uniform,group", show_default=True,
+              help="Error kinds: uniform, pair, group.")  # fmt: skip
+@click.option("--methods", default=None,
+              help="Method specs NAME[:key=value,...] separated by spaces or semicolons "
+                   "(default: mistake assd ssd lfssd alfssd finetune retrain).")  # fmt: skip
+@click.option("--n-train", default=20000, show_default=True, help="Training rows drawn per seed.")
+@click.option("--epochs", default=25, show_default=True)
+@click.option("--lr", default=0.05, show_default=True)
+@click.option("--no-progress", is_flag=True)
+def errors(out, rates, seeds, models, kinds, methods, n_train, epochs, lr, no_progress) -> None:
+    """Train on wrongly entered labels, unlearn them with each method, compare with retraining.
+
+    Writes OUT/results.jsonl (one line per cell; a re-run skips finished
+    cells), OUT/table.md, OUT/summary.json and box plots in OUT/figures/.
+    """
+    from ..experiments import ResultLog, run_cells
+    from ..experiments.errors import ErrorsConfig, load_errors_data, make_cells, run_one
+
+    config = ErrorsConfig(
+        rates=[r / 100 for r in _floats(rates)], seeds=_seeds(seeds), models=_words(models),
+        kinds=_words(kinds), n_train=n_train, training={"epochs": epochs, "lr": lr},
+    )  # fmt: skip
+    if methods:
+        config.methods = [m for m in methods.replace(";", " ").split() if m]
+    folder = Path(out)
+    log_file = ResultLog(folder / "results.jsonl")
+    _check_settings(log_file, config)
+    data = load_errors_data(config)
+    cache: dict = {}
+    records = run_cells(
+        make_cells(config), lambda cell: run_one(cell, data, config, cache), log_file,
+        config=config.to_dict(), progress=not no_progress and is_main_process(),
+    )  # fmt: skip
+    if is_main_process():
+        _report(records, config, folder)
+
+
+def _check_settings(log_file, config) -> None:
+    wanted = {k: config.to_dict()[k] for k in FIXED}
+    for record in log_file.records():
+        have = {k: record.get("config", {}).get(k) for k in FIXED}
+        if have != wanted:
+            raise ValueError(
+                f"{log_file.path} holds results made with other settings ({have}); "
+                "choose another --out to run these settings."
+            )
+
+
+def _report(records: list[dict], config, folder: Path) -> None:
+    from ..experiments.errors_report import errors_markdown, errors_plots, summarize
+    from ..files import write_atomic
+
+    wanted = {json.dumps(c, sort_keys=True) for c in _cells(config)}
+    mine = [r for r in records if json.dumps(r["key"], sort_keys=True) in wanted]
+    rows = summarize(mine)
+    table = errors_markdown(rows)
+    write_atomic(folder / "table.md", table)
+    write_atomic(folder / "summary.json", json.dumps(rows, indent=1, allow_nan=True))
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    plots = errors_plots(mine, folder / "figures")
+    click.echo(table)
+    click.echo(f"wrote {folder}/results.jsonl, table.md, summary.json and {len(plots)} plots")
+
+
+def _cells(config):
+    from ..experiments.errors import make_cells
+
+    return make_cells(config)

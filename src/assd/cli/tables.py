@@ -1,0 +1,194 @@
+"""``assd train``, ``assd unlearn``, ``assd evaluate`` and ``assd data``: tables in, models out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+
+from ..distributed import is_main_process
+from .app import cli
+
+log = logging.getLogger("assd")
+
+SPLIT_HELP = "held-out rows: 'random', 'time:COLUMN' (latest rows by that column) or 'none'"
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@cli.command()
+@click.option("--data", "data_path", required=True, type=click.Path(), help="CSV or Parquet table.")
+@click.option("--target", required=True, help="The label column.")
+@click.option("--out", required=True, type=click.Path(), help="Model folder to write.")
+@click.option("--model", default="mlp", type=click.Choice(["mlp", "mlp-small", "mlp-large"]))
+@click.option("--id-column", default=None, help="Column of unique row ids (default: row numbers).")
+@click.option("--split", default="random", show_default=True, help=SPLIT_HELP)
+@click.option("--test-share", default=0.2, show_default=True, type=float)
+@click.option("--features", default=None, help="Comma-separated input columns (default: all).")
+@click.option("--categorical", default=None, help="Columns to one-hot even if numeric.")
+@click.option("--max-levels", default=20, show_default=True, help="Levels kept per category.")
+@click.option("--epochs", default=25, show_default=True)
+@click.option("--lr", default=0.05, show_default=True)
+@click.option("--lr-gamma", default=0.95, show_default=True, help="StepLR factor per epoch.")
+@click.option("--batch-size", default=1024, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
+def train(data_path, target, out, model, id_column, split, test_share, features, categorical,
+          max_levels, epochs, lr, lr_gamma, batch_size, seed, overwrite) -> None:  # fmt: skip
+    """Train a tabular MLP; the preprocessing is saved with it (JSON, no pickle)."""
+    from ..data.table import read_table
+    from ..tabular import TrainConfig, train_table
+
+    _refuse_existing(out, overwrite)
+    frame = read_table(data_path)
+    config = TrainConfig(
+        model=model, epochs=epochs, lr=lr, lr_gamma=lr_gamma, batch_size=batch_size, seed=seed
+    )
+    trained = train_table(
+        frame, target=target, id_column=id_column, split=split, test_share=test_share,
+        features=_names(features), categorical=_names(categorical), max_levels=max_levels,
+        config=config, source=Path(data_path).name, progress=True,
+    )  # fmt: skip
+    if not is_main_process():
+        return
+    trained.save(out, overwrite=overwrite)
+    info, metrics = trained.extra["data"], trained.extra["metrics"]
+    click.echo(
+        f"trained {model} on {info['n_train']} rows "
+        f"({len(trained.task.preprocessor.feature_names)} features, classes "
+        f"{', '.join(trained.task.class_names)}); held out {info['n_test']} rows"
+    )
+    for name, report in metrics.items():
+        click.echo(f"{name} accuracy: {report['accuracy']:.4f}")
+    click.echo(f"wrote {out}")
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder.")
+@click.option("--data", "data_path", required=True, type=click.Path(), help="The training table.")
+@click.option("--forget", "forget_path", required=True, type=click.Path(),
+              help="Text file of row ids to forget, one per line.")  # fmt: skip
+@click.option("--out", required=True, type=click.Path(), help="New model folder to write.")
+@click.option("--method", default="assd", show_default=True, help="Any of `assd methods`.")
+@click.option("--reference", type=click.Choice(["full", "retain"]), default=None,
+              help="SSD family: I_D on all training rows or on the rows kept.")  # fmt: skip
+@click.option("--estimator", type=click.Choice(["sample", "batch"]), default=None)
+@click.option("--option", "options", multiple=True, help="More method options: KEY=VALUE.")
+@click.option("--eval-data", multiple=True, type=click.Path(),
+              help="Labelled table(s) to measure before/after (repeatable).")  # fmt: skip
+@click.option("--cache-dir", default=None, type=click.Path(),
+              help="Folder for the importance cache (default: the model folder).")  # fmt: skip
+@click.option("--no-cache", is_flag=True, help="Do not read or write the importance cache.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
+def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator, options,
+            eval_data, cache_dir, no_cache, overwrite) -> None:  # fmt: skip
+    """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
+    from ..data.table import read_forget_ids, read_table
+    from ..experiments.errors import parse_method
+    from ..tabular import TabularModel, unlearn_rows
+    from ..tabular.report import unlearn_markdown
+
+    _refuse_existing(out, overwrite)
+    tabular = TabularModel.load(model_dir)
+    frame = read_table(data_path)
+    ids = read_forget_ids(forget_path)
+    opts = parse_method("x:" + ",".join(options))[1]
+    opts.update({k: v for k, v in (("reference", reference), ("estimator", estimator)) if v})
+    evals = {Path(p).stem: read_table(p) for p in eval_data}
+    cache = None if no_cache else (cache_dir or model_dir)
+    if cache_dir and not no_cache:
+        try:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            log.warning("cannot create the cache folder %s (%s); not caching", cache_dir, error)
+    new, report = unlearn_rows(
+        tabular, frame, ids, method=method, options=opts, eval_frames=evals, cache_folder=cache
+    )
+    if not is_main_process():
+        return
+    report["model"], report["data"], report["forget_file"] = model_dir, data_path, forget_path
+    text, markdown = json.dumps(report, indent=2), unlearn_markdown(report)
+    files = {
+        "report.json": lambda p: p.write_text(text, encoding="utf-8"),
+        "report.md": lambda p: p.write_text(markdown, encoding="utf-8"),
+    }
+    new.save(out, overwrite=overwrite, files=files)  # one atomic folder with its reports
+    click.echo(markdown)
+    click.echo(f"wrote {out} (model, report.json, report.md)")
+
+
+@cli.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder.")
+@click.option("--data", "data_path", required=True, type=click.Path(), help="Labelled table.")
+@click.option("--rows", type=click.Choice(["all", "test", "train"]), default="all",
+              show_default=True, help="All rows, or the model's test / train split.")  # fmt: skip
+@click.option("--json", "json_path", default=None, type=click.Path(), help="Also write JSON.")
+def evaluate(model_dir, data_path, rows, json_path) -> None:
+    """Accuracy, per-class accuracy and the confusion matrix of a model on a table."""
+    from ..data.table import read_table
+    from ..files import write_atomic
+    from ..tabular import TabularModel, classify, format_classification
+
+    tabular = TabularModel.load(model_dir)
+    encoded = tabular.task.encode(read_table(data_path))
+    if rows != "all":
+        encoded = encoded.subset(encoded.test if rows == "test" else ~encoded.test)
+    if len(encoded) == 0:
+        split = tabular.task.split
+        raise ValueError(f"no {rows} rows in {data_path}; the model's split is {split!r}.")
+    report = classify(tabular.model, encoded.x, encoded.y, class_names=tabular.task.class_names)
+    if not is_main_process():
+        return
+    click.echo(format_classification(report, title=f"{model_dir} on {data_path} ({rows} rows)"))
+    if json_path:
+        write_atomic(json_path, json.dumps(report, indent=2))
+        click.echo(f"wrote {json_path}")
+
+
+@cli.group()
+def data() -> None:
+    """Prepare the tables that ship (flights) or that you have (DataCo)."""
+
+
+@data.command("flights")
+@click.option("--out", required=True, type=click.Path(), help="CSV or Parquet file to write.")
+@click.option("--no-dep-delay", is_flag=True, help="Leave out the departure delay (harder task).")
+def data_flights(out, no_dep_delay) -> None:
+    """Write the NYC 2013 flights delay-class table (target: delay_class, ids: id)."""
+    from ..data.flights import load_flights
+
+    _write_frame(load_flights(with_dep_delay=not no_dep_delay), out)
+
+
+@data.command("dataco")
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="DataCoSupplyChainDataset.csv")  # fmt: skip
+@click.option("--out", required=True, type=click.Path(), help="CSV or Parquet file to write.")
+def data_dataco(data_path, out) -> None:
+    """Write the DataCo delay-class table with the ASSD paper's preprocessing."""
+    from ..data.dataco import load_dataco
+
+    _write_frame(load_dataco(data_path), out)
+
+
+def _write_frame(frame, out: str) -> None:
+    from ..files import atomic_path
+
+    if not is_main_process():
+        return
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        if out.endswith((".parquet", ".pq")):
+            frame.to_parquet(tmp, index=False)
+        else:
+            frame.to_csv(tmp, index=False)
+    click.echo(f"wrote {out}: {len(frame)} rows, columns {', '.join(frame.columns)}")
+
+
+def _refuse_existing(out: str, overwrite: bool) -> None:
+    if Path(out).exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose a new --out or pass --overwrite.")

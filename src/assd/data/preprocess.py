@@ -1,0 +1,191 @@
+"""Table preprocessing fitted on training rows and stored as JSON (no pickle).
+
+Numeric columns: missing values filled with the training median, then
+min-max scaled with the training minimum and maximum. Categorical columns:
+one-hot over the ``max_levels`` most frequent training levels; rarer and
+unseen levels go to ``"other"``, missing values to ``"<missing>"``. Finally
+every feature whose training variance is at most ``min_variance`` (constant
+columns, by default) is dropped.
+
+Example:
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"x": [0.0, 5.0, 10.0], "c": ["a", "b", "a"]})
+    >>> prep = Preprocessor.fit(frame, numeric=["x"], categorical=["c"])
+    >>> prep.feature_names
+    ['x', 'c=a', 'c=b']
+    >>> prep.transform(frame).tolist()
+    [[0.0, 1.0, 0.0], [0.5, 0.0, 1.0], [1.0, 1.0, 0.0]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..files import write_atomic
+
+__all__ = ["MISSING", "OTHER", "Preprocessor", "split_columns"]
+
+OTHER, MISSING = "other", "<missing>"
+_FORMAT = "assd-preprocessing/1"
+
+
+@dataclass
+class Preprocessor:
+    """A fitted preprocessing pipeline; build it with :meth:`fit`, store it with :meth:`save`.
+
+    Attributes:
+        numeric: numeric input columns, in order.
+        categorical: categorical input columns, in order.
+        fill: training median per numeric column (used for missing values).
+        low, high: training minimum and maximum per numeric column.
+        levels: kept levels per categorical column (most frequent first).
+        keep: names of the features kept after the variance threshold.
+        max_levels, min_variance: the settings it was fitted with.
+    """
+
+    numeric: list[str]
+    categorical: list[str]
+    fill: dict[str, float] = field(default_factory=dict)
+    low: dict[str, float] = field(default_factory=dict)
+    high: dict[str, float] = field(default_factory=dict)
+    levels: dict[str, list[str]] = field(default_factory=dict)
+    keep: list[str] = field(default_factory=list)
+    max_levels: int = 20
+    min_variance: float = 0.0
+
+    @classmethod
+    def fit(
+        cls,
+        frame,
+        *,
+        numeric: list[str],
+        categorical: list[str],
+        max_levels: int = 20,
+        min_variance: float = 0.0,
+    ) -> Preprocessor:
+        """Fit on ``frame`` (the training rows only) and return the fitted pipeline."""
+        if max_levels < 1:
+            raise ValueError(f"max_levels must be at least 1, got {max_levels}.")
+        _check_columns(frame, [*numeric, *categorical])
+        prep = cls(list(numeric), list(categorical), max_levels=max_levels)
+        prep.min_variance = float(min_variance)
+        for col in numeric:
+            values = _numbers(frame, col)
+            finite = values[np.isfinite(values)]
+            if finite.size == 0:
+                raise ValueError(f"numeric column {col!r} has no values in the training rows.")
+            prep.fill[col] = float(np.median(finite))
+            prep.low[col], prep.high[col] = float(finite.min()), float(finite.max())
+        for col in categorical:
+            counts = _strings(frame, col).value_counts()
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            prep.levels[col] = [level for level, _ in ranked[:max_levels]]
+        prep.keep = prep.all_features()
+        variances = prep.transform(frame).var(axis=0)
+        prep.keep = [n for n, v in zip(prep.keep, variances, strict=True) if v > min_variance]
+        if not prep.keep:
+            raise ValueError("every feature is constant on the training rows; nothing to learn.")
+        return prep
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the model's input features, in order."""
+        return list(self.keep)
+
+    def all_features(self) -> list[str]:
+        """Every feature before the variance threshold."""
+        names = list(self.numeric)
+        for col in self.categorical:
+            names += [f"{col}={level}" for level in self.levels[col]] + [f"{col}={OTHER}"]
+        return names
+
+    def transform(self, frame) -> np.ndarray:
+        """Features of ``frame`` as float32 ``(rows, features)``, exactly as fitted."""
+        _check_columns(frame, [*self.numeric, *self.categorical])
+        blocks = []
+        for col in self.numeric:
+            values = _numbers(frame, col)
+            values = np.where(np.isfinite(values), values, self.fill[col])
+            span = self.high[col] - self.low[col]
+            blocks.append(((values - self.low[col]) / (span if span > 0 else 1.0))[:, None])
+        for col in self.categorical:
+            codes = _level_codes(_strings(frame, col).to_numpy(), self.levels[col])
+            blocks.append(np.eye(len(self.levels[col]) + 1)[codes])
+        full = np.concatenate(blocks, axis=1) if blocks else np.empty((len(frame), 0))
+        index = {name: i for i, name in enumerate(self.all_features())}
+        return full[:, [index[name] for name in self.keep]].astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """JSON-ready state."""
+        return {"format": _FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> Preprocessor:
+        """Rebuild from :meth:`to_dict`'s output."""
+        if state.get("format") != _FORMAT:
+            raise ValueError("not an assd preprocessing file (missing or unknown 'format').")
+        return cls(**{k: v for k, v in state.items() if k != "format"})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write as JSON, atomically."""
+        write_atomic(path, json.dumps(self.to_dict(), indent=1, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Preprocessor:
+        """Read a file written by :meth:`save`."""
+        with open(path, encoding="utf-8") as handle:
+            try:
+                return cls.from_dict(json.load(handle))
+            except (json.JSONDecodeError, TypeError) as error:
+                raise ValueError(f"{path} is corrupt ({error}); re-create the model.") from error
+
+
+def split_columns(frame, columns: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``columns`` into numeric and categorical by dtype (bools are categorical)."""
+    import pandas as pd
+
+    numeric, categorical = [], []
+    for col in columns:
+        dtype = frame[col].dtype
+        is_number = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+        (numeric if is_number else categorical).append(col)
+    return numeric, categorical
+
+
+def _check_columns(frame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"the data lacks column(s) {missing}; it must have the columns the model was "
+            "trained on."
+        )
+
+
+def _numbers(frame, col: str) -> np.ndarray:
+    import pandas as pd
+
+    values = pd.to_numeric(frame[col], errors="coerce")
+    bad = values.isna() & frame[col].notna()
+    if bad.any():
+        example = frame[col][bad].iloc[0]
+        raise ValueError(
+            f"numeric column {col!r} holds a non-number ({example!r}); clean it or declare "
+            "the column categorical."
+        )
+    return values.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _strings(frame, col: str):
+    column = frame[col]
+    return column.astype(object).where(column.notna(), MISSING).astype(str)
+
+
+def _level_codes(values: np.ndarray, levels: list[str]) -> np.ndarray:
+    import pandas as pd
+
+    codes = pd.Categorical(values, categories=levels).codes.astype(np.int64)
+    return np.where(codes < 0, len(levels), codes)  # rare and unseen levels -> "other"

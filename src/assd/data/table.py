@@ -1,0 +1,158 @@
+"""Reading tables (CSV, Parquet), stable row ids, train/test splits, forget-id files.
+
+Row ids are strings: the values of an id column when one is named, else the
+0-based row number in the file, so that users can name rows to forget in a
+plain text file, one id per line.
+
+Example:
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"when": ["2024-01-03", "2024-01-01", "2024-01-02"]})
+    >>> split_rows(frame, "time:when", test_share=1 / 3).tolist()
+    [True, False, False]
+    >>> row_ids(frame).tolist()
+    ['0', '1', '2']
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["read_forget_ids", "read_table", "row_ids", "split_rows"]
+
+log = logging.getLogger("assd")
+
+PARQUET = (".parquet", ".pq")
+TEXT = (".csv", ".tsv", ".txt", ".gz", ".bz2", ".zip", ".xz")
+ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # latin-1 decodes any byte: last resort
+
+
+def read_table(path: str | os.PathLike):
+    """Read a CSV (delimiter and encoding sniffed; compressed is fine) or Parquet file.
+
+    Returns:
+        A pandas DataFrame, rows in file order.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no data file at {path}; pass the path of a CSV or Parquet file.")
+    suffix = path.suffix.lower()
+    if suffix in PARQUET:
+        try:
+            return pd.read_parquet(path)
+        except Exception as error:  # pyarrow raises its own types
+            raise ValueError(f"cannot read {path} as Parquet ({error}).") from error
+    if suffix not in TEXT:
+        raise ValueError(
+            f"{path.name}: unknown file type {suffix!r}; pass a .csv/.tsv (optionally "
+            ".gz/.zip) or .parquet file."
+        )
+    encoding, delimiter = _sniff(path)
+    try:
+        frame = pd.read_csv(path, sep=delimiter, encoding=encoding, low_memory=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read {path} as a table ({error}).") from error
+    if frame.shape[1] < 2:
+        raise ValueError(
+            f"{path} has {frame.shape[1]} column(s) after sniffing the delimiter "
+            f"{delimiter!r}; a table needs a target and at least one feature."
+        )
+    return frame
+
+
+def _sniff(path: Path) -> tuple[str, str]:
+    """Guess the encoding and the delimiter from the first 64 KiB."""
+    import pandas as pd
+
+    compression = pd.io.common.infer_compression(str(path), "infer")
+    with pd.io.common.get_handle(str(path), "rb", compression=compression) as handle:
+        head = handle.handle.read(65536)
+    if not head.strip():
+        raise ValueError(f"{path} is empty; pass a table with a header row and data.")
+    for encoding in ENCODINGS:
+        try:
+            text = head.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    if encoding != "utf-8-sig":
+        log.warning("%s is not UTF-8; reading it as %s", path.name, encoding)
+    sample = "\n".join(text.splitlines()[:50])
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = ","
+    return encoding, delimiter
+
+
+def row_ids(frame, id_column: str | None = None) -> np.ndarray:
+    """Stable string ids: ``frame[id_column]`` (unique, no blanks) or the row number."""
+    if id_column is None:
+        return np.arange(len(frame)).astype(str)
+    if id_column not in frame.columns:
+        raise ValueError(f"no id column {id_column!r}; columns are {list(frame.columns)[:20]}.")
+    column = frame[id_column]
+    if column.isna().any():
+        raise ValueError(f"id column {id_column!r} has blank values; every row needs an id.")
+    ids = column.astype(str).to_numpy()
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"id column {id_column!r} has duplicate values; ids must be unique.")
+    return ids
+
+
+def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Boolean mask of the held-out (test) rows.
+
+    Args:
+        frame: the table.
+        spec: ``"time:COLUMN"`` (the latest ``test_share`` of rows by that
+            column's time are the test set), ``"random"`` (a seeded random
+            share) or ``"none"`` (no test set).
+        test_share: share of rows held out.
+        seed: seed of the random split.
+    """
+    import pandas as pd
+
+    n = len(frame)
+    if spec == "none":
+        return np.zeros(n, dtype=bool)
+    if not 0.0 < test_share < 1.0:
+        raise ValueError(f"test_share must lie strictly between 0 and 1, got {test_share}.")
+    n_test = round(test_share * n)
+    test = np.zeros(n, dtype=bool)
+    if spec == "random":
+        test[np.random.default_rng(seed).permutation(n)[:n_test]] = True
+        return test
+    if not spec.startswith("time:"):
+        raise ValueError(f"unknown split {spec!r}; use 'time:COLUMN', 'random' or 'none'.")
+    col = spec[5:]
+    if col not in frame.columns:
+        raise ValueError(f"split column {col!r} is not in the data.")
+    times = pd.to_datetime(frame[col], errors="coerce", utc=True)
+    if times.isna().any():
+        raise ValueError(f"split column {col!r} has values that are not dates or times.")
+    order = np.argsort(times.to_numpy(), kind="stable")
+    test[order[n - n_test :]] = True
+    return test
+
+
+def read_forget_ids(path: str | os.PathLike) -> list[str]:
+    """Ids in a text file: one per line (or comma-separated); blanks and ``#`` lines skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no forget file at {path}; write the row ids, one per line.")
+    ids = []
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        line = line.split("#", 1)[0]
+        ids += [part.strip() for part in line.split(",") if part.strip()]
+    if not ids:
+        raise ValueError(f"{path} names no rows; write the ids of rows to forget, one per line.")
+    if len(set(ids)) != len(ids):
+        log.warning("%s names some rows more than once; each is forgotten once", path.name)
+    return list(dict.fromkeys(ids))

@@ -1,0 +1,136 @@
+"""Training a tabular MLP and keeping it in a model folder beside its preprocessing.
+
+The folder is an ordinary :mod:`assd.checkpoints` model folder plus
+``task.json`` (target, ids, split, classes and the fitted preprocessing, as
+JSON); training settings, split sizes and metrics go into ``model.json``'s
+``extra``.
+
+Example:
+    >>> import torch
+    >>> x, y = torch.rand(64, 3), torch.randint(0, 2, (64,))
+    >>> model = train_mlp(x, y, n_classes=2, config=TrainConfig(model="mlp-small", epochs=1))
+    >>> model(x).shape
+    torch.Size([64, 2])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..batches import TensorData
+from ..checkpoints import load_model, save_model
+from ..models import build_model
+from ..train import fit
+from .task import TableTask
+
+__all__ = ["TASK_FILE", "TabularModel", "TrainConfig", "train_mlp"]
+
+TASK_FILE = "task.json"
+
+
+@dataclass
+class TrainConfig:
+    """How the MLP is trained (defaults: the ASSD paper's SGD, batch 1024, StepLR 0.95).
+
+    Attributes:
+        model: ``"mlp"`` (3 x 100, the paper's), ``"mlp-small"`` or ``"mlp-large"``.
+        epochs, lr, momentum, weight_decay, lr_gamma: as in :func:`assd.train.fit`.
+        batch_size: rows per step.
+        seed: seeds the initialisation and the shuffling.
+    """
+
+    model: str = "mlp"
+    epochs: int = 25
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_gamma: float = 0.95
+    batch_size: int = 1024
+    seed: int = 0
+
+    def loader(self, x: torch.Tensor, y: torch.Tensor, *, seed: int | None = None) -> TensorData:
+        """Shuffled training batches of ``(x, y)``."""
+        seed = self.seed if seed is None else seed
+        return TensorData(x, y, batch_size=self.batch_size, shuffle=True, seed=seed)
+
+    def fit_options(self) -> dict:
+        """Keyword options of :func:`assd.train.fit` (and of the training baselines)."""
+        keys = ("epochs", "lr", "momentum", "weight_decay", "lr_gamma")
+        return {k: getattr(self, k) for k in keys}
+
+
+def train_mlp(
+    x: torch.Tensor, y: torch.Tensor, *, n_classes: int, config: TrainConfig, progress=False
+) -> nn.Module:
+    """A fresh MLP (seeded by ``config.seed``) trained on ``(x, y)``; returned in eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, n_features=x.shape[1], n_classes=n_classes)
+    loader = config.loader(x, y)
+    return fit(model, loader, optimizer="sgd", progress=progress, **config.fit_options())
+
+
+@dataclass
+class TabularModel:
+    """A model with the task that feeds it; save it as one folder."""
+
+    model: nn.Module
+    task: TableTask
+    architecture: str
+    extra: dict = field(default_factory=dict)
+
+    def save(
+        self, folder: str | os.PathLike, *, overwrite: bool = False, files: dict | None = None
+    ) -> None:
+        """Write the model folder atomically (refuses an existing one unless ``overwrite``).
+
+        ``files`` adds more files to the folder: ``{name: writer(path)}``.
+        """
+        task_json = json.dumps(self.task.to_dict(), indent=1, sort_keys=True)
+        kwargs = {
+            "n_features": len(self.task.preprocessor.feature_names),
+            "n_classes": len(self.task.class_names),
+        }
+        save_model(
+            folder,
+            self.model,
+            architecture=self.architecture,
+            kwargs=kwargs,
+            extra=self.extra,
+            overwrite=overwrite,
+            files={
+                TASK_FILE: lambda path: path.write_text(task_json, encoding="utf-8"),
+                **(files or {}),
+            },
+        )
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> TabularModel:
+        """Read a folder written by :meth:`save` (``assd train``)."""
+        model, spec = load_model(folder)
+        path = Path(folder) / TASK_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{folder} has no {TASK_FILE}: it was not made by `assd train`, so the "
+                "table preprocessing is unknown. Train it with `assd train`."
+            )
+        try:
+            task = TableTask.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is corrupt ({error}); re-create the model.") from error
+        return cls(model, task, spec["architecture"], spec.get("extra", {}))
+
+    def config(self) -> TrainConfig:
+        """The training settings stored with the model (defaults where absent)."""
+        return TrainConfig(**self.extra.get("training", {}))
+
+
+def config_dict(config: TrainConfig) -> dict:
+    """JSON-ready training settings."""
+    return asdict(config)

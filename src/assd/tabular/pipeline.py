@@ -1,0 +1,94 @@
+"""Train a model on a table: the ``assd train`` path, callable from Python.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> frame = pd.DataFrame({"x": rng.random(200), "c": rng.choice(["a", "b"], 200)})
+    >>> frame["label"] = np.where(frame.x > 0.5, "high", "low")
+    >>> trained = train_table(frame, target="label", config=TrainConfig(epochs=3))
+    >>> trained.task.class_names, sorted(trained.extra["metrics"])
+    (['high', 'low'], ['test', 'train'])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+
+from .evaluate import classify
+from .model import TabularModel, TrainConfig, train_mlp
+from .task import Rows, TableTask, ids_digest
+
+__all__ = ["train_table", "training_rows"]
+
+log = logging.getLogger("assd")
+
+
+def train_table(
+    frame,
+    *,
+    target: str,
+    id_column: str | None = None,
+    split: str = "random",
+    test_share: float = 0.2,
+    features: list[str] | None = None,
+    categorical: list[str] | None = None,
+    max_levels: int = 20,
+    config: TrainConfig | None = None,
+    source: str | None = None,
+    progress: bool = False,
+) -> TabularModel:
+    """Fit the preprocessing on the training rows, train the MLP, measure it.
+
+    Args:
+        frame: the table (pandas DataFrame).
+        target, id_column, split, test_share, features, categorical, max_levels:
+            see :meth:`assd.tabular.TableTask.fit`.
+        config: training settings (:class:`TrainConfig`).
+        source: a name for the data (e.g. its file name), kept with the model.
+        progress: show a progress bar over epochs.
+
+    Returns:
+        A :class:`TabularModel`; its ``extra`` holds the settings, split sizes,
+        a digest of the training row ids and train/test metrics.
+    """
+    config = config or TrainConfig()
+    start = time.perf_counter()
+    task = TableTask.fit(
+        frame,
+        target=target,
+        id_column=id_column,
+        split=split,
+        test_share=test_share,
+        seed=config.seed,
+        features=features,
+        categorical=categorical,
+        max_levels=max_levels,
+    )
+    rows = task.encode(frame)
+    train, test = training_rows(rows), rows.subset(rows.test & (rows.y >= 0).numpy())
+    log.info("training %s on %d rows, %d features", config.model, len(train), train.x.shape[1])
+    n_classes = len(task.class_names)
+    model = train_mlp(train.x, train.y, n_classes=n_classes, config=config, progress=progress)
+    metrics = {"train": classify(model, train.x, train.y, class_names=task.class_names)}
+    if len(test):
+        metrics["test"] = classify(model, test.x, test.y, class_names=task.class_names)
+    extra = {
+        "training": asdict(config),
+        "data": {
+            "source": source,
+            "n_rows": len(rows),
+            "n_train": len(train),
+            "n_test": len(test),
+            "train_ids_sha256": ids_digest(train.ids),
+        },
+        "metrics": metrics,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return TabularModel(model, task, config.model, extra)
+
+
+def training_rows(rows: Rows) -> Rows:
+    """The rows a model was trained on: not held out, with a known label."""
+    return rows.subset(~rows.test & (rows.y >= 0).numpy())

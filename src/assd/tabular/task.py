@@ -1,0 +1,159 @@
+"""A table as a classification task: which columns, which rows, which classes.
+
+:class:`TableTask` holds the choices that turn a table into tensors (target,
+id column, split, feature columns) plus the fitted preprocessing and the class
+names, and re-applies them identically to any later copy of the table.
+
+Example:
+    >>> import pandas as pd
+    >>> frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": ["a", "b", "a", "b"]})
+    >>> task = TableTask.fit(frame, target="y", split="none")
+    >>> task.class_names, task.preprocessor.feature_names
+    (['a', 'b'], ['x'])
+    >>> rows = task.encode(frame)
+    >>> tuple(rows.x.shape), rows.y.tolist(), rows.ids.tolist()
+    ((4, 1), [0, 1, 0, 1], ['0', '1', '2', '3'])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ..data.preprocess import Preprocessor, split_columns
+from ..data.table import row_ids, split_rows
+
+__all__ = ["Rows", "TableTask"]
+
+log = logging.getLogger("assd")
+
+
+@dataclass
+class Rows:
+    """Encoded rows: features ``x`` (N, F) float32, labels ``y`` (N,) int64 (-1 if
+    unknown), string ``ids``, and ``test``, True for held-out rows."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    ids: np.ndarray
+    test: np.ndarray
+
+    def subset(self, mask: np.ndarray) -> Rows:
+        """The rows where ``mask`` (boolean or positions) selects."""
+        index = torch.as_tensor(np.flatnonzero(mask) if np.asarray(mask).dtype == bool else mask)
+        return Rows(self.x[index], self.y[index], self.ids[index], self.test[index])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class TableTask:
+    """How a table becomes a task; JSON-ready through :meth:`to_dict`.
+
+    Attributes:
+        target: the label column.
+        id_column: column of unique row ids, or None for row numbers.
+        split: ``"time:COLUMN"``, ``"random"`` or ``"none"``.
+        test_share: share of rows held out by the split.
+        seed: seed of a random split.
+        class_names: labels in class-index order (sorted training labels).
+        preprocessor: fitted on the training rows only.
+    """
+
+    target: str
+    id_column: str | None
+    split: str
+    test_share: float
+    seed: int
+    class_names: list[str]
+    preprocessor: Preprocessor
+
+    @classmethod
+    def fit(
+        cls,
+        frame,
+        *,
+        target: str,
+        id_column: str | None = None,
+        split: str = "random",
+        test_share: float = 0.2,
+        seed: int = 0,
+        features: list[str] | None = None,
+        categorical: list[str] | None = None,
+        max_levels: int = 20,
+    ) -> TableTask:
+        """Choose the columns, split the rows and fit the preprocessing on the training rows.
+
+        Args:
+            frame: the whole table.
+            target, id_column, split, test_share, seed: see the class attributes.
+            features: input columns (default: all but target, id and split time).
+            categorical: columns to one-hot even if numeric (default: by dtype).
+            max_levels: most frequent levels kept per categorical column.
+        """
+        if target not in frame.columns:
+            raise ValueError(f"no target column {target!r}; columns: {list(frame.columns)[:20]}.")
+        test = split_rows(frame, split, test_share=test_share, seed=seed)
+        row_ids(frame, id_column)  # validate the ids early
+        labelled = frame[target].notna().to_numpy()
+        train = frame[~test & labelled]
+        classes = sorted(train[target].astype("string").unique())
+        if len(classes) < 2:
+            raise ValueError(f"target {target!r} has fewer than 2 classes in the training rows.")
+        columns = features or _default_features(frame, target, id_column, split)
+        numeric, cats = split_columns(frame, columns)
+        forced = [c for c in categorical or [] if c in numeric]
+        numeric, cats = [c for c in numeric if c not in forced], cats + forced
+        prep = Preprocessor.fit(train, numeric=numeric, categorical=cats, max_levels=max_levels)
+        return cls(target, id_column, split, test_share, seed, classes, prep)
+
+    def encode(self, frame, *, require_labels: bool = False) -> Rows:
+        """Encode every row of ``frame`` exactly as at training time."""
+        x = torch.from_numpy(self.preprocessor.transform(frame))
+        y = self.labels(frame)
+        if require_labels and (y < 0).any():
+            raise ValueError(f"{int((y < 0).sum())} rows have a missing or unknown label.")
+        test = split_rows(frame, self.split, test_share=self.test_share, seed=self.seed)
+        return Rows(x, y, row_ids(frame, self.id_column), test)
+
+    def labels(self, frame) -> torch.Tensor:
+        """Class indices of the target column; -1 where missing or not a known class."""
+        if self.target not in frame.columns:
+            raise ValueError(f"the data has no target column {self.target!r}.")
+        import pandas as pd
+
+        text = frame[self.target].astype("string")  # missing stays missing -> code -1
+        codes = pd.Categorical(text, categories=self.class_names).codes
+        return torch.from_numpy(codes.astype(np.int64))
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["preprocessor"] = self.preprocessor.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, state: dict) -> TableTask:
+        state = dict(state)
+        state["preprocessor"] = Preprocessor.from_dict(state["preprocessor"])
+        return cls(**state)
+
+
+def ids_digest(ids) -> str:
+    """SHA-256 of a sequence of row ids (order matters): to tell whether data changed."""
+    digest = hashlib.sha256()
+    for i in ids:
+        digest.update(str(i).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def _default_features(frame, target: str, id_column: str | None, split: str) -> list[str]:
+    skip = {target, id_column, split[5:] if split.startswith("time:") else None}
+    columns = [c for c in frame.columns if c not in skip]
+    if not columns:
+        raise ValueError("the table has no feature columns besides the target and the ids.")
+    return columns

@@ -1,0 +1,230 @@
+"""Unlearn named rows of a table model: the ``assd unlearn`` path, callable from Python.
+
+Example:
+    >>> import numpy as np, pandas as pd
+    >>> from assd.tabular import TrainConfig, train_table
+    >>> rng = np.random.default_rng(0)
+    >>> frame = pd.DataFrame({"x": rng.random(300), "c": rng.choice(["a", "b"], 300)})
+    >>> frame["label"] = np.where(frame.x > 0.5, "high", "low")
+    >>> trained = train_table(frame, target="label", config=TrainConfig(epochs=2))
+    >>> forget = [str(i) for i in trained_ids(trained, frame)[:10]]
+    >>> new, report = unlearn_rows(trained, frame, forget, method="assd")
+    >>> report["n_forget"], report["method"]["name"], sorted(report["accuracy"])
+    (10, 'assd', ['forget', 'retain', 'test'])
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+
+import numpy as np
+
+from .. import methods as registry
+from ..batches import TensorData
+from ..fingerprint import fingerprint
+from ..importance import compute_importance
+from ..methods.ssd import SSD
+from ..metrics import accuracy
+from .cache import cached_importance, data_key
+from .model import TabularModel, TrainConfig
+from .pipeline import training_rows
+from .task import Rows, ids_digest
+
+__all__ = ["DEFAULT_OPTIONS", "dampen_rows", "method_options", "trained_ids", "unlearn_rows"]
+
+log = logging.getLogger("assd")
+
+# Defaults of the SSD family on tables, chosen from the measurements in docs/errors.md.
+DEFAULT_OPTIONS = {"estimator": "sample", "reference": "retain"}
+
+
+def unlearn_rows(
+    tabular: TabularModel,
+    frame,
+    forget_ids,
+    *,
+    method: str = "assd",
+    options: dict | None = None,
+    eval_frames: dict | None = None,
+    cache_folder: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> tuple[TabularModel, dict]:
+    """Forget the training rows named by ``forget_ids``; the input model is not changed.
+
+    Args:
+        tabular: the trained model and its task (``TabularModel.load(folder)``).
+        frame: the training table (the same file the model was trained on).
+        forget_ids: ids of the rows to forget (see :func:`assd.data.row_ids`).
+        method: a registered method name (``assd.available_methods()``).
+        options: method options; SSD-family methods default to
+            :data:`DEFAULT_OPTIONS`, ``retrain``/``finetune`` to the model's
+            training settings (fine-tune: 1 epoch).
+        eval_frames: more labelled tables to measure before and after: ``{name: frame}``.
+        cache_folder: where the training-data importance is cached (None: no cache).
+        progress: show progress bars.
+
+    Returns:
+        ``(new TabularModel, report)``: the report is JSON-ready (method and
+        options, alpha, percentile, per-layer counts, seconds, importance
+        cache use, and accuracy before/after on every evaluation set).
+    """
+    start = time.perf_counter()
+    rows = tabular.task.encode(frame)
+    train = training_rows(rows)
+    _check_same_data(tabular, train)
+    is_forget = _forget_mask(train, rows, forget_ids)
+    forget, retain = train.subset(is_forget), train.subset(~is_forget)
+    config = tabular.config()
+    options = method_options(method, options, config)
+    algorithm = registry.get_method(method, **options)
+    cache_info = None
+    if isinstance(algorithm, SSD):
+        result, cache_info = dampen_rows(
+            algorithm, tabular.model, train, forget, retain, config, folder=cache_folder
+        )
+    else:
+        loader = config.loader(retain.x, retain.y)
+        result = algorithm.unlearn(tabular.model, forget=_batches(forget, config), retain=loader)
+    sets = _evaluation_sets(tabular, rows, retain, forget, eval_frames)
+    accuracy = {
+        name: {"before": _acc(tabular.model, s), "after": _acc(result.model, s), "n": len(s)}
+        for name, s in sets.items()
+    }
+    new = TabularModel(result.model, tabular.task, tabular.architecture, _extra(tabular, forget))
+    new.extra["unlearned"][-1].update(method=method, options=_jsonable(options))
+    report = {
+        "method": {"name": method, "options": _jsonable(options)},
+        "n_forget": len(forget),
+        "n_train": len(train),
+        "result": result.summary(),
+        "importance_cache": cache_info,
+        "accuracy": accuracy,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    return new, report
+
+
+def trained_ids(tabular: TabularModel, frame) -> np.ndarray:
+    """Ids of the rows of ``frame`` that ``tabular`` was trained on."""
+    return training_rows(tabular.task.encode(frame)).ids
+
+
+def method_options(method: str, options: dict | None, config: TrainConfig) -> dict:
+    """Options of ``method`` on a table model: defaults for its kind, then ``options``."""
+    name = method.strip().lower()
+    if name == "retrain":
+        defaults = {**config.fit_options(), "seed": config.seed}
+    elif name == "finetune":
+        defaults = {"epochs": 1, "lr": config.lr, "momentum": config.momentum}
+    elif name in ("ssd", "lfssd", "assd", "alfssd"):
+        defaults = dict(DEFAULT_OPTIONS)
+    else:
+        defaults = {}
+    return {**defaults, **(options or {})}
+
+
+def dampen_rows(
+    algorithm: SSD,
+    model,
+    train: Rows,
+    forget: Rows,
+    retain: Rows,
+    config: TrainConfig,
+    *,
+    folder=None,
+    memo: dict | None = None,
+):
+    """Run an SSD-family ``algorithm`` with the full-data importance from the cache.
+
+    With ``reference="retain"`` and the sample estimator, the retain importance
+    is derived exactly from the cached full one (:meth:`assd.Importance.without`).
+
+    Returns:
+        ``(UnlearnResult, cache info)``.
+    """
+    options = {k: v for k, v in algorithm.importance_options.items() if k != "progress"}
+    forget_data = _batches(forget, config)
+    if algorithm.reference == "retain" and options["estimator"] != "sample":
+        # batch-estimator importances do not subtract: pass over the retain rows instead
+        info = {"path": None, "hit": False, "saved": False, "note": "retain set, not cached"}
+        result = algorithm.unlearn(
+            model, forget=forget_data, retain=_batches(retain, config), n_data=len(train)
+        )
+        return result, info
+    key = data_key(train.x, train.y)
+    full, info = cached_importance(
+        model, _batches(train, config), options=options, data_key=key, folder=folder, memo=memo
+    )
+    reference = full
+    if algorithm.reference == "retain":  # exact: I_retain = (n I_D - k I_Df) / (n - k)
+        reference = full.without(compute_importance(model, forget_data, **options))
+    result = algorithm.unlearn(model, forget=forget_data, importance=reference, n_data=len(train))
+    return result, info
+
+
+def _batches(rows: Rows, config: TrainConfig) -> TensorData:
+    return TensorData(rows.x, rows.y, batch_size=config.batch_size)
+
+
+def _forget_mask(train: Rows, rows: Rows, forget_ids) -> np.ndarray:
+    wanted = np.asarray([str(i) for i in forget_ids])
+    unknown = wanted[~np.isin(wanted, rows.ids)]
+    if unknown.size:
+        raise ValueError(
+            f"{unknown.size} forget id(s) are not rows of the data, e.g. {unknown[:5].tolist()}; "
+            "use the id column the model was trained with (or row numbers if it had none)."
+        )
+    mask = np.isin(train.ids, wanted)
+    skipped = wanted.size - int(mask.sum())
+    if skipped:
+        log.warning("%d forget id(s) are held-out or unlabelled rows: skipped", skipped)
+    if not mask.any():
+        raise ValueError("none of the forget ids is a training row; there is nothing to forget.")
+    if mask.all():
+        raise ValueError("the forget ids cover every training row; retrain from scratch instead.")
+    return mask
+
+
+def _check_same_data(tabular: TabularModel, train: Rows) -> None:
+    expected = tabular.extra.get("data", {}).get("train_ids_sha256")
+    if expected and expected != ids_digest(train.ids):
+        log.warning(
+            "the training rows of this data differ from those the model was trained on; "
+            "pass the same data file to unlearn from"
+        )
+
+
+def _evaluation_sets(tabular, rows: Rows, retain: Rows, forget: Rows, eval_frames) -> dict:
+    sets = {"forget": forget, "retain": retain}
+    held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
+    if len(held_out):
+        sets["test"] = held_out
+    for name, other in (eval_frames or {}).items():
+        sets[name] = tabular.task.encode(other, require_labels=False)
+    return sets
+
+
+def _acc(model, rows: Rows) -> float:
+    known = rows.y >= 0
+    return accuracy(model, TensorData(rows.x[known], rows.y[known], batch_size=4096))
+
+
+def _extra(tabular: TabularModel, forget: Rows) -> dict:
+    extra = copy.deepcopy(tabular.extra)
+    history = extra.setdefault("unlearned", [])
+    history.append(
+        {
+            "n_forget": len(forget),
+            "forget_ids_sha256": ids_digest(sorted(forget.ids)),
+            "from_weights": fingerprint(tabular.model),
+        }
+    )
+    return extra
+
+
+def _jsonable(options: dict) -> dict:
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+            for k, v in options.items()}  # fmt: skip
