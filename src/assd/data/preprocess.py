@@ -187,5 +187,5 @@ def _strings(frame, col: str):
 def _level_codes(values: np.ndarray, levels: list[str]) -> np.ndarray:
     import pandas as pd
 
-    codes = pd.Categorical(values, categories=levels).codes.astype(np.int64)
+    codes = pd.Index(levels).get_indexer(values).astype(np.int64)
     return np.where(codes < 0, len(levels), codes)  # rare and unseen levels -> "other"

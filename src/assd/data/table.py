@@ -71,7 +71,7 @@ def _sniff(path: Path) -> tuple[str, str]:
     import pandas as pd
 
     compression = pd.io.common.infer_compression(str(path), "infer")
-    with pd.io.common.get_handle(str(path), "rb", compression=compression) as handle:
+    with pd.io.common.get_handle(str(path), "rb", compression=compression, is_text=False) as handle:
         head = handle.handle.read(65536)
     if not head.strip():
         raise ValueError(f"{path} is empty; pass a table with a header row and data.")

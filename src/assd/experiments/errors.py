@@ -60,6 +60,7 @@ class ErrorsConfig:
     kinds: list[str] = field(default_factory=lambda: ["uniform", "group"])
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     n_train: int = 20000
+    data: str | None = None  # a table in the flights task's format; None: the shipped one
     group_column: str = "dest"
     with_dep_delay: bool = True
     training: dict = field(default_factory=dict)  # TrainConfig fields; model and seed per cell

@@ -128,7 +128,7 @@ class TableTask:
         import pandas as pd
 
         text = frame[self.target].astype("string")  # missing stays missing -> code -1
-        codes = pd.Categorical(text, categories=self.class_names).codes
+        codes = pd.Index(self.class_names).get_indexer(text)
         return torch.from_numpy(codes.astype(np.int64))
 
     def to_dict(self) -> dict:

@@ -38,7 +38,7 @@ __all__ = ["DEFAULT_OPTIONS", "dampen_rows", "method_options", "trained_ids", "u
 log = logging.getLogger("assd")
 
 # Defaults of the SSD family on tables, chosen from the measurements in docs/errors.md.
-DEFAULT_OPTIONS = {"estimator": "sample", "reference": "retain"}
+DEFAULT_OPTIONS = {"estimator": "sample", "reference": "full"}
 
 
 def unlearn_rows(

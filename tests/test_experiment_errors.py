@@ -1,0 +1,90 @@
+"""`assd experiment errors`: statistics against SciPy, a tiny run, and resuming."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from assd.cli import main
+from assd.data.flights import flights_delay_frame
+from assd.experiments.errors import parse_method
+from assd.experiments.errors_report import summarize
+
+TEST = {"mistake": [0.50, 0.52, 0.49], "assd": [0.52, 0.53, 0.50], "retrain": [0.55, 0.54, 0.53]}
+
+
+def _records():
+    return [
+        {"key": {"model": "mlp", "kind": "uniform", "rate": 0.05, "seed": s, "method": m},
+         "test": acc, "train_clean": acc + 0.1, "n_test": 1000, "affected_test": None}
+        for m, values in TEST.items()
+        for s, acc in enumerate(values)
+    ]  # fmt: skip
+
+
+def test_statistics_match_scipy_and_the_stated_formulas():
+    rows = {r["method"]: r for r in summarize(_records())}
+    assd, base, goal = (np.asarray(TEST[m]) for m in ("assd", "mistake", "retrain"))
+    row = rows["assd"]
+    assert row["test"][0] == pytest.approx(assd.mean())
+    assert row["test"][1] == pytest.approx(assd.std(ddof=1))
+    assert row["gain_pp"] == pytest.approx(100 * (assd - base).mean())
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(assd, base).pvalue)
+    # "additional correct classifications" as DESIGN states it: n_test (acc - base) / base
+    assert row["additional_correct"] == pytest.approx((1000 * (assd - base) / base).mean())
+    gap = (assd.mean() - base.mean()) / (goal.mean() - base.mean())
+    assert row["gap_closed"] == pytest.approx(gap)
+    assert rows["retrain"]["gap_closed"] == pytest.approx(1.0)
+    assert math.isnan(rows["mistake"]["p_value"])  # identical samples: no test
+
+
+def test_method_specs():
+    assert parse_method("ssd:alpha=10") == ("ssd", {"alpha": 10})
+    assert parse_method("FineTune:epochs=1,lr=0.1") == ("finetune", {"epochs": 1, "lr": 0.1})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_method("assd:full")
+
+
+def _flights_like(path, n=700, seed=0):
+    rng = np.random.default_rng(seed)
+    days = rng.integers(0, 300, n)
+    dates = pd.Timestamp("2013-01-01") + pd.to_timedelta(days, unit="D")
+    raw = pd.DataFrame(
+        {
+            "year": 2013, "month": dates.month, "day": dates.day,
+            "sched_dep_time": rng.choice([600, 1230, 1815], n), "sched_arr_time": 900,
+            "dep_delay": rng.normal(5, 20, n).round(), "carrier": rng.choice(["UA", "DL"], n),
+            "origin": rng.choice(["EWR", "JFK"], n), "dest": rng.choice(list("ABCDEFGH"), n),
+            "distance": rng.integers(200, 2000, n),
+            "time_hour": [d.strftime("%Y-%m-%dT10:00:00Z") for d in dates],
+        }
+    )  # fmt: skip
+    raw["arr_delay"] = raw.dep_delay + rng.normal(0, 8, n).round()
+    flights_delay_frame(raw).to_csv(path, index=False)
+
+
+def test_tiny_run_writes_results_table_plots_and_resumes(tmp_path, capsys):
+    data, out = tmp_path / "flights.csv", tmp_path / "run"
+    _flights_like(data)
+    args = ["experiment", "errors", "--out", str(out), "--data", str(data), "--rates", "5",
+            "--seeds", "2", "--kinds", "uniform,group", "--n-train", "300", "--epochs", "2",
+            "--methods", "mistake assd", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    lines = (out / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 2 * 2 * 2  # kinds x seeds x methods
+    assert {r["key"]["method"] for r in records} == {"mistake", "assd"}
+    assert all(r["n_forget"] == 15 and r["n_train"] == 300 for r in records)
+    group = [r for r in records if r["key"]["kind"] == "group"]
+    assert all(r["groups"] and r["affected_test"] is not None for r in group)
+    table = (out / "table.md").read_text()
+    assert "### mlp, uniform errors" in table and "| 5 % | assd |" in table
+    assert len(list((out / "figures").glob("errors-mlp-*-5pct.png"))) == 2
+    assert main(args) == 0  # a re-run reuses every finished cell
+    assert (out / "results.jsonl").read_text().splitlines() == lines
+    changed = [*args[:-1], "--n-train", "200", "--no-progress"]
+    assert main(changed) == 2  # other settings into the same results file are refused
+    assert "other settings" in capsys.readouterr().err
