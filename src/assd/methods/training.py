@@ -12,11 +12,12 @@ import time
 import torch
 from torch import nn
 
+from ..batches import split_batch
 from ..train import cross_entropy, fit
 from .registry import register
 from .result import UnlearnResult
 
-__all__ = ["FineTune", "Retrain", "TrainingMethod", "reinitialize_"]
+__all__ = ["FineTune", "Retrain", "TrainingMethod", "gather", "reinitialize_"]
 
 
 def reinitialize_(model: nn.Module, *, seed: int) -> nn.Module:
@@ -94,11 +95,6 @@ class TrainingMethod:
         ``data``, ``importance`` and ``n_data`` are accepted for a uniform call
         across methods and ignored.
         """
-        source = retain if self.data_source == "retain" else forget
-        if source is None:
-            raise ValueError(
-                f"{self.name} trains on the {self.data_source} set; pass {self.data_source}=."
-            )
         start = time.perf_counter()
         target = model if inplace else copy.deepcopy(model)
         with torch.random.fork_rng(devices=[]):
@@ -106,11 +102,53 @@ class TrainingMethod:
             if self.reinitialize:
                 reinitialize_(target, seed=self.seed)
             self.prepare(target, forget=forget, retain=retain)
-            fit(target, source, objective=self.objective, **self.fit_options)
+            self.train_(target, forget=forget, retain=retain)
+        target.eval()
         seconds = time.perf_counter() - start
         return UnlearnResult(
             model=target, method=self.name, seconds=seconds, timings={"train": seconds}
         )
+
+    def training_data(self, model: nn.Module, *, forget, retain):
+        """Hook: the batches to train on (by default the ``data_source`` loader)."""
+        source = retain if self.data_source == "retain" else forget
+        if source is None:
+            raise ValueError(
+                f"{self.name} trains on the {self.data_source} set; pass {self.data_source}=."
+            )
+        return source
+
+    def train_(self, model: nn.Module, *, forget, retain) -> None:
+        """Hook: train ``model`` in place; by default one :func:`assd.train.fit` run of
+        :meth:`objective` over :meth:`training_data`."""
+        data = self.training_data(model, forget=forget, retain=retain)
+        fit(model, data, objective=self.objective, **self.fit_options)
+
+
+def gather(data, *, batch_fn=None, what: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate every ``(inputs, targets)`` batch of ``data`` into two tensors.
+
+    For baselines that re-mix, relabel or subsample the forget and retain sets.
+
+    Example:
+        >>> from assd.batches import TensorData
+        >>> x, y = gather(TensorData(torch.zeros(5, 2), torch.arange(5), batch_size=2))
+        >>> tuple(x.shape), y.tolist()
+        ((5, 2), [0, 1, 2, 3, 4])
+    """
+    inputs, targets = [], []
+    for batch in data:
+        x, y = split_batch(batch, batch_fn)
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise ValueError(
+                f"this method re-mixes the {what} set and needs batches of (input tensor, "
+                "target tensor); pass batch_fn= to turn your batches into that."
+            )
+        inputs.append(x.detach())
+        targets.append(y.detach())
+    if not inputs:
+        raise ValueError(f"the {what} set is empty.")
+    return torch.cat(inputs), torch.cat(targets)
 
 
 @register("retrain")
