@@ -89,6 +89,9 @@ def test_random_forgetting_measures_df_on_the_forget_set(tmp_path):
     assert original["n_forget"] == round(0.02 * 1347) and original["forget_test_acc"] is None
     assert original["df_acc"] == original["forget_acc"]
     assert lfssd["alpha"] == 10 and 0 <= lfssd["zrf"] <= 1
+    run.run_one({**cell, "method": "lfssd:estimator=sample"})
+    estimators = sorted(imp.estimator for imp, _ in run.importances.values())
+    assert estimators == ["batch", "sample"]  # one shared importance per estimator
 
 
 def test_random_crop_flip_matches_a_per_image_loop():

@@ -187,7 +187,8 @@ class ForgetRun:
         return get_method(name, **options)
 
     def _importance(self, method: SSD):
-        key = (method.objective, method.reference)
+        opts = method.importance_options
+        key = (method.objective, method.reference, opts["estimator"], opts["train_mode"])
         if key not in self.importances:
             from ..importance import compute_importance
 
