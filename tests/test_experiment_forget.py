@@ -13,7 +13,7 @@ from assd.cli.app import main
 from assd.data.scenarios import load_dataset, make_scenario
 from assd.experiments import ResultLog
 from assd.experiments.forget import ForgetConfig, ForgetRun, reference_alpha, split_methods
-from assd.experiments.forget_setup import load_weights_, random_crop_flip
+from assd.experiments.forget_setup import load_original, load_weights_, random_crop_flip
 from assd.metrics import accuracy, mia_share
 
 
@@ -92,6 +92,8 @@ def test_random_forgetting_measures_df_on_the_forget_set(tmp_path):
     run.run_one({**cell, "method": "lfssd:estimator=sample"})
     estimators = sorted(imp.estimator for imp, _ in run.importances.values())
     assert estimators == ["batch", "sample"]  # one shared importance per estimator
+    other = ForgetConfig(**{**config.to_dict(), "forget": "3%"})  # same original
+    assert load_original(tmp_path / "originals" / "seed-1", other, "cpu") is not None
 
 
 def test_random_crop_flip_matches_a_per_image_loop():

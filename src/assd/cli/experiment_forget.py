@@ -12,6 +12,7 @@ from ..distributed import is_main_process
 from .app import experiment
 
 MODELS = ("cnn", "resnet18", "vit", "vit-b")
+KEY = ("scenario", "dataset", "model", "forget", "seed", "method")
 METHOD_HELP = (
     "Method specs NAME[:key=value,...], comma-separated; 'original' (the model before "
     "unlearning) is always included. Default: every registered benchmark method."
@@ -84,7 +85,9 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
 
     Writes OUT/originals/seed-N/ (model folders, reused by a re-run),
     OUT/results.jsonl (one line per method and seed; finished lines are
-    skipped on a re-run), OUT/table.md, OUT/summary.json and OUT/figures/*.png.
+    skipped on a re-run), OUT/table.md, OUT/summary.json and OUT/figures/*.png
+    over every result in OUT. Runs forgetting other classes may share OUT
+    (and its originals); other training settings need another OUT.
     """
     from ..experiments import ResultLog, run_cells
     from ..experiments.forget import ForgetConfig, ForgetRun, make_cells, split_methods
@@ -106,15 +109,15 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
     records = run_cells(cells, runner.run_one, ResultLog(folder / "results.jsonl"),
                         config=config.to_dict(), progress=progress)  # fmt: skip
     if is_main_process():
-        _report(records, cells, folder)
+        _report(records, folder)
 
 
-def _report(records: list[dict], cells: list[dict], folder: Path) -> None:
+def _report(records: list[dict], folder: Path) -> None:
+    """Tables and plots of everything in the folder (e.g. several forget classes)."""
     from ..experiments.forget_report import forget_markdown, forget_plots, summarize
     from ..files import write_atomic
 
-    wanted = {json.dumps(c, sort_keys=True) for c in cells}
-    mine = [r for r in records if json.dumps(r["key"], sort_keys=True) in wanted]
+    mine = [r for r in records if set(KEY) <= set(r.get("key", {}))]
     rows = summarize(mine)
     table = forget_markdown(rows)
     write_atomic(folder / "table.md", table)

@@ -97,8 +97,12 @@ class ForgetConfig:
     device: str = "cpu"
 
     def settings(self) -> dict:
-        """The fields a trained original depends on (a re-run must match them)."""
-        skip = ("methods", "seeds", "data_dir", "device")
+        """The fields a trained original depends on (a re-run must match them).
+
+        Not ``forget``: the original learns the whole training set, so runs that
+        forget different classes (or samples) can share one output folder and
+        its originals."""
+        skip = ("forget", "methods", "seeds", "data_dir", "device")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
     def to_dict(self) -> dict:
