@@ -14,13 +14,14 @@ from assd.experiments.errors import parse_method
 from assd.experiments.errors_report import summarize
 
 TEST = {"mistake": [0.50, 0.52, 0.49], "assd": [0.52, 0.53, 0.50], "retrain": [0.55, 0.54, 0.53]}
+SMALL_GAP = {"mistake": [0.50, 0.52], "assd": [0.51, 0.49], "retrain": [0.503, 0.52]}
 
 
-def _records():
+def _records(table=TEST):
     return [
         {"key": {"model": "mlp", "kind": "uniform", "rate": 0.05, "seed": s, "method": m},
          "test": acc, "train_clean": acc + 0.1, "n_test": 1000, "affected_test": None}
-        for m, values in TEST.items()
+        for m, values in table.items()
         for s, acc in enumerate(values)
     ]  # fmt: skip
 
@@ -39,6 +40,8 @@ def test_statistics_match_scipy_and_the_stated_formulas():
     assert row["gap_closed"] == pytest.approx(gap)
     assert rows["retrain"]["gap_closed"] == pytest.approx(1.0)
     assert math.isnan(rows["mistake"]["p_value"])  # identical samples: no test
+    small = {r["method"]: r for r in summarize(_records(SMALL_GAP))}
+    assert math.isnan(small["assd"]["gap_closed"])  # retrain gains only 0.15 pp: no ratio
 
 
 def test_method_specs():

@@ -4,8 +4,10 @@ Per architecture, error kind, rate and method, over seeds: test and
 clean-train accuracy (mean ± sd), the gain over the mistake model in
 percentage points, the paper's "additional correct classifications"
 ``n_test * (acc - acc_mistake) / acc_mistake``, the share of the
-mistake-to-retrain gap closed, and a paired two-sided t-test (same seed,
-same data) of the method's test accuracy against the mistake model's.
+mistake-to-retrain gap closed (only where retraining beats the mistake model
+by at least ``MIN_GAP``, 0.5 points: below that the ratio divides by noise),
+and a paired two-sided t-test (same seed, same data) of the method's test
+accuracy against the mistake model's.
 
 Example:
     >>> records = [
@@ -33,6 +35,7 @@ from .stats import additional_correct, gap_closed, mean_sd, t_test
 __all__ = ["errors_markdown", "errors_plots", "summarize"]
 
 GROUP_KEYS = ("model", "kind", "rate")
+MIN_GAP = 0.005  # retrain - mistake test accuracy below which "gap closed" is not shown
 
 
 def _by_cell(records: list[dict]) -> dict:
@@ -83,7 +86,7 @@ def _row(group: dict, method: str, by_seed: dict, base: dict, goal: dict) -> dic
         "gain_clean_pp": 100 * mean_sd(gains_clean)[0],
         "additional_correct": mean_sd(extra)[0],
         "gap_closed": gap_closed(mean_sd(test)[0], base_test, goal_test)
-        if not math.isnan(goal_test)
+        if goal_test - base_test >= MIN_GAP  # False for NaN too
         else math.nan,
         "p_value": p,
     }

@@ -28,6 +28,8 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
         f"- rows forgotten: {report['n_forget']} of {report['n_train']} training rows",
         f"- time: {report['seconds']:.2f} s in all, {result['seconds']:.2f} s unlearning",
     ]
+    if report.get("timings"):
+        lines[-1] += " (" + ", ".join(f"{k} {v:.2f} s" for k, v in report["timings"].items()) + ")"
     if result.get("alpha") is not None:
         percentile = result.get("percentile")
         at = f" (percentile {percentile:.2f})" if percentile is not None else ""
@@ -39,7 +41,8 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
     cache = report.get("importance_cache")
     if cache:
         state = "reused" if cache["hit"] else "saved" if cache["saved"] else "not cached"
-        lines.append(f"- training-data importance: {state} ({cache['path']})")
+        took = f", {cache['seconds']:.2f} s" if "seconds" in cache else ""
+        lines.append(f"- training-data importance: {state}{took} ({cache['path']})")
     lines += ["", "## Accuracy", ""]
     rows = [
         [name, v["n"], f"{v['before']:.4f}", f"{v['after']:.4f}", _pp(v["after"] - v["before"])]

@@ -44,8 +44,10 @@ class Rows:
 
     def subset(self, mask: np.ndarray) -> Rows:
         """The rows where ``mask`` (boolean or positions) selects."""
-        index = torch.as_tensor(np.flatnonzero(mask) if np.asarray(mask).dtype == bool else mask)
-        return Rows(self.x[index], self.y[index], self.ids[index], self.test[index])
+        mask = np.asarray(mask)
+        index = np.flatnonzero(mask) if mask.dtype == bool else mask.astype(np.int64)
+        rows = torch.from_numpy(index)  # numpy arrays take numpy indices (a tensor index is slow)
+        return Rows(self.x[rows], self.y[rows], self.ids[index], self.test[index])
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -77,22 +77,17 @@ def unlearn_rows(
     _check_same_data(tabular, train)
     is_forget = _forget_mask(train, rows, forget_ids)
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
-    config = tabular.config()
-    options = method_options(method, options, config)
-    algorithm = registry.get_method(method, **options)
-    cache_info = None
-    if isinstance(algorithm, SSD):
-        result, cache_info = dampen_rows(
-            algorithm, tabular.model, train, forget, retain, config, folder=cache_folder
-        )
-    else:
-        loader = config.loader(retain.x, retain.y)
-        result = algorithm.unlearn(tabular.model, forget=_batches(forget, config), retain=loader)
+    timings = {"encode": time.perf_counter() - start}
+    options = method_options(method, options, tabular.config())
+    result, cache_info = _run(tabular, method, options, train, forget, retain, cache_folder)
+    timings["unlearn"] = time.perf_counter() - start - timings["encode"]
+    tick = time.perf_counter()
     sets = _evaluation_sets(tabular, rows, retain, forget, eval_frames)
     accuracy = {
         name: {"before": _acc(tabular.model, s), "after": _acc(result.model, s), "n": len(s)}
         for name, s in sets.items()
     }
+    timings["evaluate"] = time.perf_counter() - tick
     new = TabularModel(result.model, tabular.task, tabular.architecture, _extra(tabular, forget))
     new.extra["unlearned"][-1].update(method=method, options=_jsonable(options))
     report = {
@@ -102,9 +97,21 @@ def unlearn_rows(
         "result": result.summary(),
         "importance_cache": cache_info,
         "accuracy": accuracy,
+        "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - start, 3),
     }
     return new, report
+
+
+def _run(tabular: TabularModel, method: str, options: dict, train, forget, retain, folder):
+    """Run the method; SSD-family methods take the training importance from the cache."""
+    config = tabular.config()
+    algorithm = registry.get_method(method, **options)
+    if isinstance(algorithm, SSD):
+        return dampen_rows(algorithm, tabular.model, train, forget, retain, config, folder=folder)
+    loader = config.loader(retain.x, retain.y)
+    result = algorithm.unlearn(tabular.model, forget=_batches(forget, config), retain=loader)
+    return result, None
 
 
 def trained_ids(tabular: TabularModel, frame) -> np.ndarray:
@@ -155,9 +162,11 @@ def dampen_rows(
         )
         return result, info
     key = data_key(train.x, train.y)
+    tick = time.perf_counter()
     full, info = cached_importance(
         model, _batches(train, config), options=options, data_key=key, folder=folder, memo=memo
     )
+    info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
     reference = full
     if algorithm.reference == "retain":  # exact: I_retain = (n I_D - k I_Df) / (n - k)
         reference = full.without(compute_importance(model, forget_data, **options))
