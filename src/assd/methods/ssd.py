@@ -125,7 +125,9 @@ class SSD:
         n_total = self._n_data(reference, forgotten, n_data)
         tick = time.perf_counter()
         alpha, percentile = self._alpha(forgotten, reference, n_total)
+        timings["alpha"] = time.perf_counter() - tick
         target = model if inplace else copy.deepcopy(model)
+        timings["copy"] = time.perf_counter() - tick - timings["alpha"]
         counts = dampen_parameters_(
             trainable_parameters(target),
             forgotten.tensors,
@@ -134,6 +136,7 @@ class SSD:
             dampening=self.dampening,
         )
         timings["select_dampen"] = time.perf_counter() - tick
+        timings["dampen"] = timings["select_dampen"] - timings["alpha"] - timings["copy"]
         result = UnlearnResult(
             model=target,
             method=self.name,
@@ -179,7 +182,8 @@ class SSD:
                 f"{self.name} with reference={self.reference!r} needs {keyword}= ({what}) "
                 "or importance= (a precomputed reference importance)."
             )
-        return compute_importance(model, source, **self.importance_options)
+        # not kept after the request, so no fingerprint (a hash of every weight) is needed
+        return compute_importance(model, source, fingerprint=False, **self.importance_options)
 
     def _n_data(self, reference: Importance, forgotten: Importance, n_data: int | None) -> int:
         if n_data is None:

@@ -1,0 +1,109 @@
+"""Uncached and cached ASSD requests against the passes they cannot avoid.
+
+Uncached: ``ASSD().unlearn(model, forget=Df, data=D)`` (I_D and I_Df, alpha,
+dampening, a new model) against one plain forward+backward pass over D plus
+one over Df. Cached: load I_D from its file, check its fingerprint, then the
+same request with ``importance=`` against one plain pass over Df.
+
+    python benchmarks/request.py [--models cnn mlp resnet18 vit-b] [--rounds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from common import alternate, cases, header, median, n_params, plain_pass, ratio, verdict
+
+import assd
+from assd.reports import markdown_table
+
+UNCACHED_TARGET = 1.15
+CACHED_TARGET = 1.3
+
+
+def measure(case, *, rounds: int, folder: Path) -> dict:
+    """Time the four conditions of one case, alternating; return its figures."""
+    model = case.model()
+    full, forget = case.loaders()
+    path = folder / f"{case.architecture}.safetensors"
+    assd.compute_importance(model, full).save(path)
+    last = {}
+
+    def uncached():
+        last["uncached"] = assd.ASSD().unlearn(model, forget=forget, data=full).timings
+
+    def cached():
+        imp = assd.Importance.load(path)
+        result = assd.ASSD().unlearn(model, forget=forget, importance=imp, n_data=case.n_data)
+        last["cached"] = result.timings
+
+    times = alternate(
+        {
+            "uncached": uncached,
+            "plain D + Df": lambda: (plain_pass(model, full), plain_pass(model, forget)),
+            "cached": cached,
+            "plain Df": lambda: plain_pass(model, forget),
+        },
+        rounds=rounds,
+    )
+    return {
+        "case": case,
+        "params": n_params(model),
+        "times": {k: median(v) for k, v in times.items()},
+        "uncached_ratio": ratio(times, "uncached", "plain D + Df"),
+        "cached_ratio": ratio(times, "cached", "plain Df"),
+        "timings": last,
+    }
+
+
+def table(results: list[dict]) -> str:
+    header_row = ["model", "params", "|D|", "|Df|", "batch", "plain D+Df s", "uncached s",
+                  "ratio (≤ 1.15)", "plain Df s", "cached s", "ratio (≤ 1.3)"]  # fmt: skip
+    rows = []
+    for r in results:
+        c, t = r["case"], r["times"]
+        uncached, cached = r["uncached_ratio"], r["cached_ratio"]
+        rows.append(
+            [c.name, f"{r['params']:,}", c.n_data, c.n_forget, c.batch_size,
+             f"{t['plain D + Df']:.3f}", f"{t['uncached']:.3f}",
+             f"{uncached:.3f} {verdict(uncached, UNCACHED_TARGET, at_most=True)}",
+             f"{t['plain Df']:.4f}", f"{t['cached']:.4f}",
+             f"{cached:.3f} {verdict(cached, CACHED_TARGET, at_most=True)}"]
+        )  # fmt: skip
+    return markdown_table(header_row, rows)
+
+
+def stages(results: list[dict]) -> str:
+    """Where the time of the last request of each kind went (seconds per stage)."""
+    rows = []
+    for r in results:
+        for kind, timings in r["timings"].items():
+            rows.append([r["case"].name, kind, *(f"{timings.get(k, 0.0):.4f}" for k in STAGES)])
+    return markdown_table(["model", "request", *STAGES], rows)
+
+
+STAGES = ("importance_data", "importance_forget", "alpha", "copy", "dampen")
+
+
+def run(*, models: list[str], rounds: int, scale: str) -> str:
+    known = cases(scale)
+    with tempfile.TemporaryDirectory() as folder:
+        results = [measure(known[m], rounds=rounds, folder=Path(folder)) for m in models]
+    return "\n".join(
+        [header("Uncached and cached requests"), table(results), "", stages(results), ""]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["cnn", "mlp", "resnet18", "vit-b"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="Smaller data (a smoke run).")
+    args = parser.parse_args()
+    print(run(models=args.models, rounds=args.rounds, scale="quick" if args.quick else "full"))
+
+
+if __name__ == "__main__":
+    main()
