@@ -15,6 +15,8 @@ Estimators (how gradients are averaged):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,7 +26,7 @@ from torch.utils._pytree import tree_map
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
 from .parameters import model_device, set_mode
 
-__all__ = ["ESTIMATORS", "OBJECTIVES", "accumulate"]
+__all__ = ["ESTIMATORS", "OBJECTIVES", "Sums", "accumulate"]
 
 OBJECTIVES = ("loss", "output_norm")
 ESTIMATORS = ("batch", "sample")
@@ -49,6 +51,38 @@ def _add_(acc: list[torch.Tensor], grads: list[torch.Tensor], objective: str) ->
         torch._foreach_add_(acc, torch._foreach_abs(grads))
 
 
+@dataclass
+class Sums:
+    """Importance before averaging: per-parameter sums and what they were summed over.
+
+    Sums (unlike means) add up across data shards, which is what makes the
+    distributed computation exact: reduce every field, then call :meth:`finish`.
+    """
+
+    names: list[str]
+    tensors: list[torch.Tensor]
+    n_samples: int
+    n_batches: int
+    batch_size: int  # size of the first batch (the largest, for TensorData)
+
+    def finish(self, estimator: str) -> dict[str, torch.Tensor]:
+        """Divide by the batch or sample count and check the result; returns tensors by name."""
+        if self.n_samples == 0:
+            raise ValueError(
+                "the data set is empty (no batch held a sample); pass at least one sample."
+            )
+        divisor = self.n_batches if estimator == "batch" else self.n_samples
+        torch._foreach_div_(self.tensors, float(divisor))
+        tensors = dict(zip(self.names, self.tensors, strict=True))
+        for name, t in tensors.items():
+            if not torch.isfinite(t).all():
+                raise ValueError(
+                    f"the importance of {name!r} is NaN or infinite: the loss overflowed or the "
+                    "model produced non-finite outputs on this data. Check inputs and model."
+                )
+        return tensors
+
+
 def accumulate(
     model: nn.Module,
     params: dict,
@@ -61,8 +95,8 @@ def accumulate(
     train_mode,
     max_memory,
     progress,
-):
-    """One pass over ``data``; returns ``(tensors, n_samples, n_batches, batch_size)``."""
+) -> Sums:
+    """One pass over ``data``: the summed squared (or absolute) gradients, not yet averaged."""
     names = list(params)
     acc = [torch.zeros_like(params[n], dtype=torch.float32) for n in names]
     device = model_device(model)
@@ -80,20 +114,7 @@ def accumulate(
             n_samples += size
             n_batches += 1
             first_size = first_size or size
-    if n_samples == 0:
-        raise ValueError(
-            "the data set is empty (no batch held a sample); pass at least one sample."
-        )
-    divisor = n_batches if estimator == "batch" else n_samples
-    torch._foreach_div_(acc, float(divisor))
-    tensors = dict(zip(names, acc, strict=True))
-    for name, t in tensors.items():
-        if not torch.isfinite(t).all():
-            raise ValueError(
-                f"the importance of {name!r} is NaN or infinite: the loss overflowed or the "
-                "model produced non-finite outputs on this data. Check inputs and model."
-            )
-    return tensors, n_samples, n_batches, first_size
+    return Sums(names, acc, n_samples, n_batches, first_size)
 
 
 def _batch_step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory):

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import distributed as distributed_
 from .estimators import ESTIMATORS, OBJECTIVES, accumulate
 from .files import atomic_path
 from .fingerprint import fingerprint as weights_fingerprint
@@ -188,6 +189,7 @@ def compute_importance(
     max_memory: int = 512 * 2**20,
     fingerprint: bool = True,
     progress: bool = False,
+    distributed: bool | None = None,
 ) -> Importance:
     """Importance of every trainable parameter of ``model`` on ``data``.
 
@@ -206,6 +208,12 @@ def compute_importance(
         max_memory: bytes the ``sample`` estimator may use for per-sample gradients.
         fingerprint: record a hash of the weights, so a stale copy is refused later.
         progress: show a progress bar.
+        distributed: split the pass across the processes of a ``torch.distributed``
+            group (``None``: whenever a group of more than one process exists).
+            Each process sums its shard (a :class:`~assd.TensorData` is split by
+            batches; any other ``data`` must already be this process's shard,
+            e.g. via ``DistributedSampler``), the sums are all-reduced, and every
+            process gets the same result as one process would.
 
     Returns:
         An :class:`Importance`.
@@ -221,25 +229,34 @@ def compute_importance(
         )
     params = trainable_parameters(model)
     stamp = weights_fingerprint(model) if fingerprint else None
-    tensors, n_samples, n_batches, batch_size = accumulate(
-        model,
-        params,
-        data,
-        objective=objective,
-        estimator=estimator,
-        loss_fn=loss_fn,
-        batch_fn=batch_fn,
-        train_mode=train_mode,
-        max_memory=max_memory,
-        progress=progress,
-    )
+    spread = distributed_.resolve(distributed)
+
+    def local_sums():
+        return accumulate(
+            model,
+            params,
+            distributed_.shard(data) if spread else data,
+            objective=objective,
+            estimator=estimator,
+            loss_fn=loss_fn,
+            batch_fn=batch_fn,
+            train_mode=train_mode,
+            max_memory=max_memory,
+            progress=progress and distributed_.is_main_process(),
+        )
+
+    if spread:  # sum each shard, add the sums up, then divide: exactly one process's result
+        sums = distributed_.collectively(local_sums)
+        distributed_.all_reduce_sums(sums)
+    else:
+        sums = local_sums()
     return Importance(
-        tensors=tensors,
+        tensors=sums.finish(estimator),
         objective=objective,
         estimator=estimator,
-        n_samples=n_samples,
-        n_batches=n_batches,
-        batch_size=batch_size,
+        n_samples=sums.n_samples,
+        n_batches=sums.n_batches,
+        batch_size=sums.batch_size,
         train_mode=train_mode,
         fingerprint=stamp,
     )

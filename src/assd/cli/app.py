@@ -43,8 +43,10 @@ def experiment() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning known errors into one-paragraph messages."""
+    from ..distributed import init_from_env
     from . import commands  # noqa: F401  (registers every command)
 
+    init_from_env()  # under torchrun (WORLD_SIZE > 1): join the group; importance then splits
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
