@@ -124,3 +124,18 @@ def test_load_weights_strict_and_partial(tmp_path):
     with pytest.raises(ValueError, match="pickle"):
         load_weights_(target, pickled)
     assert load_weights_(target, pickled, strict=False, allow_pickle=True) == 2
+
+
+def test_a_resized_vit_is_trained_saved_and_reloaded(tmp_path):
+    """The ViT path of the CIFAR commands, small: images resized 8 -> 16 px before the ViT."""
+    config = ForgetConfig(model="vit", image_size=16, methods=["ssd"], seeds=[0],
+                          model_options={"dim": 16, "depth": 1, "heads": 2, "patch_size": 4},
+                          training={"epochs": 1, "lr": 1e-3, "optimizer": "adam"})  # fmt: skip
+    cell = {"scenario": "full-class", "dataset": "digits", "model": "vit", "forget": "3", "seed": 0}
+    first = ForgetRun(config, tmp_path)
+    original = first.run_one({**cell, "method": "original"})
+    assert first.run_one({**cell, "method": "ssd"})["alpha"] == 5  # ViT full-class
+    _, spec = load_model(tmp_path / "originals" / "seed-0")
+    assert spec["kwargs"]["image_size"] == 16 and spec["kwargs"]["dim"] == 16
+    again = ForgetRun(config, tmp_path).run_one({**cell, "method": "original"})
+    assert again["retain_test_acc"] == original["retain_test_acc"]  # reloaded, not retrained
