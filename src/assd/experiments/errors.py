@@ -62,6 +62,9 @@ class ErrorsConfig:
     n_train: int = 20000
     data: str | None = None  # a table in the flights task's format; None: the shipped one
     group_column: str = "dest"
+    # one-hot levels kept per categorical: 120 keeps all 104 destinations apart, so
+    # errors in a destination are learnable (docs/errors.md); rarer levels go to "other"
+    max_levels: int = 120
     with_dep_delay: bool = True
     training: dict = field(default_factory=dict)  # TrainConfig fields; model and seed per cell
 
@@ -91,7 +94,13 @@ def load_errors_data(config: ErrorsConfig, frame=None) -> ErrorsData:
 
     if frame is None:
         frame = load_flights(with_dep_delay=config.with_dep_delay)
-    task = TableTask.fit(frame, target=TARGET, id_column="id", split=f"time:{TIME_COLUMN}")
+    task = TableTask.fit(
+        frame,
+        target=TARGET,
+        id_column="id",
+        split=f"time:{TIME_COLUMN}",
+        max_levels=config.max_levels,
+    )
     rows = task.encode(frame)
     groups = frame[config.group_column].astype(str).to_numpy()
     train_mask = ~rows.test & (rows.y >= 0).numpy()
