@@ -26,7 +26,7 @@ from torch.utils._pytree import tree_map
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
 from .parameters import model_device, set_mode
 
-__all__ = ["ESTIMATORS", "OBJECTIVES", "Sums", "accumulate"]
+__all__ = ["CHUNK_BYTES", "ESTIMATORS", "OBJECTIVES", "Sums", "accumulate", "sample_chunk"]
 
 OBJECTIVES = ("loss", "output_norm")
 ESTIMATORS = ("batch", "sample")
@@ -126,10 +126,40 @@ def _batch_step(model, params, names, acc, inputs, targets, objective, loss_fn, 
         _add_([a for a, _ in pairs], [g for _, g in pairs], objective)
 
 
+def sample_chunk(
+    n_elements: int, max_memory: int | None = None, *, itemsize: int = 4, device="cpu"
+) -> int:
+    """Samples per ``vmap`` call of the sample estimator.
+
+    Each sample's gradients take ``n_elements * itemsize`` bytes (plus a
+    float32 copy for other precisions). ``max_memory`` bounds a chunk's
+    gradients. On CPU a chunk is also kept to about :data:`CHUNK_BYTES`:
+    larger chunks were not faster there (benchmarks/sample_estimator.py),
+    while much smaller ones pay ``vmap``'s fixed cost per call. On a GPU the
+    whole budget is used; by default a quarter of its free memory.
+
+    Example:
+        >>> sample_chunk(1000), sample_chunk(1000, max_memory=40_000)
+        (16777, 10)
+    """
+    device = torch.device(device)
+    per_sample = n_elements * (itemsize + (4 if itemsize != 4 else 0))
+    if max_memory is None:
+        max_memory = (
+            torch.cuda.mem_get_info(device)[0] // 4 if device.type == "cuda" else CHUNK_BYTES
+        )
+    budget = min(max_memory, CHUNK_BYTES) if device.type == "cpu" else max_memory
+    return max(1, int(budget // per_sample))
+
+
+CHUNK_BYTES = 64 * 2**20  # per-sample gradients per vmap call on CPU (see sample_chunk)
+
+
 def _sample_step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory):
     detached = {n: params[n].detach() for n in names}
     n_elements = sum(p.numel() for p in detached.values())
-    chunk = max(1, int(max_memory // (8 * n_elements)))  # per-sample grads + their squares
+    itemsize = max(p.element_size() for p in detached.values())
+    chunk = sample_chunk(n_elements, max_memory, itemsize=itemsize, device=model_device(model))
 
     def one(p, x, y):
         x1 = tree_map(lambda t: t.unsqueeze(0), x)
@@ -144,11 +174,9 @@ def _sample_step(model, params, names, acc, inputs, targets, objective, loss_fn,
         part = tree_map(lambda t, rows=rows: t[rows], inputs)
         y = None if targets is None else targets[rows]
         grads = per_sample(detached, part, y)
-        if objective == "loss":
-            summed = [grads[n].float().pow(2).sum(0) for n in names]
-        else:
-            summed = [grads[n].float().abs().sum(0) for n in names]
-        torch._foreach_add_(acc, summed)
+        for total, name in zip(acc, names, strict=True):
+            g = grads[name] if grads[name].dtype == torch.float32 else grads[name].float()
+            total.add_((g.square_() if objective == "loss" else g.abs_()).sum(0))  # in place
 
 
 def _progress(data, enabled: bool, label: str):

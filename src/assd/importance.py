@@ -186,7 +186,7 @@ def compute_importance(
     loss_fn=None,
     batch_fn=None,
     train_mode: bool = False,
-    max_memory: int = 512 * 2**20,
+    max_memory: int | None = None,
     fingerprint: bool = True,
     progress: bool = False,
     distributed: bool | None = None,
@@ -205,7 +205,8 @@ def compute_importance(
         loss_fn: ``loss_fn(logits, targets) -> mean loss``; cross-entropy by default.
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
         train_mode: run the model in train mode (batch statistics); ``batch`` only.
-        max_memory: bytes the ``sample`` estimator may use for per-sample gradients.
+        max_memory: most bytes of per-sample gradients the ``sample`` estimator holds
+            at once (default: 64 MiB on CPU, a quarter of free memory on a GPU).
         fingerprint: record a hash of the weights, so a stale copy is refused later.
         progress: show a progress bar.
         distributed: split the pass across the processes of a ``torch.distributed``

@@ -61,7 +61,7 @@ class SSD:
         train_mode: bool = False,
         loss_fn=None,
         batch_fn=None,
-        max_memory: int = 512 * 2**20,
+        max_memory: int | None = None,
         progress: bool = False,
     ):
         if reference not in REFERENCES:

@@ -1,0 +1,129 @@
+"""The ``sample`` estimator (per-sample gradients, ``torch.func``) against the ``batch`` one.
+
+Both make one pass over the same data; the ratio is what batch-size
+invariance and exact subtraction (``Importance.without``) cost. A second
+table sweeps the chunk size (how many samples ``vmap`` handles at once, set
+from a byte budget) to show where the speed saturates on this machine.
+
+    python benchmarks/sample_estimator.py [--models cnn mlp resnet18 vit-b] [--rounds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import alternate, cases, header, median, n_params, ratio
+
+import assd
+from assd import estimators
+from assd.estimators import sample_chunk
+from assd.reports import markdown_table
+
+SAMPLES = {"cnn": 1437, "mlp": 20000, "resnet18": 64, "vit-b": 16}  # rows per pass
+BUDGETS = [2**23, 2**25, 2**26, 2**27, 2**29]  # bytes of per-sample gradients per vmap call
+
+
+def measure(case, *, rounds: int, rows: int) -> dict:
+    model = case.model()
+    case.n_data = rows
+    full, _ = case.loaders()
+    times = alternate(
+        {
+            "batch": lambda: assd.compute_importance(model, full, fingerprint=False),
+            "sample": lambda: assd.compute_importance(
+                model, full, estimator="sample", fingerprint=False
+            ),
+        },
+        rounds=rounds,
+    )
+    return {
+        "case": case,
+        "params": n_params(model),
+        "times": {k: median(v) for k, v in times.items()},
+        "ratio": ratio(times, "sample", "batch"),
+        "chunk": sample_chunk(n_params(model)),
+    }
+
+
+def sweep(case, *, rows: int) -> list[list]:
+    """Seconds per pass of the sample estimator for several chunk sizes (bytes of per-sample
+    gradients per vmap call), alternating, to check the CPU cap ``CHUNK_BYTES``."""
+    model = case.model()
+    case.n_data = rows
+    full, _ = case.loaders()
+
+    def with_cap(cap):
+        def go():
+            estimators.CHUNK_BYTES = cap
+            assd.compute_importance(
+                model, full, estimator="sample", max_memory=cap, fingerprint=False
+            )
+
+        return go
+
+    saved = estimators.CHUNK_BYTES
+    try:
+        times = alternate({f"{b >> 20} MiB": with_cap(b) for b in BUDGETS}, rounds=1)
+    finally:
+        estimators.CHUNK_BYTES = saved
+    return [
+        [
+            case.name,
+            f"{b >> 20} MiB",
+            min(case.batch_size, max(1, b // (4 * n_params(model)))),
+            f"{median(t):.3f}",
+        ]  # fmt: skip
+        for b, t in zip(BUDGETS, times.values(), strict=True)
+    ]
+
+
+def run(*, models: list[str], rounds: int, scale: str, sweep_models: list[str]) -> str:
+    known = cases(scale)
+    shrink = 8 if scale == "quick" else 1
+    results = [measure(known[m], rounds=rounds, rows=SAMPLES[m] // shrink) for m in models]
+    rows = [
+        [r["case"].name, f"{r['params']:,}", r["case"].n_data, r["case"].batch_size, r["chunk"],
+         f"{r['times']['batch']:.3f}", f"{r['times']['sample']:.3f}", f"{r['ratio']:.2f}x"]
+        for r in results
+    ]  # fmt: skip
+    lines = [
+        header("Sample estimator against batch estimator"),
+        markdown_table(
+            [
+                "model",
+                "params",
+                "rows",
+                "batch",
+                "vmap chunk",
+                "batch s",
+                "sample s",
+                "sample / batch",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    swept = [row for m in sweep_models for row in sweep(known[m], rows=SAMPLES[m] // shrink)]
+    if swept:
+        lines += [
+            "Chunk size (bytes of per-sample gradients per vmap call) against speed:",
+            "",
+            markdown_table(["model", "chunk bytes", "vmap chunk", "sample s"], swept),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["cnn", "mlp", "resnet18", "vit-b"])
+    parser.add_argument("--sweep", nargs="*", default=["mlp", "resnet18"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="Smaller data (a smoke run).")
+    args = parser.parse_args()
+    scale = "quick" if args.quick else "full"
+    print(run(models=args.models, rounds=args.rounds, scale=scale, sweep_models=args.sweep))
+
+
+if __name__ == "__main__":
+    main()
