@@ -72,7 +72,7 @@ def sweep(case, *, rows: int) -> list[list]:
             f"{b >> 20} MiB",
             min(case.batch_size, max(1, b // (4 * n_params(model)))),
             f"{median(t):.3f}",
-        ]  # fmt: skip
+        ]
         for b, t in zip(BUDGETS, times.values(), strict=True)
     ]
 
