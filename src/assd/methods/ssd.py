@@ -10,7 +10,6 @@ from torch import nn
 
 from ..dampening import dampen_parameters_
 from ..importance import Importance, compute_importance
-from ..parameters import trainable_parameters
 from .registry import register
 from .result import UnlearnResult
 
@@ -129,7 +128,7 @@ class SSD:
         target = model if inplace else copy.deepcopy(model)
         timings["copy"] = time.perf_counter() - tick - timings["alpha"]
         counts = dampen_parameters_(
-            trainable_parameters(target),
+            {n: p for n, p in target.named_parameters() if n in reference.tensors},
             forgotten.tensors,
             reference.tensors,
             alpha=alpha,
