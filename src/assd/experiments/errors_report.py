@@ -48,9 +48,13 @@ def _by_cell(records: list[dict]) -> dict:
 
 
 def summarize(records: list[dict], *, baseline: str = "mistake", target: str = "retrain"):
-    """One row per (model, kind, rate, method), in the order methods first appear."""
+    """One row per (model, kind, rate, method): rates ascending within each model and kind,
+    methods in the order they first appear."""
     rows = []
-    for group, methods in _by_cell(records).items():
+    cells = _by_cell(records)
+    first = {key: i for i, key in enumerate(dict.fromkeys(g[:2] for g in cells))}
+    for group in sorted(cells, key=lambda g: (first[g[:2]], g[2])):
+        methods = cells[group]
         base = methods.get(baseline, {})
         goal = methods.get(target, {})
         for method, by_seed in methods.items():
