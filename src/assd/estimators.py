@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
 from .parameters import model_device, set_mode
@@ -134,13 +134,21 @@ def accumulate(
             size = batch_size_of(inputs)
             if size == 0:
                 continue
-            check_finite_inputs(inputs, index)
+            _check_finite_inputs(inputs, index)
             inputs, targets = to_device(inputs, device), to_device(targets, device)
             step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory)
             n_samples += size
             n_batches += 1
             first_size = first_size or size
     return Sums(names, acc, n_samples, n_batches, first_size)
+
+
+def _check_finite_inputs(inputs, index: int) -> None:
+    """:func:`~assd.batches.check_finite_inputs` with the fast check; it raises the error."""
+    leaves = tree_flatten(inputs)[0]
+    floats = [t for t in leaves if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    if not all(all_finite(t) for t in floats):
+        check_finite_inputs(inputs, index)
 
 
 def _batch_step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory):
