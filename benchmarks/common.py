@@ -72,8 +72,8 @@ def cases(scale: str = "full") -> dict[str, Case]:
             {"n_classes": 10, "image_size": 64},
             (3, 64, 64),
             10,
-            64,
-            8,
+            96,
+            24,
             8,
         ),
     }

@@ -21,7 +21,7 @@ import torch
 
 __all__ = ["BLOCK", "Scratch", "gather_block", "gather_numpy", "numpy_flat", "plan_blocks"]
 
-BLOCK = 1 << 20  # elements per block: bounds every temporary of the post-stage (4 MiB float32)
+BLOCK = 1 << 18  # elements per block: bounds every temporary of the post-stage (1 MiB float32)
 
 
 def plan_blocks(

@@ -78,9 +78,9 @@ def dampen_parameters_(
 ) -> dict[str, tuple[int, int]]:
     """Dampen every named parameter in place.
 
-    Works on blocks of at most ``2**20`` elements (small parameters pooled, large
-    ones cut) and rewrites only selected elements, so its temporaries are a few
-    MiB whatever the model's size. Results are bit-identical to applying
+    Works on blocks of at most ``assd.blocks.BLOCK`` (2**18) elements (small
+    parameters pooled, large ones cut) and rewrites only selected elements, so
+    its temporaries are a few MiB whatever the model's size. Results are bit-identical to applying
     :func:`select` and :func:`dampening_factor` to each whole tensor.
 
     Returns:
