@@ -111,11 +111,14 @@ class Preprocessor:
             values = _numbers(frame, col)
             values = np.where(np.isfinite(values), values, self.fill[col])
             span = self.high[col] - self.low[col]
-            blocks.append(((values - self.low[col]) / (span if span > 0 else 1.0))[:, None])
+            scaled = (values - self.low[col]) / (span if span > 0 else 1.0)
+            blocks.append(scaled.astype(np.float32)[:, None])
         for col in self.categorical:
             codes = _level_codes(_strings(frame, col).to_numpy(), self.levels[col])
-            blocks.append(np.eye(len(self.levels[col]) + 1)[codes])
-        full = np.concatenate(blocks, axis=1) if blocks else np.empty((len(frame), 0))
+            one_hot = np.zeros((len(codes), len(self.levels[col]) + 1), dtype=np.float32)
+            one_hot[np.arange(len(codes)), codes] = 1.0
+            blocks.append(one_hot)
+        full = np.concatenate(blocks, axis=1) if blocks else np.empty((len(frame), 0), np.float32)
         index = {name: i for i, name in enumerate(self.all_features())}
         return full[:, [index[name] for name in self.keep]].astype(np.float32)
 

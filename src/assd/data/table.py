@@ -137,7 +137,7 @@ def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> n
     times = pd.to_datetime(frame[col], errors="coerce", utc=True)
     if times.isna().any():
         raise ValueError(f"split column {col!r} has values that are not dates or times.")
-    order = np.argsort(times.to_numpy(), kind="stable")
+    order = np.argsort(times.astype("int64").to_numpy(), kind="stable")  # vectorised, UTC
     test[order[n - n_test :]] = True
     return test
 
