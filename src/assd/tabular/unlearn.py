@@ -43,6 +43,9 @@ log = logging.getLogger("assd")
 # that I_D on all rows missed: weights that only the forgotten rows use have
 # I_Df / I_D = n / k on all rows, which ties at the percentile and escapes selection.
 DEFAULT_OPTIONS = {"estimator": "sample", "reference": "retain"}
+# SSD's fixed alpha belongs to its reference setup (I_D on all rows); the other SSD-family
+# methods were measured that way, so they keep it.
+REFERENCE_OPTIONS = {"estimator": "sample", "reference": "full"}
 
 
 def unlearn_rows(
@@ -63,9 +66,10 @@ def unlearn_rows(
         frame: the training table (the same file the model was trained on).
         forget_ids: ids of the rows to forget (see :func:`assd.data.row_ids`).
         method: a registered method name (``assd.available_methods()``).
-        options: method options; SSD-family methods default to
-            :data:`DEFAULT_OPTIONS`, ``retrain``/``finetune`` to the model's
-            training settings (fine-tune: 1 epoch).
+        options: method options. ASSD defaults to :data:`DEFAULT_OPTIONS`
+            (sample estimator, I_D on the rows kept); SSD, LFSSD and ALFSSD to
+            the sample estimator with I_D on all rows; ``retrain``/``finetune``
+            to the model's training settings (fine-tune: 1 epoch).
         eval_frames: more labelled tables to measure before and after: ``{name: frame}``.
         cache_folder: where the training-data importance is cached (None: no cache).
         progress: show progress bars.
@@ -130,8 +134,10 @@ def method_options(method: str, options: dict | None, config: TrainConfig) -> di
         defaults = {**config.fit_options(), "seed": config.seed}
     elif name == "finetune":
         defaults = {"epochs": 1, "lr": config.lr, "momentum": config.momentum}
-    elif name in ("ssd", "lfssd", "assd", "alfssd"):
+    elif name == "assd":
         defaults = dict(DEFAULT_OPTIONS)
+    elif name in ("ssd", "lfssd", "alfssd"):
+        defaults = dict(REFERENCE_OPTIONS)
     else:
         defaults = {}
     return {**defaults, **(options or {})}
