@@ -118,9 +118,29 @@ def alternate(
     return times
 
 
-def ratio(times: dict[str, list[float]], top: str, bottom: str) -> float:
-    """Median over rounds of the per-round ratio ``top / bottom``."""
-    return statistics.median(a / b for a, b in zip(times[top], times[bottom], strict=True))
+class Ratio(float):
+    """The median over rounds of a per-round ratio, remembering the lowest and highest."""
+
+    low: float
+    high: float
+
+    def show(self, spec: str = ".2f", *, scale: float = 1.0, unit: str = "") -> str:
+        """``median (lowest–highest)``, so the reader sees how much the rounds varied."""
+        m, lo, hi = (f"{scale * v:{spec}}" for v in (self, self.low, self.high))
+        return f"{m}{unit} ({lo}–{hi})"
+
+
+def ratio(times: dict[str, list[float]], top: str, bottom: str) -> Ratio:
+    """Median over rounds of the per-round ratio ``top / bottom``, with its range."""
+    per_round = [a / b for a, b in zip(times[top], times[bottom], strict=True)]
+    result = Ratio(statistics.median(per_round))
+    result.low, result.high = min(per_round), max(per_round)
+    return result
+
+
+def judged(r: Ratio, target: float, *, at_most: bool, spec: str = ".2f", **show) -> str:
+    """A table cell: the ratio with its range and whether it meets ``target``."""
+    return f"{r.show(spec, **show)} {verdict(r, target, at_most=at_most)}"
 
 
 def median(values: list[float]) -> float:

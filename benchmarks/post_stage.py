@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 import torch
-from common import alternate, cases, header, median, n_params, plain_pass, ratio, verdict
+from common import alternate, cases, header, judged, median, n_params, plain_pass, ratio
 
 import assd
 from assd.parameters import trainable_parameters
@@ -102,9 +102,9 @@ def table(results: list[dict]) -> str:
         t = r["times"]
         rows.append(
             [r["case"].name, f"{r['params']:,}", f"{t['straightforward']:.4f}", f"{t['ours']:.4f}",
-             f"{r['speedup']:.1f}x {verdict(r['speedup'], SPEEDUP_TARGET, at_most=False)}",
+             judged(r["speedup"], SPEEDUP_TARGET, at_most=False, spec=".1f", unit="x"),
              r["case"].n_data, f"{t['plain D']:.3f}",
-             f"{100 * r['share']:.2f} % {verdict(r['share'], SHARE_TARGET, at_most=True)}"]
+             judged(r["share"], SHARE_TARGET, at_most=True, scale=100, unit=" %")]
         )  # fmt: skip
     return markdown_table(
         [

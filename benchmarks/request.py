@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import alternate, cases, header, median, n_params, plain_pass, ratio, verdict
+from common import alternate, cases, header, judged, median, n_params, plain_pass, ratio
 
 import assd
 from assd.reports import markdown_table
@@ -68,9 +68,9 @@ def table(results: list[dict]) -> str:
         rows.append(
             [c.name, f"{r['params']:,}", c.n_data, c.n_forget, c.batch_size,
              f"{t['plain D + Df']:.3f}", f"{t['uncached']:.3f}",
-             f"{uncached:.3f} {verdict(uncached, UNCACHED_TARGET, at_most=True)}",
+             judged(uncached, UNCACHED_TARGET, at_most=True),
              f"{t['plain Df']:.4f}", f"{t['cached']:.4f}",
-             f"{cached:.3f} {verdict(cached, CACHED_TARGET, at_most=True)}"]
+             judged(cached, CACHED_TARGET, at_most=True)]
         )  # fmt: skip
     return markdown_table(header_row, rows)
 

@@ -14,7 +14,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import alternate, cases, header, median, ratio, verdict
+from common import alternate, cases, header, judged, median, ratio
 
 import assd
 from assd import TensorData
@@ -58,9 +58,9 @@ def run(*, rounds: int, scale: str) -> str:
     t = r["times"]
     rows = [
         ["uncached request", f"{t['uncached']:.4f}", f"{t['retrain']:.3f}",
-         f"{r['uncached']:.0f}x {verdict(r['uncached'], UNCACHED_TARGET, at_most=False)}", "≥ 20x"],
+         judged(r["uncached"], UNCACHED_TARGET, at_most=False, spec=".0f", unit="x"), "≥ 20x"],
         ["cached request", f"{t['cached']:.4f}", f"{t['retrain']:.3f}",
-         f"{r['cached']:.0f}x {verdict(r['cached'], CACHED_TARGET, at_most=False)}", "≥ 200x"],
+         judged(r["cached"], CACHED_TARGET, at_most=False, spec=".0f", unit="x"), "≥ 200x"],
     ]  # fmt: skip
     note = (
         f"{case.name}: {case.n_data} rows x {case.input_shape[0]} features, forget "

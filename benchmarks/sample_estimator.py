@@ -20,7 +20,7 @@ from assd.estimators import sample_chunk
 from assd.reports import markdown_table
 
 SAMPLES = {"cnn": 1437, "mlp": 20000, "resnet18": 64, "vit-b": 16}  # rows per pass
-BUDGETS = [2**23, 2**25, 2**26, 2**27, 2**29]  # bytes of per-sample gradients per vmap call
+BUDGETS = [2**23, 2**26, 2**29]  # bytes of per-sample gradients per vmap call
 
 
 def measure(case, *, rounds: int, rows: int) -> dict:
@@ -41,11 +41,11 @@ def measure(case, *, rounds: int, rows: int) -> dict:
         "params": n_params(model),
         "times": {k: median(v) for k, v in times.items()},
         "ratio": ratio(times, "sample", "batch"),
-        "chunk": sample_chunk(n_params(model)),
+        "chunk": min(case.batch_size, sample_chunk(n_params(model))),
     }
 
 
-def sweep(case, *, rows: int) -> list[list]:
+def sweep(case, *, rows: int, rounds: int) -> list[list]:
     """Seconds per pass of the sample estimator for several chunk sizes (bytes of per-sample
     gradients per vmap call), alternating, to check the CPU cap ``CHUNK_BYTES``."""
     model = case.model()
@@ -63,7 +63,7 @@ def sweep(case, *, rows: int) -> list[list]:
 
     saved = estimators.CHUNK_BYTES
     try:
-        times = alternate({f"{b >> 20} MiB": with_cap(b) for b in BUDGETS}, rounds=1)
+        times = alternate({f"{b >> 20} MiB": with_cap(b) for b in BUDGETS}, rounds=rounds)
     finally:
         estimators.CHUNK_BYTES = saved
     return [
@@ -83,7 +83,8 @@ def run(*, models: list[str], rounds: int, scale: str, sweep_models: list[str]) 
     results = [measure(known[m], rounds=rounds, rows=SAMPLES[m] // shrink) for m in models]
     rows = [
         [r["case"].name, f"{r['params']:,}", r["case"].n_data, r["case"].batch_size, r["chunk"],
-         f"{r['times']['batch']:.3f}", f"{r['times']['sample']:.3f}", f"{r['ratio']:.2f}x"]
+         f"{r['times']['batch']:.3f}", f"{r['times']['sample']:.3f}",
+         r["ratio"].show(".2f", unit="x")]
         for r in results
     ]  # fmt: skip
     lines = [
@@ -103,7 +104,11 @@ def run(*, models: list[str], rounds: int, scale: str, sweep_models: list[str]) 
         ),
         "",
     ]
-    swept = [row for m in sweep_models for row in sweep(known[m], rows=SAMPLES[m] // shrink)]
+    swept = [
+        row
+        for m in sweep_models
+        for row in sweep(known[m], rows=SAMPLES[m] // shrink, rounds=rounds)
+    ]
     if swept:
         lines += [
             "Chunk size (bytes of per-sample gradients per vmap call) against speed:",
