@@ -84,9 +84,20 @@ def test_task_excludes_target_ids_and_time_and_labels_unknown_classes():
     assert {"label", "row", "when"}.isdisjoint(
         task.preprocessor.numeric + task.preprocessor.categorical
     )
+    assert task.encode(frame).ids[:2].tolist() == ["r0", "r1"]
     frame.loc[0, "label"] = "never-seen"
     assert task.labels(frame)[0] == -1
-    assert task.encode(frame).ids[:2].tolist() == ["r0", "r1"]
+    held_out = int(np.flatnonzero(task.encode(frame.assign(label="a")).test)[0])
+    frame.loc[held_out, "label"] = "also-new"  # a held-out row: left out, not refused
+    frame.loc[1, "label"] = None  # missing: unknown, not refused
+    train_row = int(np.flatnonzero(~task.encode(frame.assign(label="a")).test)[0])
+    frame.loc[train_row, "label"] = "never-seen"
+    with pytest.raises(ValueError, match="classes the model was not trained on"):
+        task.encode(frame)
+    frame.loc[train_row, "label"] = "a"
+    frame.loc[0, "label"] = "a"
+    encoded = task.encode(frame)
+    assert encoded.y[held_out] == -1 and encoded.y[1] == -1
 
 
 def test_read_table_sniffs_delimiter_encoding_and_reads_parquet(tmp_path):

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_atomic"]
+__all__ = ["atomic_path", "check_output", "write_atomic"]
 
 
 @contextlib.contextmanager
@@ -60,3 +60,34 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[Path], N
             tmp.write_bytes(data)
         else:
             tmp.write_text(data, encoding="utf-8")
+
+
+def check_output(
+    out: str | os.PathLike, *, inputs: list, overwrite: bool = False, flag: str = "--out"
+) -> None:
+    """Refuse an output that would replace or delete an input, or an existing output.
+
+    Args:
+        out: the file or folder about to be written.
+        inputs: paths the command reads (None entries are skipped).
+        overwrite: allow replacing an existing ``out`` that is not an input.
+        flag: how the option is called, for the message.
+
+    Raises:
+        ValueError: if ``out`` is an input or a folder holding one.
+        FileExistsError: if ``out`` exists and ``overwrite`` is False.
+    """
+    target = Path(out).resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if target == source or target in source.parents:
+            raise ValueError(
+                f"{flag} {out} is the input {item} (or a folder holding it); writing there "
+                "would destroy the input. Choose a new output path: inputs are never overwritten."
+            )
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} already exists; choose a new {flag} or pass --overwrite to replace it."
+        )

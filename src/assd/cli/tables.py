@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..distributed import is_main_process
+from ..files import check_output
 from .app import cli
 
 log = logging.getLogger("assd")
@@ -43,7 +44,7 @@ def train(data_path, target, out, model, id_column, split, test_share, features,
     from ..data.table import read_table
     from ..tabular import TrainConfig, train_table
 
-    _refuse_existing(out, overwrite)
+    check_output(out, inputs=[data_path], overwrite=overwrite)
     frame = read_table(data_path)
     config = TrainConfig(
         model=model, epochs=epochs, lr=lr, lr_gamma=lr_gamma, batch_size=batch_size, seed=seed
@@ -92,7 +93,8 @@ def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator
     from ..tabular import TabularModel, unlearn_rows
     from ..tabular.report import unlearn_markdown
 
-    _refuse_existing(out, overwrite)
+    inputs = [model_dir, data_path, forget_path, cache_dir, *eval_data]
+    check_output(out, inputs=inputs, overwrite=overwrite)
     tabular = TabularModel.load(model_dir)
     frame = read_table(data_path)
     ids = read_forget_ids(forget_path)
@@ -127,12 +129,15 @@ def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator
 @click.option("--rows", type=click.Choice(["all", "test", "train"]), default="all",
               show_default=True, help="All rows, or the model's test / train split.")  # fmt: skip
 @click.option("--json", "json_path", default=None, type=click.Path(), help="Also write JSON.")
-def evaluate(model_dir, data_path, rows, json_path) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
+def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
     """Accuracy, per-class accuracy and the confusion matrix of a model on a table."""
     from ..data.table import read_table
     from ..files import write_atomic
     from ..tabular import TabularModel, classify, format_classification
 
+    if json_path:
+        check_output(json_path, inputs=[model_dir, data_path], overwrite=overwrite, flag="--json")
     tabular = TabularModel.load(model_dir)
     encoded = tabular.task.encode(read_table(data_path))
     if rows != "all":
@@ -157,10 +162,12 @@ def data() -> None:
 @data.command("flights")
 @click.option("--out", required=True, type=click.Path(), help="CSV or Parquet file to write.")
 @click.option("--no-dep-delay", is_flag=True, help="Leave out the departure delay (harder task).")
-def data_flights(out, no_dep_delay) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+def data_flights(out, no_dep_delay, overwrite) -> None:
     """Write the NYC 2013 flights delay-class table (target: delay_class, ids: id)."""
     from ..data.flights import load_flights
 
+    check_output(out, inputs=[], overwrite=overwrite)
     _write_frame(load_flights(with_dep_delay=not no_dep_delay), out)
 
 
@@ -168,10 +175,12 @@ def data_flights(out, no_dep_delay) -> None:
 @click.option("--data", "data_path", required=True, type=click.Path(),
               help="DataCoSupplyChainDataset.csv")  # fmt: skip
 @click.option("--out", required=True, type=click.Path(), help="CSV or Parquet file to write.")
-def data_dataco(data_path, out) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+def data_dataco(data_path, out, overwrite) -> None:
     """Write the DataCo delay-class table with the ASSD paper's preprocessing."""
     from ..data.dataco import load_dataco
 
+    check_output(out, inputs=[data_path], overwrite=overwrite)
     _write_frame(load_dataco(data_path), out)
 
 
@@ -187,8 +196,3 @@ def _write_frame(frame, out: str) -> None:
         else:
             frame.to_csv(tmp, index=False)
     click.echo(f"wrote {out}: {len(frame)} rows, columns {', '.join(frame.columns)}")
-
-
-def _refuse_existing(out: str, overwrite: bool) -> None:
-    if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; choose a new --out or pass --overwrite.")

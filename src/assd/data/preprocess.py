@@ -1,11 +1,12 @@
 """Table preprocessing fitted on training rows and stored as JSON (no pickle).
 
-Numeric columns: missing values filled with the training median, then
-min-max scaled with the training minimum and maximum. Categorical columns:
-one-hot over the ``max_levels`` most frequent training levels; rarer and
-unseen levels go to ``"other"``, missing values to ``"<missing>"``. Finally
-every feature whose training variance is at most ``min_variance`` (constant
-columns, by default) is dropped.
+Numeric columns: missing values filled with the training median (infinite
+values are refused as data errors), then min-max scaled with the training
+minimum and maximum. Categorical columns: one-hot over the ``max_levels``
+most frequent training levels; rarer and unseen levels go to ``"other"``,
+missing values to ``"<missing>"``. Finally every feature whose training
+variance is at most ``min_variance`` (constant columns, by default) is
+dropped.
 
 Example:
     >>> import pandas as pd
@@ -109,6 +110,7 @@ class Preprocessor:
         blocks = []
         for col in self.numeric:
             values = _numbers(frame, col)
+            _refuse_infinite(values, col)
             values = np.where(np.isfinite(values), values, self.fill[col])
             span = self.high[col] - self.low[col]
             scaled = (values - self.low[col]) / (span if span > 0 else 1.0)
@@ -180,6 +182,16 @@ def _numbers(frame, col: str) -> np.ndarray:
             "the column categorical."
         )
     return values.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _refuse_infinite(values: np.ndarray, col: str) -> None:
+    infinite = np.flatnonzero(np.isinf(values))
+    if infinite.size:
+        raise ValueError(
+            f"numeric column {col!r} holds {infinite.size} infinite value(s) (first at row "
+            f"{int(infinite[0])}); an infinity is almost always a data error. Replace it, or "
+            "leave the cell empty to mean missing (filled with the training median)."
+        )
 
 
 def _strings(frame, col: str):

@@ -147,12 +147,28 @@ def read_forget_ids(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no forget file at {path}; write the row ids, one per line.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not a UTF-8 text file ({error.reason} at byte {error.start}); write "
+            "the row ids as plain text, one per line."
+        ) from None
     ids = []
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0]
         ids += [part.strip() for part in line.split(",") if part.strip()]
     if not ids:
         raise ValueError(f"{path} names no rows; write the ids of rows to forget, one per line.")
     if len(set(ids)) != len(ids):
-        log.warning("%s names some rows more than once; each is forgotten once", path.name)
-    return list(dict.fromkeys(ids))
+        seen, repeated = set(), []
+        for i in ids:
+            if i in seen and i not in repeated:
+                repeated.append(i)
+            seen.add(i)
+        raise ValueError(
+            f"{path} names {len(repeated)} row id(s) more than once, e.g. {repeated[:5]}; "
+            "a duplicate usually means the list was pasted together wrongly. Remove the "
+            "repeats and run again."
+        )
+    return ids

@@ -121,6 +121,7 @@ class TableTask:
         if require_labels and (y < 0).any():
             raise ValueError(f"{int((y < 0).sum())} rows have a missing or unknown label.")
         test = split_rows(frame, self.split, test_share=self.test_share, seed=self.seed)
+        self._check_classes(frame, y, test)
         return Rows(x, y, row_ids(frame, self.id_column), test)
 
     def labels(self, frame) -> torch.Tensor:
@@ -132,6 +133,23 @@ class TableTask:
         text = frame[self.target].astype("string")  # missing stays missing -> code -1
         codes = pd.Index(self.class_names).get_indexer(text)
         return torch.from_numpy(codes.astype(np.int64))
+
+    def _check_classes(self, frame, y: torch.Tensor, test: np.ndarray) -> None:
+        """Refuse training rows whose class the model never saw; warn for held-out ones."""
+        unseen = (y < 0).numpy() & frame[self.target].notna().to_numpy()
+        if (unseen & ~test).any():
+            examples = sorted(set(frame[self.target][unseen & ~test].astype(str)))[:5]
+            raise ValueError(
+                f"the target column {self.target!r} has {int((unseen & ~test).sum())} row(s) "
+                f"with classes the model was not trained on, e.g. {examples}; it knows "
+                f"{self.class_names}. Fix those labels, or leave them empty to mean unknown."
+            )
+        if unseen.any():
+            log.warning(
+                "%d held-out row(s) have classes the model never saw; they are left out of "
+                "accuracy",
+                int(unseen.sum()),
+            )
 
     def to_dict(self) -> dict:
         out = asdict(self)
