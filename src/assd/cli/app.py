@@ -62,6 +62,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"error: {error}", err=True)
         return 2
+    except Exception as error:  # anything unforeseen: still one paragraph, no traceback
+        if debug:
+            raise
+        click.echo(
+            f"error: unexpected {type(error).__name__}: {error}. This input is not handled "
+            "yet; run again with --debug for the traceback and report it.",
+            err=True,
+        )
+        return 1
     return 0
 
 
