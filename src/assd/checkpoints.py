@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .files import not_writable
 from .models import build_model
 
 __all__ = ["load_model", "load_state_dict", "save_model", "write_folder"]
@@ -50,8 +51,11 @@ def write_folder(folder: str | os.PathLike, *, overwrite: bool = False) -> Itera
             f"{final} already exists; choose a new output folder or pass overwrite "
             "(--overwrite) to replace it."
         )
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError as error:
+        raise not_writable(final, error) from None
     try:
         yield tmp
         for item in tmp.iterdir():

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "check_output", "write_atomic"]
+__all__ = ["atomic_path", "check_output", "check_writable", "not_writable", "write_atomic"]
 
 
 @contextlib.contextmanager
@@ -30,7 +30,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     folder = final.parent if str(final.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {final}: folder {folder} does not exist.")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+    except OSError as error:
+        raise not_writable(final, error) from None
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
@@ -43,6 +46,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def not_writable(
+    path: str | os.PathLike, error: OSError, folder: str | os.PathLike | None = None
+) -> PermissionError:
+    """A one-paragraph error for an output location that cannot be written."""
+    where = folder if folder is not None else (Path(path).parent or ".")
+    return PermissionError(
+        f"cannot write {path}: {error.strerror or error} ({where} is not writable). "
+        "Choose an output location you can write to; nothing was changed."
+    )
 
 
 def _umask() -> int:
@@ -91,3 +105,17 @@ def check_output(
         raise FileExistsError(
             f"{out} already exists; choose a new {flag} or pass --overwrite to replace it."
         )
+    check_writable(target)
+
+
+def check_writable(target: str | os.PathLike) -> None:
+    """Fail before any work if the nearest existing folder above ``target`` is read-only."""
+    folder = Path(target).resolve().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=".assd-probe.", dir=folder)
+    except OSError as error:
+        raise not_writable(target, error, folder) from None
+    os.close(fd)
+    os.unlink(name)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..distributed import is_main_process
+from ..files import check_writable
 from .app import experiment
 
 log = logging.getLogger("assd")
@@ -82,6 +83,7 @@ def errors(
     if methods:
         config.methods = [m for m in methods.replace(";", " ").split() if m]
     folder = Path(out)
+    check_writable(folder / "results.jsonl")  # fail now, not after the first cell
     log_file = ResultLog(folder / "results.jsonl")
     _check_settings(log_file, config)
     frame = None

@@ -9,6 +9,7 @@ import click
 
 from ..data.scenarios import DATASETS, SCENARIOS
 from ..distributed import is_main_process
+from ..files import check_writable
 from .app import experiment
 
 MODELS = ("cnn", "resnet18", "vit", "vit-b")
@@ -76,11 +77,17 @@ def _options(pairs: tuple[str, ...]) -> dict:
     default=None,
     help="Safetensors weights to start training from (tensors that fit are loaded).",
 )
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    help="Accept PyTorch pickle files for --weights/--init (loaded with weights_only=True).",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--no-progress", is_flag=True)
 def forget(out, scenario, dataset, data_dir, model, model_option, forget, methods, seeds,
            epochs, lr, optimizer, momentum, weight_decay, lr_gamma, batch_size, augment,
-           image_size, estimator, weights, init, device, no_progress) -> None:  # fmt: skip
+           image_size, estimator, weights, init, allow_pickle, device,
+           no_progress) -> None:  # fmt: skip
     """Train (or reuse) an original per seed, let each method forget, measure, tabulate.
 
     Writes OUT/originals/seed-N/ (model folders, reused by a re-run),
@@ -98,11 +105,12 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
         scenario=scenario, dataset=dataset, forget=forget, model=model, seeds=_seeds(seeds),
         model_options=_options(model_option), training=training, batch_size=batch_size,
         augment=augment, image_size=image_size, estimator=estimator, weights=weights, init=init,
-        data_dir=data_dir, device=device,
+        data_dir=data_dir, device=device, allow_pickle=allow_pickle,
     )  # fmt: skip
     if methods:
         config.methods = split_methods(methods)
     folder = Path(out)
+    check_writable(folder / "results.jsonl")  # fail now, not after the first cell
     progress = not no_progress and is_main_process()
     runner = ForgetRun(config, folder, progress=progress)
     cells = make_cells(config)

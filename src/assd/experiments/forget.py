@@ -93,6 +93,7 @@ class ForgetConfig:
     estimator: str = "batch"
     weights: str | None = None
     init: str | None = None
+    allow_pickle: bool = False  # accept PyTorch pickles for weights/init (tensors only)
     data_dir: str | None = None
     device: str = "cpu"
 

@@ -144,11 +144,11 @@ def build_original(folder: Path, config, scenario, seed: int, device, *, progres
     torch.manual_seed(seed)
     net = build_model(architecture, **kwargs)
     if config.init:
-        load_weights_(net, config.init, strict=False)
+        load_weights_(net, config.init, strict=False, allow_pickle=config.allow_pickle)
     model = _wrap(net, config).to(device)
     tick = time.perf_counter()
     if config.weights:
-        load_weights_(net, config.weights, strict=True)
+        load_weights_(net, config.weights, strict=True, allow_pickle=config.allow_pickle)
     else:
         data = TensorData(scenario.x_train, scenario.y_train, batch_size=config.batch_size,
                           shuffle=True, seed=seed)  # fmt: skip

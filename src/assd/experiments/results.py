@@ -19,6 +19,8 @@ import logging
 import os
 from pathlib import Path
 
+from ..files import not_writable
+
 __all__ = ["ResultLog", "key_of"]
 
 log = logging.getLogger("assd")
@@ -64,13 +66,16 @@ class ResultLog:
         """Write one record durably (after cutting off any torn last line)."""
         if "key" not in record:
             raise ValueError("a result record needs a 'key' dict that identifies it.")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_torn_tail()
         line = json.dumps(record, sort_keys=True, allow_nan=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._drop_torn_tail()
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except PermissionError as error:
+            raise not_writable(self.path, error) from None
 
     def _drop_torn_tail(self) -> None:
         if not self.path.is_file() or self.path.stat().st_size == 0:
