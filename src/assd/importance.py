@@ -129,6 +129,12 @@ class Importance:
                 "compute_importance(model, data)."
             )
         for name, p in params.items():
+            tensor = self.tensors[name]
+            if not torch.isfinite(tensor).all() or (tensor < 0).any():
+                raise ValueError(
+                    f"the importance of {name!r} holds NaN, infinite or negative values; the "
+                    "file is damaged or was not written by assd. Recompute it."
+                )
             if tuple(p.shape) != tuple(self.tensors[name].shape):
                 raise ValueError(
                     f"importance of {name!r} has shape {tuple(self.tensors[name].shape)} but the "

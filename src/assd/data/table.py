@@ -57,7 +57,11 @@ def read_table(path: str | os.PathLike):
     try:
         frame = pd.read_csv(path, sep=delimiter, encoding=encoding, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read {path} as a table ({error}).") from error
+        reason = " ".join(str(error).split())  # pandas' messages span lines
+        raise ValueError(
+            f"cannot read {path} as a table ({reason}); check that it is a delimited text "
+            "file with one header row (open it in a text editor), or save it as CSV again."
+        ) from error
     if frame.shape[1] < 2:
         raise ValueError(
             f"{path} has {frame.shape[1]} column(s) after sniffing the delimiter "
