@@ -2,8 +2,8 @@
 
 Both make one pass over the same data; the ratio is what batch-size
 invariance and exact subtraction (``Importance.without``) cost. A second
-table sweeps the chunk size (how many samples ``vmap`` handles at once, set
-from a byte budget) to show where the speed saturates on this machine.
+table sweeps the memory budget, which sets how many samples ``vmap`` handles
+at once, to show how the speed depends on it.
 
     python benchmarks/sample_estimator.py [--models cnn mlp resnet18 vit-b] [--rounds 3] [--quick]
 """
@@ -15,7 +15,6 @@ import argparse
 from common import alternate, cases, header, median, n_params, ratio
 
 import assd
-from assd import estimators
 from assd.estimators import sample_chunk
 from assd.reports import markdown_table
 
@@ -46,31 +45,23 @@ def measure(case, *, rounds: int, rows: int) -> dict:
 
 
 def sweep(case, *, rows: int, rounds: int) -> list[list]:
-    """Seconds per pass of the sample estimator for several chunk sizes (bytes of per-sample
-    gradients per vmap call), alternating, to check the CPU cap ``CHUNK_BYTES``."""
+    """Seconds per pass of the sample estimator for several memory budgets (bytes of
+    per-sample gradients per vmap call, which set the chunk), alternating."""
     model = case.model()
     case.n_data = rows
     full, _ = case.loaders()
 
-    def with_cap(cap):
-        def go():
-            estimators.CHUNK_BYTES = cap
-            assd.compute_importance(
-                model, full, estimator="sample", max_memory=cap, fingerprint=False
-            )
+    def with_budget(budget):
+        return lambda: assd.compute_importance(
+            model, full, estimator="sample", max_memory=budget, fingerprint=False
+        )
 
-        return go
-
-    saved = estimators.CHUNK_BYTES
-    try:
-        times = alternate({f"{b >> 20} MiB": with_cap(b) for b in BUDGETS}, rounds=rounds)
-    finally:
-        estimators.CHUNK_BYTES = saved
+    times = alternate({f"{b >> 20} MiB": with_budget(b) for b in BUDGETS}, rounds=rounds)
     return [
         [
             case.name,
             f"{b >> 20} MiB",
-            min(case.batch_size, max(1, b // (4 * n_params(model)))),
+            min(case.batch_size, sample_chunk(n_params(model), b)),
             f"{median(t):.3f}",
         ]
         for b, t in zip(BUDGETS, times.values(), strict=True)
@@ -111,9 +102,9 @@ def run(*, models: list[str], rounds: int, scale: str, sweep_models: list[str]) 
     ]
     if swept:
         lines += [
-            "Chunk size (bytes of per-sample gradients per vmap call) against speed:",
+            "Memory budget (max_memory, bytes of per-sample gradients) against speed:",
             "",
-            markdown_table(["model", "chunk bytes", "vmap chunk", "sample s"], swept),
+            markdown_table(["model", "max_memory", "vmap chunk", "sample s"], swept),
             "",
         ]
     return "\n".join(lines)

@@ -179,7 +179,9 @@ def test_sample_chunk_respects_the_memory_budget():
     assert sample_chunk(n, max_memory=400_000) == 10
     assert sample_chunk(n, max_memory=1) == 1  # always at least one sample
     assert sample_chunk(n, max_memory=400_000, itemsize=2) == 6  # half precision + float32 copy
-    assert sample_chunk(n) * 4 * n <= assd.estimators.CHUNK_BYTES
+    default = assd.estimators.default_memory_budget()
+    assert sample_chunk(n) == default // (4 * n)
+    assert 0 < default <= assd.estimators.CHUNK_BYTES
 
 
 def test_cached_request_refuses_importance_of_changed_weights(tmp_path):

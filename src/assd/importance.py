@@ -225,7 +225,8 @@ def compute_importance(
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
         train_mode: run the model in train mode (batch statistics); ``batch`` only.
         max_memory: most bytes of per-sample gradients the ``sample`` estimator holds
-            at once (default: 64 MiB on CPU, a quarter of free memory on a GPU).
+            at once; more is faster (default: 512 MiB or a quarter of the available
+            memory on CPU, a quarter of free memory on a GPU).
         fingerprint: record a hash of the weights, so a stale copy is refused later.
         progress: show a progress bar.
         distributed: split the pass across the processes of a ``torch.distributed``
