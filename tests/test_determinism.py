@@ -51,3 +51,44 @@ def test_two_processes_give_identical_weights_and_reports():
     hashes = {v[0] for v in first.values()}
     assert len(hashes) == 3  # the three methods really differ
     assert all(v[1]["n_dampened"] > 0 for v in first.values())
+
+
+def drop_timings(value):
+    """A report without its wall-time fields (the only ones that may differ)."""
+    if isinstance(value, dict):
+        return {k: drop_timings(v) for k, v in value.items() if k not in ("seconds", "timings")}
+    if isinstance(value, list):
+        return [drop_timings(v) for v in value]
+    return value
+
+
+def test_cli_train_and_unlearn_are_identical_across_processes(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.normal(size=400), "b": rng.choice(["x", "y", "z"], 400)})
+    frame["label"] = np.where(frame.a + (frame.b == "x") > 0.4, "hi", "lo")
+    runs = []
+    for name in ("one", "two"):
+        folder = tmp_path / name
+        folder.mkdir()
+        frame.to_csv(folder / "t.csv", index=False)
+        (folder / "forget.txt").write_text("\n".join(map(str, range(0, 60, 3))))
+        script = (
+            "import sys; from assd.cli import main\n"
+            "assert main(['train', '--data', 't.csv', '--target', 'label', '--out', 'm',"
+            " '--epochs', '3', '--batch-size', '64']) == 0\n"
+            "assert main(['unlearn', '--model', 'm', '--data', 't.csv', '--forget',"
+            " 'forget.txt', '--out', 'u']) == 0\n"
+        )
+        subprocess.run(
+            [sys.executable, "-c", script], cwd=folder, check=True, capture_output=True, timeout=300
+        )
+        runs.append(folder)
+    one, two = runs
+    for name in ("m/model.safetensors", "u/model.safetensors", "m/task.json"):
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    reports = [json.loads((run / "u" / "report.json").read_text()) for run in runs]
+    assert drop_timings(reports[0]) == drop_timings(reports[1])
+    assert reports[0]["result"]["n_dampened"] > 0

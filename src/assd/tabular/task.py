@@ -127,7 +127,10 @@ class TableTask:
     def labels(self, frame) -> torch.Tensor:
         """Class indices of the target column; -1 where missing or not a known class."""
         if self.target not in frame.columns:
-            raise ValueError(f"the data has no target column {self.target!r}.")
+            raise ValueError(
+                f"the data has no target column {self.target!r}; pass the table the model was "
+                "trained on (with its labels)."
+            )
         import pandas as pd
 
         text = frame[self.target].astype("string")  # missing stays missing -> code -1
