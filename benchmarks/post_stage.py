@@ -113,7 +113,7 @@ def table(results: list[dict]) -> str:
             "straightforward s",
             "ours s",
             "speed-up (≥ 10x)",
-            "|D|",
+            "n(D)",
             "plain pass D s",
             "ours / pass D (≤ 5 %)",
         ],

@@ -59,7 +59,7 @@ def measure(case, *, rounds: int, folder: Path) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    header_row = ["model", "params", "|D|", "|Df|", "batch", "plain D+Df s", "uncached s",
+    header_row = ["model", "params", "n(D)", "n(Df)", "batch", "plain D+Df s", "uncached s",
                   "ratio (≤ 1.15)", "plain Df s", "cached s", "ratio (≤ 1.3)"]  # fmt: skip
     rows = []
     for r in results:
