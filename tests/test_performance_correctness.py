@@ -20,8 +20,8 @@ import assd.blocks
 import assd.percentile
 from assd import TensorData, compute_importance
 from assd.dampening import dampen_parameters_
-from assd.estimators import all_finite, sample_chunk
-from assd.importance import checked_parameters
+from assd.estimators import sample_chunk
+from assd.parameters import all_finite, trainable_parameters
 from assd.percentile import exact_percentile, percentile_of_chunks, ratio_percentile
 
 
@@ -164,14 +164,14 @@ def test_all_finite_agrees_with_isfinite_including_overflowing_sums():
         assert all_finite(t) == bool(torch.isfinite(t).all()), t
 
 
-def test_checked_parameters_matches_trainable_parameters_and_its_errors():
+def test_trainable_parameters_skips_frozen_and_refuses_non_finite_weights():
     model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     model[0].bias.requires_grad_(False)
-    assert list(checked_parameters(model)) == list(assd.parameters.trainable_parameters(model))
+    assert list(trainable_parameters(model)) == ["0.weight", "1.weight", "1.bias"]
     with torch.no_grad():
         model[1].weight[0, 0] = math.nan
-    with pytest.raises(ValueError, match="NaN or infinite"):
-        checked_parameters(model)
+    with pytest.raises(ValueError, match=r"'1\.weight' holds NaN or infinite"):
+        trainable_parameters(model)
 
 
 def test_sample_chunk_respects_the_memory_budget():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +25,7 @@ from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
-from .parameters import model_device, set_mode
+from .parameters import all_finite, model_device, set_mode
 
 __all__ = [
     "CHUNK_BYTES",
@@ -34,7 +33,6 @@ __all__ = [
     "OBJECTIVES",
     "Sums",
     "accumulate",
-    "all_finite",
     "default_memory_budget",
     "sample_chunk",
 ]
@@ -60,23 +58,6 @@ def _add_(acc: list[torch.Tensor], grads: list[torch.Tensor], objective: str) ->
         torch._foreach_addcmul_(acc, grads, grads)
     else:
         torch._foreach_add_(acc, torch._foreach_abs(grads))
-
-
-def all_finite(t: torch.Tensor) -> bool:
-    """Whether no element is NaN or infinite; ~10x faster than ``torch.isfinite(t).all()``.
-
-    CPU float32/float64: NumPy's vectorised ``isfinite``. Elsewhere: a sum is
-    finite only if every element is (NaN and inf propagate); only a sum that
-    is not (overflow, or a bad element) pays for the exact elementwise check.
-
-    Example:
-        >>> all_finite(torch.ones(3)), all_finite(torch.tensor([1.0, float("nan")]))
-        (True, False)
-    """
-    t = t.detach()
-    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
-        return bool(np.isfinite(t.numpy()).all())
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 @dataclass

@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from . import distributed as distributed_
-from .estimators import ESTIMATORS, OBJECTIVES, accumulate, all_finite
+from .estimators import ESTIMATORS, OBJECTIVES, accumulate
 from .files import atomic_path
 from .fingerprint import fingerprint as weights_fingerprint
 from .parameters import trainable_parameters
 
-__all__ = ["Importance", "checked_parameters", "compute_importance"]
+__all__ = ["Importance", "compute_importance"]
 
 _FORMAT = "assd-importance"
 _FORMAT_VERSION = 1
@@ -119,7 +119,7 @@ class Importance:
 
     def check_fits(self, model: nn.Module, *, check_fingerprint: bool = True) -> None:
         """Refuse an importance that was computed on another model or other weights."""
-        params = checked_parameters(model)
+        params = trainable_parameters(model)
         if set(params) != set(self.tensors):
             missing = sorted(set(params) - set(self.tensors))[:3]
             extra = sorted(set(self.tensors) - set(params))[:3]
@@ -183,19 +183,6 @@ class Importance:
         return cls(tensors=tensors, **info)
 
 
-def checked_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
-    """:func:`~assd.parameters.trainable_parameters` with a ~10x faster finiteness check.
-
-    Its elementwise ``torch.isfinite`` costs about as much as a quarter of a
-    forward pass on a large model; here the check is vectorised, and only a
-    failing model goes through the original (which raises the usual error).
-    """
-    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    if params and all(all_finite(p) for p in params.values()):
-        return params
-    return trainable_parameters(model)
-
-
 def compute_importance(
     model: nn.Module,
     data,
@@ -248,7 +235,7 @@ def compute_importance(
             "the sample estimator needs eval mode (per-sample gradients have no batch "
             "statistics); use estimator='batch' with train_mode=True, or train_mode=False."
         )
-    params = checked_parameters(model)
+    params = trainable_parameters(model)
     stamp = weights_fingerprint(model) if fingerprint else None
     spread = distributed_.resolve(distributed)
 
