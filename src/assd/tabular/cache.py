@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..distributed import is_main_process
 from ..fingerprint import fingerprint
 from ..importance import Importance, compute_importance
 
@@ -93,7 +94,7 @@ def cached_importance(
     imp = compute_importance(model, data, fingerprint=True, progress=progress, **options)
     if memo is not None:
         memo[key] = imp
-    if path is not None:
+    if path is not None and is_main_process():  # under torchrun, one writer
         try:
             imp.save(path)
             info["saved"] = True
