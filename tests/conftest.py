@@ -42,3 +42,32 @@ def _reference_loop(model, x, y, batch_size, *, loss_free=False):
             acc[n] += p.grad.clone().abs() if loss_free else p.grad.clone().pow(2)
         batches += 1
     return {n: a / batches for n, a in acc.items()}
+
+
+@pytest.fixture
+def flights_like():
+    """Writes a small table in the flights format (`assd data flights`) to a path."""
+    return _write_flights_like
+
+
+def _write_flights_like(path, n=600, seed=0):
+    import numpy as np
+    import pandas as pd
+
+    from assd.data.flights import flights_delay_frame
+
+    rng = np.random.default_rng(seed)
+    days = rng.integers(0, 300, n)
+    dates = pd.Timestamp("2013-01-01") + pd.to_timedelta(days, unit="D")
+    raw = pd.DataFrame(
+        {
+            "year": 2013, "month": dates.month, "day": dates.day,
+            "sched_dep_time": rng.choice([600, 1230, 1815], n), "sched_arr_time": 900,
+            "dep_delay": rng.normal(5, 20, n).round(), "carrier": rng.choice(["UA", "DL"], n),
+            "origin": rng.choice(["EWR", "JFK"], n), "dest": rng.choice(list("ABCDEFGH"), n),
+            "distance": rng.integers(200, 2000, n),
+            "time_hour": [d.strftime("%Y-%m-%dT10:00:00Z") for d in dates],
+        }
+    )  # fmt: skip
+    raw["arr_delay"] = raw.dep_delay + rng.normal(0, 8, n).round()
+    flights_delay_frame(raw).to_csv(path, index=False)

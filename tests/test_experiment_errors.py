@@ -4,12 +4,10 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
 from assd.cli import main
-from assd.data.flights import flights_delay_frame
 from assd.experiments.errors import parse_method
 from assd.experiments.errors_report import summarize
 
@@ -51,27 +49,9 @@ def test_method_specs():
         parse_method("assd:full")
 
 
-def _flights_like(path, n=700, seed=0):
-    rng = np.random.default_rng(seed)
-    days = rng.integers(0, 300, n)
-    dates = pd.Timestamp("2013-01-01") + pd.to_timedelta(days, unit="D")
-    raw = pd.DataFrame(
-        {
-            "year": 2013, "month": dates.month, "day": dates.day,
-            "sched_dep_time": rng.choice([600, 1230, 1815], n), "sched_arr_time": 900,
-            "dep_delay": rng.normal(5, 20, n).round(), "carrier": rng.choice(["UA", "DL"], n),
-            "origin": rng.choice(["EWR", "JFK"], n), "dest": rng.choice(list("ABCDEFGH"), n),
-            "distance": rng.integers(200, 2000, n),
-            "time_hour": [d.strftime("%Y-%m-%dT10:00:00Z") for d in dates],
-        }
-    )  # fmt: skip
-    raw["arr_delay"] = raw.dep_delay + rng.normal(0, 8, n).round()
-    flights_delay_frame(raw).to_csv(path, index=False)
-
-
-def test_tiny_run_writes_results_table_plots_and_resumes(tmp_path, capsys):
+def test_tiny_run_writes_results_table_plots_and_resumes(tmp_path, capsys, flights_like):
     data, out = tmp_path / "flights.csv", tmp_path / "run"
-    _flights_like(data)
+    flights_like(data, n=700)
     args = ["experiment", "errors", "--out", str(out), "--data", str(data), "--rates", "5",
             "--seeds", "2", "--kinds", "uniform,group", "--n-train", "300", "--epochs", "2",
             "--methods", "mistake assd", "--no-progress"]  # fmt: skip

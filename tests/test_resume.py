@@ -7,28 +7,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import pandas as pd
-
-from assd.data.flights import flights_delay_frame
-
-
-def flights_like(path, n=600, seed=0):
-    rng = np.random.default_rng(seed)
-    dates = pd.Timestamp("2013-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
-    raw = pd.DataFrame(
-        {
-            "year": 2013, "month": dates.month, "day": dates.day,
-            "sched_dep_time": rng.choice([600, 1230, 1815], n), "sched_arr_time": 900,
-            "dep_delay": rng.normal(5, 20, n).round(), "carrier": rng.choice(["UA", "DL"], n),
-            "origin": rng.choice(["EWR", "JFK"], n), "dest": rng.choice(list("ABCDEFGH"), n),
-            "distance": rng.integers(200, 2000, n),
-            "time_hour": [d.strftime("%Y-%m-%dT10:00:00Z") for d in dates],
-        }
-    )  # fmt: skip
-    raw["arr_delay"] = raw.dep_delay + rng.normal(0, 8, n).round()
-    flights_delay_frame(raw).to_csv(path, index=False)
-
 
 def command(data, out):
     return [sys.executable, "-m", "assd", "experiment", "errors", "--out", str(out),
@@ -45,7 +23,7 @@ def keys(records):
     return [json.dumps(r["key"], sort_keys=True) for r in records]
 
 
-def test_killed_experiment_resumes_where_it_stopped(tmp_path):
+def test_killed_experiment_resumes_where_it_stopped(tmp_path, flights_like):
     data = tmp_path / "flights.csv"
     flights_like(data)
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
