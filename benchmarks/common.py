@@ -7,6 +7,7 @@ percent within minutes; a ratio from one alternating run does not).
 
 from __future__ import annotations
 
+import argparse
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
@@ -165,3 +166,26 @@ def header(title: str) -> str:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
         f"load average {load_average()} (1/5/15 min) at start\n"
     )
+
+
+MODELS = ["cnn", "mlp", "resnet18", "vit-b"]
+
+
+def arguments(
+    doc: str, *, models: bool = True, rounds: bool = True, extra: Callable | None = None
+) -> argparse.Namespace:
+    """The options every benchmark script shares; ``scale`` is derived from ``--quick``.
+
+    ``extra(parser)`` adds a script's own options.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if models:
+        parser.add_argument("--models", nargs="+", default=MODELS)
+    if extra is not None:
+        extra(parser)
+    if rounds:
+        parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="Smaller data (a smoke run).")
+    args = parser.parse_args()
+    args.scale = "quick" if args.quick else "full"
+    return args

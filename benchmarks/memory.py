@@ -15,7 +15,6 @@ one thing, and reports the peak RSS (``VmHWM``) minus that baseline:
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -24,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from common import cases, header, n_params, plain_pass
+from common import arguments, cases, header, n_params, plain_pass
 
 import assd
 from assd.reports import markdown_table
@@ -130,11 +129,8 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         print(json.dumps(child(*sys.argv[2:6])))
         return
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["cnn", "mlp", "resnet18", "vit-b"])
-    parser.add_argument("--quick", action="store_true", help="Smaller data (a smoke run).")
-    args = parser.parse_args()
-    print(run(models=args.models, scale="quick" if args.quick else "full"))
+    args = arguments(__doc__, rounds=False)
+    print(run(models=args.models, scale=args.scale))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ Both versions must give the same alpha and bit-identical weights; the script che
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
 import torch
-from common import alternate, cases, header, judged, median, n_params, plain_pass, ratio
+from common import alternate, arguments, cases, header, judged, median, n_params, plain_pass, ratio
 
 import assd
 from assd.parameters import trainable_parameters
@@ -128,12 +127,8 @@ def run(*, models: list[str], rounds: int, scale: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["cnn", "mlp", "resnet18", "vit-b"])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="Smaller data (a smoke run).")
-    args = parser.parse_args()
-    print(run(models=args.models, rounds=args.rounds, scale="quick" if args.quick else "full"))
+    args = arguments(__doc__)
+    print(run(models=args.models, rounds=args.rounds, scale=args.scale))
 
 
 if __name__ == "__main__":

@@ -10,11 +10,10 @@ cached (I_D loaded from its file and checked against the weights).
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from common import alternate, cases, header, judged, median, ratio
+from common import alternate, arguments, cases, header, judged, median, ratio
 
 import assd
 from assd import TensorData
@@ -78,11 +77,8 @@ def run(*, rounds: int, scale: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="Smaller data (a smoke run).")
-    args = parser.parse_args()
-    print(run(rounds=args.rounds, scale="quick" if args.quick else "full"))
+    args = arguments(__doc__, models=False)
+    print(run(rounds=args.rounds, scale=args.scale))
 
 
 if __name__ == "__main__":

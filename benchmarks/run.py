@@ -26,11 +26,9 @@ import post_stage
 import request
 import retrain
 import sample_estimator
-from common import load_average
+from common import MODELS, load_average
 
 from assd.files import write_atomic
-
-MODELS = ["cnn", "mlp", "resnet18", "vit-b"]
 
 
 def main() -> None:

@@ -10,9 +10,7 @@ at once, to show how the speed depends on it.
 
 from __future__ import annotations
 
-import argparse
-
-from common import alternate, cases, header, median, n_params, ratio
+from common import alternate, arguments, cases, header, median, n_params, ratio
 
 import assd
 from assd.estimators import sample_chunk
@@ -111,14 +109,10 @@ def run(*, models: list[str], rounds: int, scale: str, sweep_models: list[str]) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["cnn", "mlp", "resnet18", "vit-b"])
-    parser.add_argument("--sweep", nargs="*", default=["mlp", "resnet18"])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="Smaller data (a smoke run).")
-    args = parser.parse_args()
-    scale = "quick" if args.quick else "full"
-    print(run(models=args.models, rounds=args.rounds, scale=scale, sweep_models=args.sweep))
+    args = arguments(
+        __doc__, extra=lambda p: p.add_argument("--sweep", nargs="*", default=["mlp", "resnet18"])
+    )
+    print(run(models=args.models, rounds=args.rounds, scale=args.scale, sweep_models=args.sweep))
 
 
 if __name__ == "__main__":
