@@ -41,6 +41,23 @@ def experiment() -> None:
     """Run an experiment grid (method x seed x ...) and write results, tables and plots."""
 
 
+def write_experiment_report(folder, rows: list[dict], table: str, draw) -> None:
+    """Write ``table.md``, ``summary.json`` and ``figures/`` (``draw(figures_folder)``
+    returns the plot paths) into an experiment folder, and print the table."""
+    import json
+    from pathlib import Path
+
+    from ..files import write_atomic
+
+    folder = Path(folder)
+    write_atomic(folder / "table.md", table)
+    write_atomic(folder / "summary.json", json.dumps(rows, indent=1, allow_nan=True))
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    plots = draw(folder / "figures")
+    click.echo(table)
+    click.echo(f"wrote {folder}/results.jsonl, table.md, summary.json and {len(plots)} plots")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning known errors into one-paragraph messages."""
     from ..distributed import init_from_env

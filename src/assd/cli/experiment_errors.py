@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import click
 
 from ..distributed import is_main_process
 from ..files import check_writable
-from .app import experiment
+from .app import experiment, write_experiment_report
 
 log = logging.getLogger("assd")
 
@@ -114,13 +113,8 @@ def _check_settings(log_file, config) -> None:
 
 def _report(records: list[dict], config, folder: Path) -> None:
     from ..experiments.errors_report import errors_markdown, errors_plots, summarize
-    from ..files import write_atomic
 
     rows = summarize(records)  # every record in the file shares the FIXED settings
-    table = errors_markdown(rows)
-    write_atomic(folder / "table.md", table)
-    write_atomic(folder / "summary.json", json.dumps(rows, indent=1, allow_nan=True))
-    (folder / "figures").mkdir(parents=True, exist_ok=True)
-    plots = errors_plots(records, folder / "figures")
-    click.echo(table)
-    click.echo(f"wrote {folder}/results.jsonl, table.md, summary.json and {len(plots)} plots")
+    write_experiment_report(
+        folder, rows, errors_markdown(rows), lambda figures: errors_plots(records, figures)
+    )

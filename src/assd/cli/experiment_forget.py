@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -10,7 +9,7 @@ import click
 from ..data.scenarios import DATASETS, SCENARIOS
 from ..distributed import is_main_process
 from ..files import check_writable
-from .app import experiment
+from .app import experiment, write_experiment_report
 
 MODELS = ("cnn", "resnet18", "vit", "vit-b")
 KEY = ("scenario", "dataset", "model", "forget", "seed", "method")
@@ -123,14 +122,9 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
 def _report(records: list[dict], folder: Path) -> None:
     """Tables and plots of everything in the folder (e.g. several forget classes)."""
     from ..experiments.forget_report import forget_markdown, forget_plots, summarize
-    from ..files import write_atomic
 
     mine = [r for r in records if set(KEY) <= set(r.get("key", {}))]
     rows = summarize(mine)
-    table = forget_markdown(rows)
-    write_atomic(folder / "table.md", table)
-    write_atomic(folder / "summary.json", json.dumps(rows, indent=1, allow_nan=True))
-    (folder / "figures").mkdir(parents=True, exist_ok=True)
-    plots = forget_plots(mine, folder / "figures")
-    click.echo(table)
-    click.echo(f"wrote {folder}/results.jsonl, table.md, summary.json and {len(plots)} plots")
+    write_experiment_report(
+        folder, rows, forget_markdown(rows), lambda figures: forget_plots(mine, figures)
+    )
