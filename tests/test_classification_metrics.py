@@ -13,7 +13,7 @@ def test_hand_made_confusion():
     #   1: [2, 2, 0]   recall 2/4
     #   2: [0, 0, 1]   recall 1/1
     y_true = [0] * 5 + [1] * 4 + [2]
-    y_pred = [0, 0, 0, 0, 1] + [0, 0, 1, 1] + [2]
+    y_pred = [0, 0, 0, 0, 1, 0, 0, 1, 1, 2]  # true 0s, true 1s, true 2
     s = classification_summary(y_true, y_pred)
     assert s["n"] == 10
     assert s["accuracy"] == pytest.approx(7 / 10)
