@@ -121,9 +121,11 @@ def accumulate(
                 continue
             _check_finite_inputs(inputs, index)
             inputs, targets = to_device(inputs, device), to_device(targets, device)
-            if objective == "loss" and loss_fn is None:
-                n_classes = n_classes or _output_width(model, inputs, index)
-                check_targets(targets, n_rows=size, n_classes=n_classes, index=index)
+            if objective == "loss" and loss_fn is None:  # the default cross-entropy
+                if n_classes is None:  # shapes first, then the output width, once
+                    check_targets(targets, n_rows=size, n_classes=None, index=index)
+                    n_classes = _output_width(model, inputs, index) or 0
+                check_targets(targets, n_rows=size, n_classes=n_classes or None, index=index)
             try:
                 step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory)
             except ContractError:
