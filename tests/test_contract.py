@@ -264,6 +264,11 @@ def test_forget_rows_outside_data_are_refused_by_content_and_by_position():
         assd.ASSD().unlearn(
             nn.Linear(4, 3), forget=TensorData(other_x, other_y), data=TensorData(x, y)
         )
+    batches = [(x[:15], y[:15]), (x[15:], y[15:])]
+    with pytest.raises(ValueError, match=r"1 of 3 forget rows are not part of data="):
+        forget = [(torch.cat([x[3:5], other_x[:1]]), y[:3])]
+        assd.ASSD().unlearn(nn.Linear(4, 3), forget=forget, data=batches)
+    assd.ASSD().unlearn(nn.Linear(4, 3), forget=[(x[20:23], y[20:23])], data=batches)
     rows = TensorDataset(x, y)
     forget, _ = assd.forget_retain_loaders(rows, [0, 3], batch_size=8)
     small = DataLoader(Subset(rows, list(range(10, 30))), batch_size=8)
@@ -403,3 +408,19 @@ def test_unsir_refuses_inputs_it_cannot_add_noise_to():
     ids = [{"input_ids": torch.randint(0, 9, (6, 5)), "labels": y[:6]}]
     with pytest.raises(ValueError, match=r"UNSIR optimises noise.*torch.int64 inputs"):
         baseline("unsir").unlearn(nn.Linear(5, 3), forget=ids, retain=ids)
+
+
+def test_a_full_importance_minus_the_forget_rows_is_a_retain_importance():
+    x, y = toy(40)
+    model = nn.Linear(4, 3)
+    full = compute_importance(model, TensorData(x, y), estimator="sample", reference="full")
+    part = compute_importance(model, TensorData(x[:4], y[:4]), estimator="sample")
+    rest = full.without(part)
+    assert rest.reference == "retain"
+    direct = compute_importance(model, TensorData(x[4:], y[4:]), estimator="sample")
+    for name in direct.tensors:  # the definition: the importance of the other rows
+        torch.testing.assert_close(rest.tensors[name], direct.tensors[name], rtol=1e-4, atol=1e-7)
+    forget = TensorData(x[:4], y[:4])
+    assd.ASSD(reference="retain", estimator="sample").unlearn(model, forget=forget, importance=rest)
+    with pytest.raises(ValueError, match=r"reference='retain' but the request uses reference='fu"):
+        assd.ASSD(estimator="sample").unlearn(model, forget=forget, importance=rest)

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -30,6 +32,7 @@ __all__ = [
     "check_targets",
     "describe_fn",
     "likely_fix",
+    "model_errors",
 ]
 
 LOADER_HINT = (
@@ -140,6 +143,17 @@ class BatchError(ValueError):
     def named(self, stage: str) -> BatchError:
         """The same error with the pass named (the caller knows which data it was)."""
         return BatchError(stage, self.index, self.error)
+
+
+@contextlib.contextmanager
+def model_errors(stage: str, index: int) -> Iterator[None]:
+    """Wrap any error raised in the block (but contract refusals) in a :class:`BatchError`."""
+    try:
+        yield
+    except ContractError:
+        raise
+    except Exception as error:
+        raise BatchError(stage, index, error) from error
 
 
 def likely_fix(error: BaseException) -> str:

@@ -25,7 +25,7 @@ from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
-from .contract import BatchError, ContractError, check_targets
+from .contract import check_targets, model_errors
 from .parameters import all_finite, model_device, set_mode
 
 __all__ = [
@@ -126,12 +126,8 @@ def accumulate(
                     check_targets(targets, n_rows=size, n_classes=None, index=index)
                     n_classes = _output_width(model, inputs, index) or 0
                 check_targets(targets, n_rows=size, n_classes=n_classes or None, index=index)
-            try:
+            with model_errors("importance pass", index):  # say where it failed, and the fix
                 step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory)
-            except ContractError:
-                raise
-            except Exception as error:  # raised inside the user's model: say where, and the fix
-                raise BatchError("importance pass", index, error) from error
             n_samples += size
             n_batches += 1
             first_size = first_size or size
@@ -141,13 +137,8 @@ def accumulate(
 def _output_width(model: nn.Module, inputs, index: int) -> int | None:
     """Classes the model outputs, from one eval-mode forward on the batch's first rows."""
     rows = tree_map(lambda t: t[:2] if isinstance(t, torch.Tensor) and t.dim() else t, inputs)
-    try:
-        with torch.no_grad(), set_mode(model, train=False):
-            logits = forward(model, rows)
-    except ContractError:
-        raise
-    except Exception as error:
-        raise BatchError("importance pass", index, error) from error
+    with model_errors("importance pass", index), torch.no_grad(), set_mode(model, train=False):
+        logits = forward(model, rows)
     return logits.shape[1] if logits.dim() >= 2 else None
 
 

@@ -10,10 +10,11 @@ cheaply is checked; everything else passes unchecked:
 
 - loaders over the same data set, or over ``Subset`` views of one data set
   (what :func:`forget_retain_loaders` returns): compared by row position;
-- :class:`~assd.TensorData` pairs (and loaders over a ``TensorDataset``, which
-  cannot transform rows): forget rows must appear among the data rows, by an
-  exact fingerprint of each input row's bytes (duplicated rows count as present,
-  so the check never refuses rows that are there);
+- :class:`~assd.TensorData`, lists of ``(x, y)`` tensor batches and loaders
+  over a ``TensorDataset`` (none of which can transform rows): forget rows must
+  appear among the data rows, by an exact fingerprint of each input row's bytes
+  (duplicated rows count as present, so the check never refuses rows that are
+  there);
 - not detectable: loaders over unrelated ``Dataset`` objects or with random
   transforms, generators, lists of batches, and ``retain=`` overlap by content
   (identical rows may legitimately occur in both sets).
@@ -165,6 +166,8 @@ def _input_rows(source: Any) -> torch.Tensor | None:
 
     if isinstance(source, TensorData):
         return source.inputs
+    if isinstance(source, list) and source and all(_tensor_pair(b) for b in source):
+        return torch.cat([b[0] for b in source]) if _one_row_shape(source) else None
     if isinstance(source, DataLoader):
         dataset, rows = source.dataset, None
         if isinstance(dataset, Subset) and isinstance(dataset.dataset, TensorDataset):
@@ -173,6 +176,16 @@ def _input_rows(source: Any) -> torch.Tensor | None:
             x = dataset.tensors[0]
             return x if rows is None else x[rows]
     return None
+
+
+def _tensor_pair(batch: Any) -> bool:
+    return (
+        isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[0], torch.Tensor)
+    )
+
+
+def _one_row_shape(batches: list) -> bool:
+    return len({(b[0].shape[1:], b[0].dtype, b[0].device) for b in batches}) == 1
 
 
 def _row_keys(x: torch.Tensor) -> torch.Tensor:

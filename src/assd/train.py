@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .batches import forward, split_batch, to_device, using_output_fn
-from .contract import BatchError, ContractError, check_data, check_targets
+from .contract import check_data, check_targets, model_errors
 from .parameters import model_device
 
 __all__ = ["fit", "seed_everything"]
@@ -86,14 +86,10 @@ def fit(
         for epoch in _epochs(epochs, progress):
             for index, batch in enumerate(data):
                 inputs, targets = split_batch(batch, batch_fn)
-                try:
+                with model_errors(f"training on {label}, epoch {epoch}", index):
                     loss = objective(model, to_device(inputs, device), to_device(targets, device))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
-                except ContractError:
-                    raise
-                except Exception as error:  # raised inside the user's model: where, and the fix
-                    raise BatchError(f"training on {label}, epoch {epoch}", index, error) from error
                 opt.step()
             schedule.step()
     model.eval()

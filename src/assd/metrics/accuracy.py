@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..batches import forward, split_batch, to_device, using_output_fn
-from ..contract import BatchError, ContractError, check_data
+from ..contract import check_data, model_errors
 from ..parameters import model_device, set_mode
 
 __all__ = ["accuracy", "predict"]
@@ -27,12 +27,8 @@ def predict(
     with set_mode(model, train=False), using_output_fn(output_fn):
         for index, batch in enumerate(data):
             inputs, y = split_batch(batch, batch_fn)
-            try:
+            with model_errors("evaluation", index):
                 logits = forward(model, to_device(inputs, device))
-            except ContractError:
-                raise
-            except Exception as error:
-                raise BatchError("evaluation", index, error) from error
             preds.append(logits.argmax(1).cpu())
             targets.append(y.cpu())
     if not preds:
