@@ -45,8 +45,9 @@ class ContractError(ValueError):
     """Input that breaks the contract of :mod:`assd.batches`; the message names the fix."""
 
 
-def check_data(data: Any, *, what: str = "data") -> None:
-    """Refuse a bare ``Dataset`` (torch or Hugging Face) and a ``drop_last`` loader.
+def check_data(data: Any, *, what: str = "data", every_row: bool = True) -> None:
+    """Refuse a bare ``Dataset`` (torch or Hugging Face) and, when ``every_row`` must
+    count (importance, evaluation), a ``drop_last`` loader.
 
     Raises:
         ContractError: (a ValueError) naming the fix.
@@ -54,7 +55,7 @@ def check_data(data: Any, *, what: str = "data") -> None:
     from torch.utils.data import DataLoader, Dataset, IterableDataset
 
     if isinstance(data, DataLoader):
-        if data.drop_last:
+        if data.drop_last and every_row:
             raise ContractError(
                 f"{what} is a DataLoader with drop_last=True: the rows of the last, partial "
                 "batch would be silently left out of the importance and of the sample "

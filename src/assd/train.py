@@ -71,7 +71,7 @@ def fit(
         assd.BatchError: an error raised inside the model, with the epoch, the
             batch and the likely fix.
     """
-    check_data(data, what=label)
+    check_data(data, what=label, every_row=False)  # training may drop a last partial batch
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)

@@ -192,7 +192,8 @@ class SSD:
                 "or importance= (a precomputed reference importance)."
             )
         # not kept after the request, so no fingerprint (a hash of every weight) is needed
-        label = "the training data (data=)" if self.reference == "full" else "retain="
+        full = self.reference == "full"
+        label = "the training data (data=)" if full else "the retain set (retain=)"
         return compute_importance(
             model, source, fingerprint=False, reference=self.reference, label=label,
             **self.importance_options,
