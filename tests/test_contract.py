@@ -424,3 +424,10 @@ def test_a_full_importance_minus_the_forget_rows_is_a_retain_importance():
     assd.ASSD(reference="retain", estimator="sample").unlearn(model, forget=forget, importance=rest)
     with pytest.raises(ValueError, match=r"reference='retain' but the request uses reference='fu"):
         assd.ASSD(estimator="sample").unlearn(model, forget=forget, importance=rest)
+
+
+def test_assd_own_messages_are_not_dressed_up_as_model_errors():
+    x, _ = toy()
+    with pytest.raises(ValueError, match=r"^objective='loss' needs targets") as info:
+        compute_importance(nn.Linear(4, 3), [x], loss_fn=lambda out, t: out.sum())
+    assert not isinstance(info.value, BatchError)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +35,8 @@ __all__ = [
     "likely_fix",
     "model_errors",
 ]
+
+_HERE = Path(__file__).resolve().parent  # the assd package
 
 LOADER_HINT = (
     "wrap it in a loader: torch.utils.data.DataLoader(dataset, batch_size=64), or "
@@ -154,7 +157,17 @@ def model_errors(stage: str, index: int) -> Iterator[None]:
     except ContractError:
         raise
     except Exception as error:
+        if _raised_by_assd(error):  # assd's own message already says what to do
+            raise
         raise BatchError(stage, index, error) from error
+
+
+def _raised_by_assd(error: BaseException) -> bool:
+    """Whether the innermost frame of the traceback is assd's own code."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).parent.is_relative_to(_HERE)
 
 
 def likely_fix(error: BaseException) -> str:
