@@ -1,7 +1,8 @@
 """``assd unlearn`` / ``assd evaluate`` with ``--model-factory``: any architecture, no pickle.
 
-The options are added to the table commands of :mod:`assd.cli.tables`; when
-``--model-factory`` is given, these functions run instead of the table path.
+The options are added to the table commands of :mod:`assd.cli.tables` on
+import; when ``--model-factory`` is given, these functions run instead of the
+table path.
 """
 
 from __future__ import annotations
@@ -13,26 +14,69 @@ import click
 from ..distributed import is_main_process
 from ..files import check_output
 
-__all__ = ["evaluate_own", "own_model_options", "unlearn_own"]
+__all__ = ["add_own_model_options", "evaluate_own", "unlearn_own"]
 
 
-def own_model_options(command):
-    """Add ``--model-factory``, ``--weights``, ``--data-factory`` and ``--batch-size``."""
-    options = [
-        click.option("--model-factory", default=None,
-                     help="Your own model: package.module:function that builds it."),
-        click.option("--weights", default=None, type=click.Path(),
-                     help="With --model-factory: its .safetensors weights (or a folder)."),
-        click.option("--data-factory", default=None,
-                     help="With --model-factory: package.module:function returning the "
-                          "training Dataset, or a dict {'train': ..., 'test': ..., "
-                          "'collate_fn': ...}; --forget then lists row positions."),
-        click.option("--batch-size", "own_batch_size", default=64, show_default=True,
-                     help="With --model-factory: rows per batch."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        command = option(command)
-    return command
+def _own_options() -> list[click.Option]:
+    """Fresh option objects for one command."""
+    factory_help = (
+        "With --model-factory: package.module:function returning the training Dataset, or "
+        "a dict {'train': ..., 'test': ..., 'collate_fn': ...}; --forget then lists row "
+        "positions."
+    )
+    return [
+        click.Option(
+            ["--model-factory"],
+            default=None,
+            help="Your own model: package.module:function that builds it.",
+        ),
+        click.Option(
+            ["--weights"],
+            default=None,
+            type=click.Path(),
+            help="With --model-factory: its .safetensors weights (or a folder).",
+        ),
+        click.Option(["--data-factory"], default=None, help=factory_help),
+        click.Option(
+            ["--batch-size", "own_batch_size"],
+            default=64,
+            show_default=True,
+            help="With --model-factory: rows per batch.",
+        ),
+    ]
+
+
+OWN_KEYS = ("model_factory", "weights", "data_factory", "own_batch_size")
+
+
+def add_own_model_options(command: click.Command, run_own) -> None:
+    """Give a table command (``unlearn``, ``evaluate``) the own-model options.
+
+    ``--model`` and ``--data`` become optional; with ``--model-factory`` the
+    command runs ``run_own(own_options, other_options)`` instead of the table path.
+    """
+    table_callback = command.callback
+    for param in command.params:
+        if param.name in ("model_dir", "data_path"):
+            param.required = False
+    command.params.extend(_own_options())
+
+    def callback(**options):
+        own = {key: options.pop(key) for key in OWN_KEYS}
+        if own["model_factory"]:
+            return run_own(own, options)
+        if not options.get("model_dir") or not options.get("data_path"):
+            raise click.UsageError(
+                "pass --model and --data (a table model from `assd train`), or "
+                "--model-factory, --weights and --data-factory (your own model)."
+            )
+        return table_callback(**options)
+
+    command.callback = callback
+    command.help = (command.help or "") + (
+        "\n\nYour own model: --model-factory, --weights and --data-factory instead of "
+        '--model and --data (README, "Your own model").'
+    )
 
 
 def _require(given: dict, flags: str) -> None:
@@ -41,13 +85,19 @@ def _require(given: dict, flags: str) -> None:
         raise click.UsageError(f"{', '.join(missing)} missing: {flags}")
 
 
-def unlearn_own(*, model_factory, weights, data_factory, own_batch_size, forget_path, out,
-                method, opts, overwrite) -> None:  # fmt: skip
+def unlearn_own(own: dict, options: dict) -> None:
     """Forget rows of a data set of yours, with a model of yours; write an atomic folder."""
     from ..data.table import read_forget_ids
+    from ..experiments.errors import parse_method
     from ..own_model import load_data_factory, load_model_factory, unlearn_by_ids
     from ..tabular.report import unlearn_markdown
 
+    model_factory, weights, data_factory, batch_size = (own[k] for k in OWN_KEYS)
+    forget_path, out, overwrite = options["forget_path"], options["out"], options["overwrite"]
+    method = options["method"]
+    opts = parse_method("x:" + ",".join(options["options"]))[1]
+    picked = (("reference", options["reference"]), ("estimator", options["estimator"]))
+    opts.update({k: v for k, v in picked if v})
     _require(
         {"weights": weights, "data_factory": data_factory},
         "--model-factory needs --weights (safetensors) and --data-factory (the training rows).",
@@ -57,7 +107,7 @@ def unlearn_own(*, model_factory, weights, data_factory, own_batch_size, forget_
     train, others, collate = load_data_factory(data_factory)
     ids = _positions(read_forget_ids(forget_path), forget_path)
     result, report = unlearn_by_ids(model, train, ids, method=method, options=opts,
-                                    eval_sets=others, batch_size=own_batch_size,
+                                    eval_sets=others, batch_size=batch_size,
                                     collate_fn=collate)  # fmt: skip
     if not is_main_process():
         return
@@ -94,8 +144,7 @@ def _positions(ids: list[str], path) -> list[int]:
         ) from None
 
 
-def evaluate_own(*, model_factory, weights, data_factory, own_batch_size, json_path,
-                 overwrite) -> None:  # fmt: skip
+def evaluate_own(own: dict, options: dict) -> None:
     """Accuracy and per-class figures of a model of yours on each of its data sets."""
     from torch.utils.data import DataLoader
 
@@ -104,6 +153,8 @@ def evaluate_own(*, model_factory, weights, data_factory, own_batch_size, json_p
     from ..metrics.accuracy import predict
     from ..own_model import load_data_factory, load_model_factory
 
+    model_factory, weights, data_factory, batch_size = (own[k] for k in OWN_KEYS)
+    json_path, overwrite = options["json_path"], options["overwrite"]
     _require(
         {"weights": weights, "data_factory": data_factory},
         "--model-factory needs --weights (a .safetensors file or an `assd unlearn` folder) "
@@ -115,7 +166,7 @@ def evaluate_own(*, model_factory, weights, data_factory, own_batch_size, json_p
     train, others, collate = load_data_factory(data_factory)
     report = {}
     for name, rows in {"train": train, **others}.items():
-        pred, y = predict(model, DataLoader(rows, batch_size=own_batch_size, collate_fn=collate))
+        pred, y = predict(model, DataLoader(rows, batch_size=batch_size, collate_fn=collate))
         report[name] = classification_summary(y.numpy(), pred.numpy())
     if not is_main_process():
         return
@@ -126,3 +177,12 @@ def evaluate_own(*, model_factory, weights, data_factory, own_batch_size, json_p
         write_atomic(json_path, json.dumps(report, indent=2, default=float))
         click.echo(f"wrote {json_path}")
 
+
+def _attach() -> None:
+    from .tables import evaluate, unlearn
+
+    add_own_model_options(unlearn, unlearn_own)
+    add_own_model_options(evaluate, evaluate_own)
+
+
+_attach()

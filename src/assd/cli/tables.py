@@ -11,7 +11,6 @@ import click
 from ..distributed import is_main_process
 from ..files import check_output
 from .app import cli
-from .own_model import evaluate_own, own_model_options, unlearn_own
 
 log = logging.getLogger("assd")
 
@@ -70,8 +69,8 @@ def train(data_path, target, out, model, id_column, split, test_share, features,
 
 
 @cli.command()
-@click.option("--model", "model_dir", default=None, type=click.Path(), help="Model folder.")
-@click.option("--data", "data_path", default=None, type=click.Path(), help="The training table.")
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder.")
+@click.option("--data", "data_path", required=True, type=click.Path(), help="The training table.")
 @click.option("--forget", "forget_path", required=True, type=click.Path(),
               help="Text file of row ids to forget, one per line.")  # fmt: skip
 @click.option("--out", required=True, type=click.Path(), help="New model folder to write.")
@@ -86,29 +85,21 @@ def train(data_path, target, out, model, id_column, split, test_share, features,
               help="Folder for the importance cache (default: the model folder).")  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Do not read or write the importance cache.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
-@own_model_options
 def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator, options,
-            eval_data, cache_dir, no_cache, overwrite, **own) -> None:  # fmt: skip
-    """Forget the rows named in --forget; writes a new model folder with report.json/.md.
-
-    A table model: --model and --data. Your own model: --model-factory, --weights
-    and --data-factory (see the README, "Your own model")."""
+            eval_data, cache_dir, no_cache, overwrite) -> None:  # fmt: skip
+    """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
     from ..data.table import read_forget_ids, read_table
     from ..experiments.errors import parse_method
     from ..tabular import TabularModel, unlearn_rows
     from ..tabular.report import unlearn_markdown
 
-    opts = parse_method("x:" + ",".join(options))[1]
-    opts.update({k: v for k, v in (("reference", reference), ("estimator", estimator)) if v})
-    if own["model_factory"]:
-        return unlearn_own(**own, forget_path=forget_path, out=out, method=method, opts=opts,
-                           overwrite=overwrite)  # fmt: skip
-    _need_table(model_dir, data_path)
     inputs = [model_dir, data_path, forget_path, cache_dir, *eval_data]
     check_output(out, inputs=inputs, overwrite=overwrite)
     tabular = TabularModel.load(model_dir)
     frame = read_table(data_path)
     ids = read_forget_ids(forget_path)
+    opts = parse_method("x:" + ",".join(options))[1]
+    opts.update({k: v for k, v in (("reference", reference), ("estimator", estimator)) if v})
     evals = {Path(p).stem: read_table(p) for p in eval_data}
     cache = None if no_cache else (cache_dir or model_dir)
     if cache_dir and not no_cache:
@@ -133,24 +124,18 @@ def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator
 
 
 @cli.command()
-@click.option("--model", "model_dir", default=None, type=click.Path(), help="Model folder.")
-@click.option("--data", "data_path", default=None, type=click.Path(), help="Labelled table.")
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder.")
+@click.option("--data", "data_path", required=True, type=click.Path(), help="Labelled table.")
 @click.option("--rows", type=click.Choice(["all", "test", "train"]), default="all",
               show_default=True, help="All rows, or the model's test / train split.")  # fmt: skip
 @click.option("--json", "json_path", default=None, type=click.Path(), help="Also write JSON.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
-@own_model_options
-def evaluate(model_dir, data_path, rows, json_path, overwrite, **own) -> None:
-    """Accuracy, per-class accuracy and the confusion matrix of a model on a table.
-
-    Your own model: --model-factory, --weights and --data-factory instead."""
+def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
+    """Accuracy, per-class accuracy and the confusion matrix of a model on a table."""
     from ..data.table import read_table
     from ..files import write_atomic
     from ..tabular import TabularModel, classify, format_classification
 
-    if own["model_factory"]:
-        return evaluate_own(**own, json_path=json_path, overwrite=overwrite)
-    _need_table(model_dir, data_path)
     if json_path:
         check_output(json_path, inputs=[model_dir, data_path], overwrite=overwrite, flag="--json")
     tabular = TabularModel.load(model_dir)
@@ -167,14 +152,6 @@ def evaluate(model_dir, data_path, rows, json_path, overwrite, **own) -> None:
     if json_path:
         write_atomic(json_path, json.dumps(report, indent=2))
         click.echo(f"wrote {json_path}")
-
-
-def _need_table(model_dir, data_path) -> None:
-    if not model_dir or not data_path:
-        raise click.UsageError(
-            "pass --model and --data (a table model from `assd train`), or --model-factory, "
-            "--weights and --data-factory (your own model)."
-        )
 
 
 @cli.group()
