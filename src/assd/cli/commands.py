@@ -3,5 +3,4 @@
 # One line per command module (each registers itself on import).
 from . import experiment_errors as _experiment_errors  # noqa: F401  (assd experiment errors)
 from . import experiment_forget as _experiment_forget  # noqa: F401  (assd experiment forget)
-from . import own_model as _own_model  # noqa: F401  (--model-factory on unlearn/evaluate)
 from . import tables as _tables  # noqa: F401  (assd train / unlearn / evaluate / data)
