@@ -431,3 +431,30 @@ def test_assd_own_messages_are_not_dressed_up_as_model_errors():
     with pytest.raises(ValueError, match=r"^objective='loss' needs targets") as info:
         compute_importance(nn.Linear(4, 3), [x], loss_fn=lambda out, t: out.sum())
     assert not isinstance(info.value, BatchError)
+
+
+class DictRows:
+    """A data set that is not a torch Dataset (like a Hugging Face one): dict rows by position."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "label": int(self.y[i])}
+
+
+def test_forget_retain_loaders_take_any_indexable_data_set_of_dict_rows():
+    x, y = toy(30)
+    model, ids = nn.Linear(4, 3), [2, 8, 20]
+    forget, retain = assd.forget_retain_loaders(DictRows(x, y), ids, batch_size=30)
+    keep = torch.ones(30, dtype=torch.bool)
+    keep[ids] = False
+    a = assd.ASSD(reference="retain").unlearn(model, forget=forget, retain=retain)
+    b = assd.ASSD(reference="retain").unlearn(
+        model, forget=TensorData(x[ids], y[ids]), retain=TensorData(x[keep], y[keep])
+    )
+    assert a.n_forget == 3 and a.alpha == b.alpha
+    assert torch.equal(a.model.weight, b.model.weight)
