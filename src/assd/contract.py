@@ -157,7 +157,7 @@ def model_errors(stage: str, index: int) -> Iterator[None]:
     except ContractError:
         raise
     except Exception as error:
-        if _raised_by_assd(error):  # assd's own message already says what to do
+        if isinstance(error, ValueError) and _raised_by_assd(error):  # says what to do
             raise
         raise BatchError(stage, index, error) from error
 
