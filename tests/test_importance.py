@@ -75,10 +75,22 @@ def test_half_precision_model_accumulates_in_float32():
     assert all(t.sum() > 0 for t in imp.tensors.values())
 
 
+class MaskedLinear(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x, mask):
+        return self.inner(x * mask[:, None])
+
+
 def test_tuple_dict_and_three_item_batches_give_the_same_importance():
     model, (x, y) = nn.Linear(5, 3), toy_data(8)
     plain = compute_importance(model, [(x, y)])
-    three = compute_importance(model, [(x, torch.zeros(8), y)])
+    # (x, mask, y): every middle item reaches the model; a mask of ones changes nothing
+    masked = MaskedLinear(model)
+    three = compute_importance(masked, [(x, torch.ones(8), y)])
+    three.tensors = {k.removeprefix("inner."): v for k, v in three.tensors.items()}
     as_dict = compute_importance(model, [{"features": x, "label": y}])
     custom = compute_importance(model, [[y, x]], batch_fn=lambda b: (b[1], b[0]))
     for other in (three, as_dict, custom):

@@ -15,6 +15,7 @@ Compute the training-set importance once and reuse it::
 """
 
 from .batches import TensorData
+from .contract import BatchError
 from .dampening import (
     adaptive_alpha,
     dampen_,
@@ -25,6 +26,7 @@ from .dampening import (
 )
 from .fingerprint import fingerprint
 from .importance import Importance, compute_importance
+from .membership import forget_retain_loaders
 from .methods import (
     ALFSSD,
     ASSD,
@@ -46,6 +48,7 @@ __all__ = [
     "ASSD",
     "LFSSD",
     "SSD",
+    "BatchError",
     "FineTune",
     "Importance",
     "Retrain",
@@ -61,6 +64,7 @@ __all__ = [
     "exact_percentile",
     "fingerprint",
     "forget_percentile",
+    "forget_retain_loaders",
     "get_method",
     "register",
     "relative_importance",

@@ -1,32 +1,70 @@
-"""How batches become model inputs and targets, and a fast loader for tensors.
+"""The input contract: what a batch and a model's output may be, and how they are read.
 
-A batch may be a tensor, a tuple ``(x, y)`` or ``(x, ..., y)`` (the last item
-is the target), or a dict whose label key (``y``, ``label``, ``labels``,
-``target``, ``targets``) holds the target and whose other entries are the
-model's inputs. Anything else: pass ``batch_fn(batch) -> (inputs, targets)``.
+Data (``data=``, ``forget=``, ``retain=``) is an *iterable of batches*: a
+``DataLoader``, an :class:`TensorData`, a list of batches, ... A batch may be
+
+- a tensor: inputs only (label-free methods such as LFSSD);
+- a tuple/list ``(x, y)``, or ``(x1, ..., xk, y)``: the last item is the
+  target and **every** other item is passed to the model, in order:
+  ``model(x1, ..., xk)`` (so ``(ids, mask, y)`` reaches the model whole);
+- a mapping (``dict``, Hugging Face ``BatchEncoding``) whose label key (``y``,
+  ``label``, ``labels``, ``target``, ``targets``) holds the target; the other
+  entries are the model's keyword inputs: ``model(**inputs)`` (a mapping with
+  a single input entry is passed positionally);
+- anything else, read by ``batch_fn(batch) -> (inputs, targets)``.
+
+The model's output may be a tensor of logits, an object with ``.logits``
+(Hugging Face ``ModelOutput``), a mapping with a ``"logits"`` entry, a tuple
+holding exactly one tensor, or whatever ``output_fn(output)`` picks.
+
+Refused, each with a message that names the fix (see :mod:`assd.contract`):
+a bare ``Dataset`` (rows, not batches), a ``DataLoader`` with
+``drop_last=True``, a tuple output with more than one tensor, and targets
+that do not fit the default cross-entropy (negative labels such as the
+ignored label -100, classes outside the output's width, float regression
+targets, a single-output model); pass ``loss_fn`` for those.
 
 Example:
     >>> import torch
     >>> data = TensorData(torch.zeros(5, 3), torch.arange(5), batch_size=2)
     >>> [len(y) for _, y in data], data.n_samples
     ([2, 2, 1], 5)
+    >>> inputs, y = split_batch((torch.zeros(2, 3), torch.ones(2, 3), torch.tensor([0, 1])))
+    >>> len(inputs), y.tolist()
+    (2, [0, 1])
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-__all__ = ["TensorData", "batch_size_of", "forward", "split_batch", "to_device"]
+from .contract import ContractError
+
+__all__ = [
+    "TensorData",
+    "batch_size_of",
+    "forward",
+    "split_batch",
+    "to_device",
+    "using_output_fn",
+]
 
 LABEL_KEYS = ("y", "label", "labels", "target", "targets")
 
 BatchFn = Callable[[Any], tuple[Any, Any]]
+OutputFn = Callable[[Any], torch.Tensor]
+
+_OUTPUT_FN: contextvars.ContextVar[OutputFn | None] = contextvars.ContextVar(
+    "assd_output_fn", default=None
+)
 
 
 class TensorData:
@@ -83,7 +121,11 @@ class TensorData:
 
 
 def split_batch(batch: Any, batch_fn: BatchFn | None = None) -> tuple[Any, Any]:
-    """Return ``(inputs, targets)`` of a batch; ``targets`` is None if it has none."""
+    """Return ``(inputs, targets)`` of a batch; ``targets`` is None if it has none.
+
+    ``(x, y)`` gives ``(x, y)``; ``(x1, ..., xk, y)`` gives ``((x1, ..., xk), y)``;
+    a mapping gives its non-label entries (one entry: its value) and its label.
+    """
     if batch_fn is not None:
         return batch_fn(batch)
     if isinstance(batch, torch.Tensor):
@@ -91,8 +133,10 @@ def split_batch(batch: Any, batch_fn: BatchFn | None = None) -> tuple[Any, Any]:
     if isinstance(batch, (tuple, list)):
         if len(batch) == 0:
             raise ValueError("got an empty batch; each batch needs at least the inputs.")
-        return (batch[0], None) if len(batch) == 1 else (batch[0], batch[-1])
-    if isinstance(batch, dict):
+        if len(batch) == 1:
+            return batch[0], None
+        return (batch[0] if len(batch) == 2 else tuple(batch[:-1])), batch[-1]
+    if isinstance(batch, Mapping):
         label = next((k for k in LABEL_KEYS if k in batch), None)
         inputs = {k: v for k, v in batch.items() if k != label}
         if len(inputs) == 1:
@@ -104,23 +148,56 @@ def split_batch(batch: Any, batch_fn: BatchFn | None = None) -> tuple[Any, Any]:
     )
 
 
-def forward(model: nn.Module, inputs: Any) -> torch.Tensor:
-    """Call the model on tensor / tuple / dict inputs and return its logits."""
-    if isinstance(inputs, dict):
+@contextlib.contextmanager
+def using_output_fn(output_fn: OutputFn | None) -> Iterator[None]:
+    """Within the block, :func:`forward` reads logits with ``output_fn`` (None: the default)."""
+    token = _OUTPUT_FN.set(output_fn)
+    try:
+        yield
+    finally:
+        _OUTPUT_FN.reset(token)
+
+
+def forward(model: nn.Module, inputs: Any, *, output_fn: OutputFn | None = None) -> torch.Tensor:
+    """Call the model on tensor / tuple / mapping inputs and return its logits.
+
+    ``output_fn`` (or the one set by :func:`using_output_fn`) picks the logits
+    from the output; without one, see :func:`logits_of`.
+    """
+    if isinstance(inputs, Mapping):
         out = model(**inputs)
     elif isinstance(inputs, (tuple, list)):
         out = model(*inputs)
     else:
         out = model(inputs)
+    pick = output_fn or _OUTPUT_FN.get()
+    return pick(out) if pick is not None else logits_of(out)
+
+
+def logits_of(out: Any) -> torch.Tensor:
+    """The logits in a model's output: the tensor itself, ``.logits``, ``["logits"]``,
+    or the one tensor of a tuple; an ambiguous tuple is refused."""
     if isinstance(out, torch.Tensor):
         return out
-    if hasattr(out, "logits"):
-        return out.logits
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    raise ValueError(
-        f"the model returned {type(out).__name__}; it must return a tensor of logits, "
-        "an object with .logits, or a tuple whose first item is the logits."
+    logits = getattr(out, "logits", None)
+    if logits is None and isinstance(out, Mapping):
+        logits = out.get("logits")
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, (tuple, list)):
+        tensors = [i for i, item in enumerate(out) if isinstance(item, torch.Tensor)]
+        if len(tensors) == 1:
+            return out[tensors[0]]
+        if len(tensors) > 1:
+            raise ContractError(
+                f"the model returned a {type(out).__name__} of {len(tensors)} tensors (at "
+                f"positions {tensors}); assd cannot tell which one is the logits. Pass "
+                "output_fn=lambda out: out[i] with the position i of the logits."
+            )
+    raise ContractError(
+        f"the model returned {type(out).__name__}; it must return a tensor of logits, an "
+        "object with .logits, a dict with 'logits', or a tuple holding one tensor. Otherwise "
+        "pass output_fn=lambda out: <the logits tensor>."
     )
 
 

@@ -25,6 +25,7 @@ from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
+from .contract import check_targets, model_errors
 from .parameters import all_finite, model_device, set_mode
 
 __all__ = [
@@ -111,6 +112,7 @@ def accumulate(
     device = model_device(model)
     n_samples = n_batches = first_size = 0
     step = _batch_step if estimator == "batch" else _sample_step
+    n_classes = None  # the output width, probed once when the default cross-entropy is used
     with set_mode(model, train=train_mode):
         for index, batch in enumerate(_progress(data, progress, estimator)):
             inputs, targets = split_batch(batch, batch_fn)
@@ -119,11 +121,25 @@ def accumulate(
                 continue
             _check_finite_inputs(inputs, index)
             inputs, targets = to_device(inputs, device), to_device(targets, device)
-            step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory)
+            if objective == "loss" and loss_fn is None:  # the default cross-entropy
+                if n_classes is None:  # shapes first, then the output width, once
+                    check_targets(targets, n_rows=size, n_classes=None, index=index)
+                    n_classes = _output_width(model, inputs, index) or 0
+                check_targets(targets, n_rows=size, n_classes=n_classes or None, index=index)
+            with model_errors("importance pass", index):  # say where it failed, and the fix
+                step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory)
             n_samples += size
             n_batches += 1
             first_size = first_size or size
     return Sums(names, acc, n_samples, n_batches, first_size)
+
+
+def _output_width(model: nn.Module, inputs, index: int) -> int | None:
+    """Classes the model outputs, from one eval-mode forward on the batch's first rows."""
+    rows = tree_map(lambda t: t[:2] if isinstance(t, torch.Tensor) and t.dim() else t, inputs)
+    with model_errors("importance pass", index), torch.no_grad(), set_mode(model, train=False):
+        logits = forward(model, rows)
+    return logits.shape[1] if logits.dim() >= 2 else None
 
 
 def _check_finite_inputs(inputs, index: int) -> None:

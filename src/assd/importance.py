@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from . import distributed as distributed_
+from .batches import using_output_fn
+from .contract import BatchError, check_data, describe_fn
 from .estimators import ESTIMATORS, OBJECTIVES, accumulate
 from .files import atomic_path
 from .fingerprint import fingerprint as weights_fingerprint
@@ -54,6 +56,15 @@ class Importance:
         batch_size: size of the first batch (the ``batch`` estimator depends on it).
         train_mode: whether the model ran in train mode (batch statistics).
         fingerprint: SHA-256 of the weights it was computed on, or None.
+        loss: the loss differentiated (``"cross_entropy"``, or the module-qualified
+            name of ``loss_fn``); None for ``output_norm`` or files written before it
+            was recorded.
+        reference: which data it was computed on, if said: ``"full"`` (the whole
+            training set) or ``"retain"`` (without the forget rows); None: not said.
+
+    A method given a precomputed importance refuses one whose ``estimator``,
+    ``objective``, ``train_mode``, ``loss`` or ``reference`` differs from its own
+    settings (None counts as unknown and is accepted).
     """
 
     tensors: dict[str, torch.Tensor]
@@ -64,6 +75,13 @@ class Importance:
     batch_size: int
     train_mode: bool = False
     fingerprint: str | None = field(default=None)
+    loss: str | None = None
+    reference: str | None = None
+
+    def settings(self) -> dict:
+        """How it was computed, JSON-ready (what :class:`~assd.UnlearnResult` records)."""
+        keys = ("estimator", "objective", "loss", "reference", "train_mode", "n_samples")
+        return {k: getattr(self, k) for k in keys} | {"batch_size": self.batch_size}
 
     @property
     def numel(self) -> int:
@@ -115,7 +133,32 @@ class Importance:
             batch_size=self.batch_size,
             train_mode=self.train_mode,
             fingerprint=self.fingerprint,
+            loss=self.loss,
+            reference="retain" if self.reference == "full" else None,
         )
+
+    def check_settings(self, **requested) -> None:
+        """Refuse an importance computed with other settings than ``requested``.
+
+        Args:
+            requested: any of ``estimator``, ``objective``, ``loss``, ``reference``,
+                ``train_mode``; a None on either side means "not known" and passes.
+
+        Example:
+            >>> imp = Importance({}, "loss", "batch", 1, 1, 1)
+            >>> imp.check_settings(estimator="sample")
+            Traceback (most recent call last):
+            ...
+            ValueError: this importance was computed with estimator='batch' but the request...
+        """
+        for key, wanted in requested.items():
+            have = getattr(self, key)
+            if have is not None and wanted is not None and have != wanted:
+                raise ValueError(
+                    f"this importance was computed with {key}={have!r} but the request uses "
+                    f"{key}={wanted!r}; reusing it would mix two different measures. Recompute "
+                    f"it with the request's settings, or set the method's {key} to {have!r}."
+                )
 
     def check_fits(self, model: nn.Module, *, check_fingerprint: bool = True) -> None:
         """Refuse an importance that was computed on another model or other weights."""
@@ -180,7 +223,8 @@ class Importance:
                 f"cannot read importance file {path} ({error}); it is truncated or corrupt. "
                 "Delete it and compute the importance again."
             ) from error
-        return cls(tensors=tensors, **info)
+        known = {f for f in cls.__dataclass_fields__ if f != "tensors"}
+        return cls(tensors=tensors, **{k: v for k, v in info.items() if k in known})
 
 
 def compute_importance(
@@ -196,6 +240,9 @@ def compute_importance(
     fingerprint: bool = True,
     progress: bool = False,
     distributed: bool | None = None,
+    output_fn=None,
+    reference: str | None = None,
+    label: str = "data",
 ) -> Importance:
     """Importance of every trainable parameter of ``model`` on ``data``.
 
@@ -222,6 +269,17 @@ def compute_importance(
             batches; any other ``data`` must already be this process's shard,
             e.g. via ``DistributedSampler``), the sums are all-reduced, and every
             process gets the same result as one process would.
+        output_fn: ``output_fn(model_output) -> logits`` for outputs that are not a
+            tensor, ``.logits``, ``["logits"]`` or a tuple of one tensor.
+        reference: what ``data`` is, recorded with the result: ``"full"`` (the
+            whole training set) or ``"retain"`` (the rest after the forget rows);
+            a method set to the other one then refuses it.
+        label: what ``data`` is called in error messages.
+
+    Raises:
+        ValueError: for data that breaks the input contract of :mod:`assd.batches`
+            (with the fix), and :class:`~assd.contract.BatchError` for an error
+            raised inside the model (with the pass, the batch and the likely fix).
 
     Returns:
         An :class:`Importance`.
@@ -235,6 +293,9 @@ def compute_importance(
             "the sample estimator needs eval mode (per-sample gradients have no batch "
             "statistics); use estimator='batch' with train_mode=True, or train_mode=False."
         )
+    if reference not in (None, "full", "retain"):
+        raise ValueError(f"reference must be 'full', 'retain' or None, got {reference!r}.")
+    check_data(data, what=label)
     params = trainable_parameters(model)
     stamp = weights_fingerprint(model) if fingerprint else None
     spread = distributed_.resolve(distributed)
@@ -253,11 +314,15 @@ def compute_importance(
             progress=progress and distributed_.is_main_process(),
         )
 
-    if spread:  # sum each shard, add the sums up, then divide: exactly one process's result
-        sums = distributed_.collectively(local_sums)
-        distributed_.all_reduce_sums(sums)
-    else:
-        sums = local_sums()
+    try:
+        with using_output_fn(output_fn):
+            if spread:  # sum each shard, add the sums up, then divide: one process's result
+                sums = distributed_.collectively(local_sums)
+                distributed_.all_reduce_sums(sums)
+            else:
+                sums = local_sums()
+    except BatchError as error:
+        raise error.named(f"importance on {label}") from error.error
     return Importance(
         tensors=sums.finish(estimator),
         objective=objective,
@@ -267,4 +332,6 @@ def compute_importance(
         batch_size=sums.batch_size,
         train_mode=train_mode,
         fingerprint=stamp,
+        loss=(describe_fn(loss_fn) or "cross_entropy") if objective == "loss" else None,
+        reference=reference,
     )

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batches import forward, split_batch, to_device
+from .batches import forward, split_batch, to_device, using_output_fn
+from .contract import check_data, check_targets, model_errors
 from .parameters import model_device
 
 __all__ = ["fit", "seed_everything"]
@@ -27,8 +28,11 @@ def seed_everything(seed: int) -> None:
 
 
 def cross_entropy(model: nn.Module, inputs: Any, targets: Any) -> torch.Tensor:
-    """The default objective: mean cross-entropy of the model's logits."""
-    return F.cross_entropy(forward(model, inputs), targets)
+    """The default objective: mean cross-entropy of the model's logits (targets checked)."""
+    logits = forward(model, inputs)
+    width = logits.shape[1] if logits.dim() >= 2 else None
+    check_targets(targets, n_rows=logits.shape[0], n_classes=width)
+    return F.cross_entropy(logits, targets)
 
 
 def fit(
@@ -43,7 +47,9 @@ def fit(
     lr_gamma: float = 1.0,
     objective: Objective = cross_entropy,
     batch_fn=None,
+    output_fn=None,
     progress: bool = False,
+    label: str = "the training data",
 ) -> nn.Module:
     """Train ``model`` in place on ``data`` and return it.
 
@@ -57,8 +63,15 @@ def fit(
         lr_gamma: multiply the learning rate by this after every epoch (StepLR).
         objective: ``objective(model, inputs, targets) -> loss``; cross-entropy by default.
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
+        output_fn: ``output_fn(model_output) -> logits`` (see :mod:`assd.batches`).
         progress: show a progress bar over epochs.
+        label: what ``data`` is called in error messages.
+
+    Raises:
+        assd.BatchError: an error raised inside the model, with the epoch, the
+            batch and the likely fix.
     """
+    check_data(data, what=label, every_row=False)  # training may drop a last partial batch
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -69,14 +82,16 @@ def fit(
     schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=lr_gamma)
     device = model_device(model)
     model.train()
-    for _ in _epochs(epochs, progress):
-        for batch in data:
-            inputs, targets = split_batch(batch, batch_fn)
-            loss = objective(model, to_device(inputs, device), to_device(targets, device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        schedule.step()
+    with using_output_fn(output_fn):
+        for epoch in _epochs(epochs, progress):
+            for index, batch in enumerate(data):
+                inputs, targets = split_batch(batch, batch_fn)
+                with model_errors(f"training on {label}, epoch {epoch}", index):
+                    loss = objective(model, to_device(inputs, device), to_device(targets, device))
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                opt.step()
+            schedule.step()
     model.eval()
     return model
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from ..batches import TensorData
 from .random_labels import RandomLabels
 from .registry import register
-from .training import gather
+from .training import collect, remix
 
 __all__ = ["Amnesiac"]
 
@@ -32,7 +30,6 @@ class Amnesiac(RandomLabels):
     def training_data(self, model: nn.Module, *, forget, retain):
         if forget is None or retain is None:
             raise ValueError(f"{self.name} trains on both sets; pass forget= and retain=.")
-        xf, yf = self.relabelled_forget(model, forget)
-        xr, yr = gather(retain, batch_fn=self.fit_options["batch_fn"], what="retain")
-        x, y = torch.cat([xf, xr.to(xf.device)]), torch.cat([yf, yr.to(yf.device)])
-        return TensorData(x, y, batch_size=self.batch_size, shuffle=True, seed=self.seed)
+        forget_part = self.relabelled_batches(model, forget)
+        retain_part = collect(retain, batch_fn=self.fit_options["batch_fn"], what="retain")
+        return remix([forget_part, retain_part], batch_size=self.batch_size, seed=self.seed)

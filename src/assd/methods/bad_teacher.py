@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..batches import TensorData, forward
+from ..batches import batch_size_of, forward
 from ..train import fit
 from .registry import register
-from .training import TrainingMethod, gather, reinitialize_
+from .training import TrainingMethod, _cat, collect, reinitialize_, remix, tensor_rows
 
 __all__ = ["BadTeacher"]
 
@@ -61,6 +61,7 @@ class BadTeacher(TrainingMethod):
         competent = copy.deepcopy(model).eval()
         incompetent = reinitialize_(copy.deepcopy(model), seed=self.seed).eval()
         data = self._mixed(forget, retain)
+        label = "the mixed forget and retain sets"
 
         def objective(student: nn.Module, inputs, is_forget) -> torch.Tensor:
             t = self.temperature
@@ -71,17 +72,27 @@ class BadTeacher(TrainingMethod):
             log_student = F.log_softmax(forward(student, inputs) / t, dim=1)
             return F.kl_div(log_student, target, reduction="batchmean")
 
-        fit(model, data, objective=objective, **self.fit_options)
+        fit(model, data, objective=objective, label=label, **self.fit_options)
 
-    def _mixed(self, forget, retain) -> TensorData:
+    def _mixed(self, forget, retain):
+        """Forget rows flagged True, a seeded share of retain rows flagged False, shuffled
+        (row by row for tensor inputs, whole batches otherwise)."""
         batch_fn = self.fit_options["batch_fn"]
-        xf, _ = gather(forget, batch_fn=batch_fn, what="forget")
-        xr, _ = gather(retain, batch_fn=batch_fn, what="retain")
+        xf = collect(forget, batch_fn=batch_fn, what="forget")
+        xr = collect(retain, batch_fn=batch_fn, what="retain")
         generator = torch.Generator().manual_seed(self.seed)
-        keep = torch.randperm(len(xr), generator=generator)[
-            : max(1, round(self.retain_share * len(xr)))
+        if tensor_rows(xf + xr):
+            xf, xr = [_cat(xf)], [_cat(xr)]
+            rows = xr[0][0]
+            keep = torch.randperm(len(rows), generator=generator)[
+                : max(1, round(self.retain_share * len(rows)))
+            ]
+            xr = [(rows[keep.to(rows.device)], None)]
+        else:
+            keep = torch.randperm(len(xr), generator=generator)
+            xr = [xr[i] for i in keep[: max(1, round(self.retain_share * len(xr)))].tolist()]
+        parts = [
+            [(x, torch.full((batch_size_of(x),), flag)) for x, _ in batches]
+            for batches, flag in ((xf, True), (xr, False))
         ]
-        x = torch.cat([xf, xr[keep.to(xr.device)].to(xf.device)])
-        is_forget = torch.zeros(len(x), dtype=torch.bool, device=xf.device)
-        is_forget[: len(xf)] = True
-        return TensorData(x, is_forget, batch_size=self.batch_size, shuffle=True, seed=self.seed)
+        return remix(parts, batch_size=self.batch_size, seed=self.seed)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map
 
-from ..batches import TensorData, forward
-from ..parameters import set_mode
+from ..batches import forward, to_device
+from ..parameters import model_device, set_mode
 from .registry import register
-from .training import TrainingMethod, gather
+from .training import TrainingMethod, _cat, collect, gather, remix, tensor_rows
 
 __all__ = ["RandomLabels", "n_outputs", "random_other_labels"]
 
@@ -30,11 +33,12 @@ def random_other_labels(
 
 
 @torch.no_grad()
-def n_outputs(model: nn.Module, inputs: torch.Tensor) -> int:
+def n_outputs(model: nn.Module, inputs: Any, *, output_fn=None) -> int:
     """Number of classes the model predicts: the width of its logits on one input."""
-    device = next(model.parameters()).device
+    first = tree_map(lambda t: t[:1] if isinstance(t, torch.Tensor) and t.dim() else t, inputs)
     with set_mode(model, train=False):
-        return forward(model, inputs[:1].to(device)).shape[-1]
+        logits = forward(model, to_device(first, model_device(model)), output_fn=output_fn)
+    return logits.shape[-1]
 
 
 @register("random-labels")
@@ -65,13 +69,22 @@ class RandomLabels(TrainingMethod):
         self.batch_size = batch_size
 
     def relabelled_forget(self, model: nn.Module, forget) -> tuple[torch.Tensor, torch.Tensor]:
-        """The forget set's inputs with seeded random wrong labels."""
+        """The forget set's inputs (one tensor) with seeded random wrong labels."""
         x, y = gather(forget, batch_fn=self.fit_options["batch_fn"], what="forget")
+        return x, self._relabel(model, [(x, y)])[0][1]
+
+    def relabelled_batches(self, model: nn.Module, forget) -> list[tuple[Any, torch.Tensor]]:
+        """The forget set's batches with seeded random wrong labels (any batches)."""
+        batches = collect(forget, batch_fn=self.fit_options["batch_fn"], what="forget")
+        return self._relabel(model, [_cat(batches)] if tensor_rows(batches) else batches)
+
+    def _relabel(self, model: nn.Module, batches: list) -> list[tuple[Any, torch.Tensor]]:
         generator = torch.Generator().manual_seed(self.seed)
-        return x, random_other_labels(y, n_outputs(model, x), generator=generator)
+        width = n_outputs(model, batches[0][0], output_fn=self.fit_options["output_fn"])
+        return [(x, random_other_labels(y, width, generator=generator)) for x, y in batches]
 
     def training_data(self, model: nn.Module, *, forget, retain):
         if forget is None:
             raise ValueError(f"{self.name} trains on the forget set; pass forget=.")
-        x, y = self.relabelled_forget(model, forget)
-        return TensorData(x, y, batch_size=self.batch_size, shuffle=True, seed=self.seed)
+        parts = [self.relabelled_batches(model, forget)]
+        return remix(parts, batch_size=self.batch_size, seed=self.seed)

@@ -25,6 +25,8 @@ class UnlearnResult:
         per_layer: ``{parameter name: (elements dampened, elements)}`` (SSD family).
         n_forget: samples in the forget set.
         n_data: samples in the whole training set used for the percentile, if known.
+        importance_settings: how the reference importance was computed (estimator,
+            objective, loss, reference, train_mode, n_samples, batch_size), SSD family.
     """
 
     model: nn.Module
@@ -37,6 +39,7 @@ class UnlearnResult:
     per_layer: dict[str, tuple[int, int]] = field(default_factory=dict)
     n_forget: int | None = None
     n_data: int | None = None
+    importance_settings: dict | None = None
 
     @property
     def n_dampened(self) -> int:
@@ -62,6 +65,7 @@ class UnlearnResult:
             "dampening": self.dampening,
             "n_forget": self.n_forget,
             "n_data": self.n_data,
+            "importance_settings": self.importance_settings,
             "n_dampened": self.n_dampened,
             "n_params": self.n_params,
             "share_dampened": self.share_dampened,

@@ -8,8 +8,10 @@ import time
 
 from torch import nn
 
+from ..contract import describe_fn
 from ..dampening import dampen_parameters_
 from ..importance import Importance, compute_importance
+from ..membership import check_forget_rows
 from .registry import register
 from .result import UnlearnResult
 
@@ -36,7 +38,8 @@ class SSD:
             set without the forget rows).
         estimator: ``"batch"`` (reference) or ``"sample"``.
         train_mode: compute importances with the model in train mode.
-        loss_fn, batch_fn, max_memory, progress: passed to ``compute_importance``.
+        loss_fn, batch_fn, output_fn, max_memory, progress: passed to
+            ``compute_importance`` (batches and outputs: see :mod:`assd.batches`).
 
     Example:
         >>> import torch, assd
@@ -62,6 +65,7 @@ class SSD:
         batch_fn=None,
         max_memory: int | None = None,
         progress: bool = False,
+        output_fn=None,
     ):
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
@@ -74,6 +78,7 @@ class SSD:
             train_mode=train_mode,
             max_memory=max_memory,
             progress=progress,
+            output_fn=output_fn,
         )
 
     def unlearn(
@@ -102,6 +107,7 @@ class SSD:
         """
         start = time.perf_counter()
         timings = {}
+        check_forget_rows(forget, data=data if importance is None else None, retain=retain)
         reference = self._reference_importance(model, data, retain, importance)
         timings["importance_data"] = time.perf_counter() - start
         options = {
@@ -110,7 +116,9 @@ class SSD:
             "train_mode": reference.train_mode,
         }
         tick = time.perf_counter()
-        forgotten = compute_importance(model, forget, fingerprint=False, **options)
+        forgotten = compute_importance(
+            model, forget, fingerprint=False, label="the forget set (forget=)", **options
+        )
         timings["importance_forget"] = time.perf_counter() - tick
         expected_size = min(reference.batch_size, forgotten.n_samples)
         if reference.estimator == "batch" and forgotten.batch_size != expected_size:
@@ -147,6 +155,7 @@ class SSD:
             per_layer=counts,
             n_forget=forgotten.n_samples,
             n_data=n_total,
+            importance_settings=reference.settings(),
         )
         log.info(
             "%s: alpha=%.4g, dampened %d of %d weights in %.2fs",
@@ -168,6 +177,7 @@ class SSD:
                     f"the importance was computed with objective {importance.objective!r}, "
                     f"but {self.name} needs {self.objective!r}; recompute it."
                 )
+            importance.check_settings(**self._settings())
             importance.check_fits(model)
             return importance
         source = data if self.reference == "full" else retain
@@ -182,7 +192,24 @@ class SSD:
                 "or importance= (a precomputed reference importance)."
             )
         # not kept after the request, so no fingerprint (a hash of every weight) is needed
-        return compute_importance(model, source, fingerprint=False, **self.importance_options)
+        full = self.reference == "full"
+        label = "the training data (data=)" if full else "the retain set (retain=)"
+        return compute_importance(
+            model, source, fingerprint=False, reference=self.reference, label=label,
+            **self.importance_options,
+        )  # fmt: skip
+
+    def _settings(self) -> dict:
+        """What a precomputed importance must have been computed with."""
+        options = self.importance_options
+        loss = describe_fn(options["loss_fn"]) or "cross_entropy"
+        return dict(
+            objective=self.objective,
+            estimator=options["estimator"],
+            train_mode=options["train_mode"],
+            loss=loss if self.objective == "loss" else None,
+            reference=self.reference,
+        )
 
     def _n_data(self, reference: Importance, forgotten: Importance, n_data: int | None) -> int:
         if n_data is None:

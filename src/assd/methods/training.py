@@ -1,23 +1,38 @@
 """Baselines that train: one base class over the shared loop in ``assd.train``.
 
 A subclass sets ``data_source`` (which loader it trains on) and, if it is not
-plain cross-entropy, overrides :meth:`TrainingMethod.objective`.
+plain cross-entropy, overrides :meth:`TrainingMethod.objective`. Every method
+takes the batches ``unlearn`` takes (:mod:`assd.batches`): the ones that re-mix
+or relabel rows do it row by row for plain tensor inputs, and whole batch by
+whole batch for any other input (dicts, tuples of tensors, padded text).
 """
 
 from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..batches import split_batch
+from ..batches import TensorData, split_batch
+from ..contract import check_data
 from ..train import cross_entropy, fit
 from .registry import register
 from .result import UnlearnResult
 
-__all__ = ["FineTune", "Retrain", "TrainingMethod", "gather", "reinitialize_"]
+__all__ = [
+    "BatchList",
+    "FineTune",
+    "Retrain",
+    "TrainingMethod",
+    "collect",
+    "gather",
+    "reinitialize_",
+    "remix",
+    "tensor_rows",
+]
 
 
 def reinitialize_(model: nn.Module, *, seed: int) -> nn.Module:
@@ -42,6 +57,7 @@ class TrainingMethod:
         momentum, weight_decay, lr_gamma: as in :func:`assd.train.fit`.
         seed: seeds the re-initialisation and any randomness of the objective.
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
+        output_fn: ``output_fn(model_output) -> logits`` (see :mod:`assd.batches`).
     """
 
     data_source = "retain"  # "retain" or "forget": which loader ``unlearn`` trains on
@@ -58,6 +74,7 @@ class TrainingMethod:
         lr_gamma: float = 1.0,
         seed: int = 0,
         batch_fn=None,
+        output_fn=None,
     ):
         if epochs < 0 or lr <= 0:
             raise ValueError(f"epochs must be >= 0 and lr > 0, got epochs={epochs}, lr={lr}.")
@@ -69,6 +86,7 @@ class TrainingMethod:
             weight_decay=weight_decay,
             lr_gamma=lr_gamma,
             batch_fn=batch_fn,
+            output_fn=output_fn,
         )
         self.seed = seed
 
@@ -122,13 +140,41 @@ class TrainingMethod:
         """Hook: train ``model`` in place; by default one :func:`assd.train.fit` run of
         :meth:`objective` over :meth:`training_data`."""
         data = self.training_data(model, forget=forget, retain=retain)
-        fit(model, data, objective=self.objective, **self.fit_options)
+        label = f"the {self.data_source} set ({self.data_source}=)"
+        fit(model, data, objective=self.objective, label=label, **self.fit_options)
+
+
+def collect(data, *, batch_fn=None, what: str = "data") -> list[tuple[Any, Any]]:
+    """Every batch of ``data`` as ``(inputs, targets)``, detached, in order.
+
+    Raises:
+        ValueError: for an empty set, or batches without targets.
+    """
+    check_data(data, what=f"the {what} set")
+    batches = []
+    for batch in data:
+        x, y = split_batch(batch, batch_fn)
+        if not isinstance(y, torch.Tensor):
+            raise ValueError(
+                f"this method needs targets in the {what} set's batches; pass labelled "
+                "batches (see assd.batches), or batch_fn= to say where the target is."
+            )
+        batches.append((_detach(x), y.detach()))
+    if not batches:
+        raise ValueError(f"the {what} set is empty.")
+    return batches
+
+
+def tensor_rows(batches: list[tuple[Any, Any]]) -> bool:
+    """Whether the batches can be re-mixed row by row: one input tensor of one row shape."""
+    shapes = {x.shape[1:] if isinstance(x, torch.Tensor) else None for x, _ in batches}
+    return None not in shapes and len(shapes) == 1
 
 
 def gather(data, *, batch_fn=None, what: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate every ``(inputs, targets)`` batch of ``data`` into two tensors.
 
-    For baselines that re-mix, relabel or subsample the forget and retain sets.
+    For baselines that re-mix, relabel or subsample rows of tensor data.
 
     Example:
         >>> from assd.batches import TensorData
@@ -136,19 +182,58 @@ def gather(data, *, batch_fn=None, what: str = "data") -> tuple[torch.Tensor, to
         >>> tuple(x.shape), y.tolist()
         ((5, 2), [0, 1, 2, 3, 4])
     """
-    inputs, targets = [], []
-    for batch in data:
-        x, y = split_batch(batch, batch_fn)
-        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-            raise ValueError(
-                f"this method re-mixes the {what} set and needs batches of (input tensor, "
-                "target tensor); pass batch_fn= to turn your batches into that."
-            )
-        inputs.append(x.detach())
-        targets.append(y.detach())
-    if not inputs:
-        raise ValueError(f"the {what} set is empty.")
-    return torch.cat(inputs), torch.cat(targets)
+    batches = collect(data, batch_fn=batch_fn, what=what)
+    if not tensor_rows(batches):
+        raise ValueError(
+            f"the {what} set's inputs are not one tensor of one row shape; use collect() "
+            "and remix(), which keep such batches whole."
+        )
+    return _cat(batches)
+
+
+def remix(parts: list[list[tuple[Any, Any]]], *, batch_size: int, seed: int):
+    """One shuffled training set from several lists of batches.
+
+    Tensor rows are shuffled row by row into batches of ``batch_size``
+    (:class:`~assd.TensorData`); other batches are kept whole and their order
+    is shuffled on each pass (:class:`BatchList`).
+    """
+    batches = [b for part in parts for b in part]
+    if tensor_rows(batches):
+        x, y = _cat(batches)
+        return TensorData(x, y, batch_size=batch_size, shuffle=True, seed=seed)
+    return BatchList(batches, shuffle=True, seed=seed)
+
+
+class BatchList:
+    """Whole batches ``(inputs, targets)`` in memory; with ``shuffle``, a new seeded
+    order on every pass (pass k uses a generator seeded ``seed + k``)."""
+
+    def __init__(self, batches: list[tuple[Any, Any]], *, shuffle: bool = False, seed: int = 0):
+        self.batches, self.shuffle, self.seed, self._passes = list(batches), shuffle, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        order = range(len(self.batches))
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed + self._passes)
+            order = torch.randperm(len(self.batches), generator=generator).tolist()
+            self._passes += 1
+        return (self.batches[i] for i in order)
+
+
+def _cat(batches: list[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    device = batches[0][0].device
+    x = torch.cat([b[0].to(device) for b in batches])
+    return x, torch.cat([b[1].to(device) for b in batches])
+
+
+def _detach(tree: Any) -> Any:
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda t: t.detach() if isinstance(t, torch.Tensor) else t, tree)
 
 
 @register("retrain")

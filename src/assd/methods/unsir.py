@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..batches import TensorData, forward
+from ..batches import TensorData, forward, using_output_fn
 from ..parameters import set_mode
 from ..train import fit
 from .registry import register
-from .training import TrainingMethod, gather
+from .training import TrainingMethod, _cat, collect, tensor_rows
 
 __all__ = ["UNSIR"]
 
@@ -58,16 +58,18 @@ class UNSIR(TrainingMethod):
         if forget is None or retain is None:
             raise ValueError(f"{self.name} trains on both sets; pass forget= and retain=.")
         batch_fn = self.fit_options["batch_fn"]
-        xf, yf = gather(forget, batch_fn=batch_fn, what="forget")
-        xr, yr = self._retain_sample(*gather(retain, batch_fn=batch_fn, what="retain"))
-        noise, labels = self._noise(model, xf, yf)
+        xf, yf = _float_rows(collect(forget, batch_fn=batch_fn, what="forget"))
+        retained = _float_rows(collect(retain, batch_fn=batch_fn, what="retain"))
+        xr, yr = self._retain_sample(*retained)
+        with using_output_fn(self.fit_options["output_fn"]):
+            noise, labels = self._noise(model, xf, yf)
         x_impair = torch.cat([noise.repeat(self.noise_batches, *[1] * (noise.dim() - 1)), xr])
         y_impair = torch.cat([labels.repeat(self.noise_batches), yr])
         impair = TensorData(x_impair, y_impair, batch_size=self.impair_batch, shuffle=True,
                             seed=self.seed)  # fmt: skip
-        fit(model, impair, **self.fit_options)
+        fit(model, impair, label="the noise and retain rows (impair)", **self.fit_options)
         repair = TensorData(xr, yr, batch_size=self.repair_batch, shuffle=True, seed=self.seed + 1)
-        fit(model, repair, **self.fit_options)
+        fit(model, repair, label="the retain rows (repair)", **self.fit_options)
 
     def _retain_sample(self, x: torch.Tensor, y: torch.Tensor):
         generator = torch.Generator().manual_seed(self.seed)
@@ -91,3 +93,17 @@ class UNSIR(TrainingMethod):
                 noise.grad = grad
                 optimizer.step()
         return noise.detach().to(xf.device), labels.to(xf.device)
+
+
+def _float_rows(batches: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batches as one float input tensor and targets; UNSIR needs nothing else."""
+    first = batches[0][0]
+    if not tensor_rows(batches) or not first.is_floating_point():
+        kind = type(first).__name__ if not isinstance(first, torch.Tensor) else str(first.dtype)
+        raise ValueError(
+            f"UNSIR optimises noise in the model's input space, so it needs one floating-"
+            f"point input tensor per batch; these batches carry {kind} inputs (token ids, "
+            "several inputs, ...). Use another baseline (e.g. bad-teacher, amnesiac, scrub), "
+            "or pass batch_fn= that returns one float input tensor."
+        )
+    return _cat(batches)

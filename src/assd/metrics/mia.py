@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..batches import forward, split_batch, to_device
+from ..contract import model_errors
 from ..parameters import model_device, set_mode
 
 __all__ = [
@@ -50,9 +51,10 @@ def logits_of(model: nn.Module, data, *, batch_fn=None) -> tuple[torch.Tensor, t
     device = model_device(model)
     logits, targets = [], []
     with set_mode(model, train=False):
-        for batch in data:
+        for index, batch in enumerate(data):
             inputs, y = split_batch(batch, batch_fn)
-            logits.append(forward(model, to_device(inputs, device)).float().cpu())
+            with model_errors("evaluation (membership inference)", index):
+                logits.append(forward(model, to_device(inputs, device)).float().cpu())
             targets.append(y.cpu())
     if not logits:
         raise ValueError("cannot measure a model on an empty data set.")
