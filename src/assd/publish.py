@@ -107,9 +107,16 @@ def output_lock(folder: str | os.PathLike) -> Iterator[None]:
     except ImportError:  # no flock (Windows): the exclusive rename still guards new paths
         yield
         return
-    fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder we may write but not list: go on with the exclusive rename
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as error:  # some network file systems have no locks
+            log.debug("cannot lock %s (%s); publishing without the lock", folder, error)
         yield
     finally:
         os.close(fd)  # closing releases the lock

@@ -97,7 +97,6 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
     """
     from ..experiments import ResultLog, run_cells
     from ..experiments.forget import ForgetConfig, ForgetRun, make_cells, split_methods
-
     from .options import check_device
 
     device = check_device(device)

@@ -88,7 +88,8 @@ def _warn_text_numbers(frame, name: str, *, skip=()) -> None:
     import pandas as pd
 
     for col in frame.columns:
-        if col in skip or frame[col].dtype != object:
+        dtype = frame[col].dtype
+        if col in skip or not pd.api.types.is_string_dtype(dtype):
             continue
         values = frame[col].dropna().astype(str).str.strip()
         values = values[values != ""]

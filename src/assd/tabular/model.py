@@ -139,8 +139,11 @@ class TabularModel:
             )
         try:
             task = TableTask.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path} is corrupt ({error}); re-create the model.") from error
+        except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+            raise ValueError(
+                f"{path} is corrupt or was edited wrongly ({error}); restore it as `assd train` "
+                "wrote it, or re-create the model."
+            ) from error
         return cls(model, task, spec["architecture"], spec.get("extra", {}))
 
     def config(self) -> TrainConfig:
