@@ -395,6 +395,12 @@ def _(ws):
     return [*TRAIN, "--out", "m-diverged", "--lr", "1e30"]
 
 
+@cli("diverged-baseline", "an unlearning baseline that diverges (NaN weights)",
+     r"unlearned with 'gradient-ascent' has NaN or infinite values")  # fmt: skip
+def _(ws):
+    return [*unlearn("o-ga"), "--method", "gradient-ascent", "--option", "lr=1e30"]
+
+
 @cli("nan-model-evaluate", "evaluate a model whose weights hold NaN",
      r"NaN or infinite values in 'net\.0\.weight'")  # fmt: skip
 def _(ws):

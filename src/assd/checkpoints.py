@@ -111,8 +111,9 @@ def check_finite(model: nn.Module, *, what: str = "the model") -> None:
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise ValueError(
                 f"{what} has NaN or infinite values in {name!r}: training or unlearning "
-                "diverged. Nothing was written. Lower the learning rate (--lr) or the "
-                "number of epochs, check the data for extreme values, and run again."
+                "diverged. Nothing was written. Lower the learning rate (--lr, or --option "
+                "lr=... for a baseline) or the epochs, check the data for extreme values, "
+                "and run again."
             )
 
 
