@@ -239,3 +239,17 @@ def _dead_pid() -> int:
         pytest.skip("needs fork")
     os.waitpid(child, 0)
     return child
+
+
+def test_overwrite_takes_an_empty_folder_but_never_a_file_or_a_link(tmp_path):
+    (tmp_path / "empty").mkdir()  # made by mkdir: nothing to lose
+    with pytest.raises(FileExistsError, match="already exists"):
+        write(tmp_path / "empty", "new", overwrite=False)
+    write(tmp_path / "empty", "new", overwrite=True)
+    assert content(tmp_path / "empty") == "new"
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    for name in ("file", "link"):
+        with pytest.raises(FileExistsError, match="only replaces output folders"):
+            write(tmp_path / name, "new", overwrite=True)
+    assert (tmp_path / "file").read_text() == "mine" and content(tmp_path / "empty") == "new"

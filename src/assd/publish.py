@@ -90,6 +90,8 @@ def refuse_foreign(path: str | os.PathLike, *, flag: str = "--out") -> None:
     path = Path(path)
     if not (path.exists() or path.is_symlink()) or is_assd_output(path):
         return
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        return  # an empty folder (made by mkdir) holds nothing to lose
     what = "a link" if path.is_symlink() else "a file" if not path.is_dir() else (
         f"a folder assd did not write (no {MARKER} marker)")  # fmt: skip
     raise FileExistsError(
