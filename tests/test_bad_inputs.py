@@ -408,14 +408,20 @@ def _(ws):
 
 
 @cli("unknown-option", "--option key the method does not take",
-     r"--option alpah: method 'assd' has no such option; it takes alpha, ")  # fmt: skip
+     r"--option alpah: method 'assd' has no such option; it takes estimator, ")  # fmt: skip
 def _(ws):
     return [*unlearn("o"), "--option", "alpah=5"]
 
 
-@cli("bad-option-value", "--option value of the wrong kind", r"expects float for alpha")
+@cli("bad-option-value", "--option value of the wrong kind", r"'ssd' expects float for alpha")
 def _(ws):
-    return [*unlearn("o"), "--option", "alpha=lots"]
+    return [*unlearn("o"), "--method", "ssd", "--option", "alpha=lots"]
+
+
+@cli("option-not-for-method", "--option another method of the family takes (ASSD's alpha)",
+     r"ASSD chooses alpha itself")  # fmt: skip
+def _(ws):
+    return [*unlearn("o"), "--option", "alpha=5"]
 
 
 @cli("feature-typo", "--features naming a column that is not there", r"did you mean 'city'\?")

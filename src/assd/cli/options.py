@@ -60,12 +60,18 @@ def method_options(method: str, items) -> dict:
         )
     params = _parameters(_METHODS[name])
     for key, value in options.items():
+        if key not in params and key in _parameters(_METHODS[name], probe=False):
+            _METHODS[name](**{key: value})  # inherited but refused: the method says why
         if key not in params:
             raise ValueError(
                 f"--option {key}: method {method!r} has no such option; it takes "
                 f"{', '.join(sorted(params)) or 'none'}."
             )
         _check_value(key, value, params[key], method)
+    try:
+        _METHODS[name](**options)  # the method's own checks (e.g. ASSD refuses alpha)
+    except TypeError as error:
+        raise ValueError(f"--option: {error}; check the option names and values.") from None
     return options
 
 
@@ -87,8 +93,9 @@ def model_options(architecture: str, items) -> dict:
     return options
 
 
-def _parameters(cls: type) -> dict[str, inspect.Parameter]:
-    """Keyword options of ``cls``, following ``**options`` passed on to its base classes."""
+def _parameters(cls: type, *, probe: bool = True) -> dict[str, inspect.Parameter]:
+    """Keyword options of ``cls``, following ``**options`` passed on to its base classes
+    (with ``probe``, only those it accepts: ASSD inherits SSD's alpha but refuses it)."""
     found: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if "__init__" not in vars(klass):
@@ -99,7 +106,20 @@ def _parameters(cls: type) -> dict[str, inspect.Parameter]:
                 found.setdefault(name, param)
         if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
             break
-    return {n: p for n, p in found.items() if n not in _INTERNAL}
+    own = inspect.signature(cls.__init__).parameters
+    keep = {n: p for n, p in found.items() if n not in _INTERNAL}
+    if not probe:
+        return keep
+    return {n: p for n, p in keep.items() if n in own or _accepts(cls, n, p.default)}
+
+
+def _accepts(cls: type, name: str, default) -> bool:
+    """Whether ``cls`` takes an option it inherits (ASSD refuses SSD's alpha, for one)."""
+    try:
+        cls(**{name: default})
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _check_value(
