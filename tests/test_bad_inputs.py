@@ -339,6 +339,150 @@ def _(ws):
     return ["train", "--data", "t.csv", "--target", "label", "--out", "mb", "--model", "big"]
 
 
+def nan_model(ws, name: str) -> str:
+    from safetensors.torch import load_file, save_file
+
+    folder = ws.copy_model(name)
+    # clone: safetensors maps the file, and rewriting a mapped file in place crashes (SIGBUS)
+    state = {k: v.clone() for k, v in load_file(folder / "model.safetensors").items()}
+    state["net.0.weight"][0, 0] = float("nan")
+    save_file(state, folder / "model.safetensors")
+    return name
+
+
+def edited_model(ws, name: str, file: str, change) -> str:
+    import json
+
+    folder = ws.copy_model(name)
+    state = json.loads((folder / file).read_text())
+    change(state)
+    (folder / file).write_text(json.dumps(state))
+    return name
+
+
+TRAIN = ["train", "--data", "t.csv", "--target", "label", "--epochs", "1", "--batch-size", "64"]
+
+
+@cli("out-inside-input", "--out inside the input model folder (onto its weights), --overwrite",
+     r"lies inside the input m1")  # fmt: skip
+def _(ws):
+    return [*unlearn("m1/model.safetensors"), "--overwrite"]
+
+
+@cli("json-into-model", "evaluate --json onto the model's own model.json, --overwrite",
+     r"--json m1/model\.json lies inside the input m1")  # fmt: skip
+def _(ws):
+    return ["evaluate", "--model", "m1", "--data", "t.csv", "--json", "m1/model.json",
+            "--overwrite"]  # fmt: skip
+
+
+@cli("overwrite-foreign-folder", "--out --overwrite onto a folder of the user's own files",
+     r"a folder assd did not write")  # fmt: skip
+def _(ws):
+    (ws.root / "project").mkdir(exist_ok=True)
+    ws.write("project/notes.md", "my notes")
+    return [*unlearn("project"), "--overwrite"]
+
+
+@cli("overwrite-foreign-file", "--out --overwrite onto a single file of the user's",
+     r"is a file; --overwrite only replaces output folders")  # fmt: skip
+def _(ws):
+    return [*unlearn(ws.write("notes.txt", "mine")), "--overwrite"]
+
+
+@cli("diverged-training", "training that diverges (NaN weights)", r"diverged\. Nothing was written")
+def _(ws):
+    return [*TRAIN, "--out", "m-diverged", "--lr", "1e30"]
+
+
+@cli("diverged-baseline", "an unlearning baseline that diverges (NaN weights)",
+     r"unlearned with 'gradient-ascent' has NaN or infinite values")  # fmt: skip
+def _(ws):
+    return [*unlearn("o-ga"), "--method", "gradient-ascent", "--option", "lr=1e30"]
+
+
+@cli("nan-model-evaluate", "evaluate a model whose weights hold NaN",
+     r"NaN or infinite values in 'net\.0\.weight'")  # fmt: skip
+def _(ws):
+    return ["evaluate", "--model", nan_model(ws, "m-nan-eval"), "--data", "t.csv"]
+
+
+@cli("unknown-option", "--option key the method does not take",
+     r"--option alpah: method 'assd' has no such option; it takes estimator, ")  # fmt: skip
+def _(ws):
+    return [*unlearn("o"), "--option", "alpah=5"]
+
+
+@cli("bad-option-value", "--option value of the wrong kind", r"'ssd' expects float for alpha")
+def _(ws):
+    return [*unlearn("o"), "--method", "ssd", "--option", "alpha=lots"]
+
+
+@cli("option-not-for-method", "--option another method of the family takes (ASSD's alpha)",
+     r"ASSD chooses alpha itself")  # fmt: skip
+def _(ws):
+    return [*unlearn("o"), "--option", "alpha=5"]
+
+
+@cli("feature-typo", "--features naming a column that is not there", r"did you mean 'city'\?")
+def _(ws):
+    return [*TRAIN, "--out", "m-typo", "--features", "x1,cty"]
+
+
+@cli("categorical-typo", "--categorical naming a column that is not there",
+     r"--categorical names column\(s\) \['x3'\]")  # fmt: skip
+def _(ws):
+    return [*TRAIN, "--out", "m-typo", "--categorical", "x3"]
+
+
+@cli("target-as-feature", "--features including the target", r"includes the target 'label'")
+def _(ws):
+    return [*TRAIN, "--out", "m-leak", "--features", "x1,label"]
+
+
+@cli("id-as-feature", "--features including the id column", r"includes the id column 'id'")
+def _(ws):
+    return [*TRAIN, "--out", "m-leak", "--id-column", "id", "--features", "x1,id"]
+
+
+@cli("one-hot-collision", "a column named like another column's one-hot feature",
+     r"share the name\(s\) \['city=Bern'\]")  # fmt: skip
+def _(ws):
+    frame = ws.frame.assign(**{"city=Bern": np.arange(len(ws.frame)) % 7})
+    return ["train", "--data", ws.table("collide.csv", frame), "--target", "label", "--out",
+            "m-collide", "--id-column", "id", "--epochs", "1"]  # fmt: skip
+
+
+@cli("edited-task-json", "task.json edited into a malformed field", r"not a valid test_share")
+def _(ws):
+    model = edited_model(ws, "m-task", "task.json", lambda t: t.update(test_share="a lot"))
+    return unlearn("o", model=model)
+
+
+@cli("edited-model-json", "model.json's training settings edited wrongly",
+     r"malformed settings \[\"epochs='many'\"\]")  # fmt: skip
+def _(ws):
+    model = edited_model(ws, "m-spec", "model.json",
+                         lambda m: m["extra"]["training"].update(epochs="many"))  # fmt: skip
+    return unlearn("o", model=model)
+
+
+@cli("eval-data-twice", "the same --eval-data table twice", r"--eval-data t\.csv is given twice")
+def _(ws):
+    return [*unlearn("o"), "--eval-data", "t.csv", "--eval-data", "t.csv"]
+
+
+@cli("bad-device", "--device that is not a device", r"--device 'gpu7' is not a device")
+def _(ws):
+    return ["experiment", "forget", "--out", "ex-dev", "--device", "gpu7", "--seeds", "1"]
+
+
+@cli("bad-model-option", "--model-option the model does not take",
+     r"--model-option widht: model 'cnn' has no such keyword")  # fmt: skip
+def _(ws):
+    return ["experiment", "forget", "--out", "ex-opt", "--model-option", "widht=3"]
+
+
 # ----------------------------------------------------------------------------- API cases
 
 
@@ -452,7 +596,7 @@ def _(ws):
     cached.write_bytes(cached.read_bytes()[:200])
     with warnings_of("assd") as seen:
         code, _ = run_cli(unlearn("o-c2", model="m-cache"))
-    assert code == 0 and any("ignoring cached importance" in m for m in seen)
+    assert code == 0 and any("ignoring the cached importance" in m for m in seen)
     first, second = (ws.root / f"o-c{i}" / "model.safetensors" for i in (1, 2))
     assert first.read_bytes() == second.read_bytes()
 
@@ -531,6 +675,188 @@ def _(ws):
     assert all(p.grad is None for p in model.parameters())
 
 
+def report_of(ws, folder: str) -> dict:
+    import json
+
+    return json.loads((ws.root / folder / "report.json").read_text())
+
+
+@handled(
+    "ids-as-written",
+    "row ids with leading zeros and spaces, commas, '#', 'NA', '1e3', ints beside strings",
+    "read exactly as written (as text, nothing parsed or taken for missing); a forget file "
+    "line that is a row id is taken whole; exactly those rows are forgotten",
+)
+def _(ws):
+    import json
+
+    from assd.tabular.task import ids_digest
+
+    special = ["007", " 7", "a,b", "x#1", "NA", "1e3", "7", "0x1F"]
+    frame = ws.frame.assign(id=special + [f"{i:04d}" for i in range(len(ws.frame) - 8)])
+    table = ws.table("ids.csv", frame)
+    assert run_cli([*TRAIN, "--data", table, "--out", "m-ids", "--id-column", "id",
+                    "--split", "none"])[0] == 0  # fmt: skip
+    forget = ws.write("forget-ids.txt", "\n".join(special[:6]) + "\n")
+    assert run_cli(unlearn("o-ids", model="m-ids", data=table, forget=forget))[0] == 0
+    assert report_of(ws, "o-ids")["n_forget"] == 6
+    spec = json.loads((ws.root / "o-ids" / "model.json").read_text())
+    assert spec["extra"]["unlearned"][-1]["forget_ids_sha256"] == ids_digest(sorted(special[:6]))
+
+
+@handled(
+    "eval-data-names",
+    "--eval-data files named test.csv (two of them, in different folders)",
+    "each keeps its own row, named by its path; the model's own test figure stays",
+)
+def _(ws):
+    for folder, rows in (("s0", slice(0, 100)), ("s1", slice(100, 160))):
+        (ws.root / folder).mkdir(exist_ok=True)
+        ws.table(f"{folder}/test.csv", ws.frame.iloc[rows])
+    args = [*unlearn("o-evals"), "--eval-data", "s0/test.csv", "--eval-data", "s1/test.csv"]
+    assert run_cli(args)[0] == 0
+    accuracy = report_of(ws, "o-evals")["accuracy"]
+    n_test = len(ws.frame) - len(ws.train_ids)
+    assert accuracy["test"]["n"] == n_test
+    assert (accuracy["s0/test.csv"]["n"], accuracy["s1/test.csv"]["n"]) == (100, 60)
+
+
+@handled(
+    "resorted-or-grown-table",
+    "the training table re-sorted, or grown by new rows, after training",
+    "held-out rows are the ids stored in task.json, not positions: a re-sorted table gives "
+    "the same test figure silently; a changed table is warned about",
+)
+def _(ws):
+    import json
+
+    shuffled = ws.table("shuffled.csv", ws.frame.sample(frac=1.0, random_state=3))
+    grown = ws.frame.copy()
+    grown = pd.concat([grown, grown.iloc[:20].assign(id=[f"new{i}" for i in range(20)])])
+    reports = {}
+    for name in ("t.csv", shuffled, ws.table("grown.csv", grown)):
+        out = f"eval-{name}.json"
+        with warnings_of("assd") as seen:
+            code, _ = run_cli(["evaluate", "--model", "m1", "--data", name, "--rows", "test",
+                               "--json", out, "--overwrite"])  # fmt: skip
+        assert code == 0
+        reports[name] = (json.loads((ws.root / out).read_text()), seen)
+    same, moved = reports["t.csv"][0], reports[shuffled][0]
+    assert (moved["n"], moved["accuracy"], moved["confusion"]) == (
+        same["n"], same["accuracy"], same["confusion"])  # fmt: skip
+    assert not any("not the" in m for m in reports[shuffled][1])
+    assert any("are not the" in m for m in reports["grown.csv"][1])
+
+
+@handled(
+    "batch-of-one",
+    "a last training batch of one row with BatchNorm (1025 training rows, batch 1024)",
+    "the one-row batch is skipped (a different random row each epoch); training succeeds",
+)
+def _(ws):
+    from assd.tabular import TrainConfig, train_mlp
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(1025, 3, generator=g), torch.randint(0, 2, (1025,), generator=g)
+    config = TrainConfig(model="mlp", epochs=1, batch_size=1024)
+    model = train_mlp(x, y, n_classes=2, config=config)  # before: BatchNorm's ValueError
+    assert any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert [len(b) for b, _ in config.loader(x, y)] == [1024]
+
+
+@handled(
+    "cache-full-disk",
+    "the importance cache cannot be written (a full disk: safetensors' own error type)",
+    "warned about; the request goes on without caching and gives the uncached result",
+)
+def _(ws):
+    import safetensors
+    import safetensors.torch
+
+    ws.copy_model("m-full")
+    original = safetensors.torch.save_file
+
+    def full(tensors, filename, *args, **kwargs):
+        if ".importance-" not in str(filename):  # the model folder still gets written
+            return original(tensors, filename, *args, **kwargs)
+        raise safetensors.SafetensorError("I/O error: No space left on device (os error 28)")
+
+    safetensors.torch.save_file = full
+    try:
+        with warnings_of("assd") as seen:
+            code, _ = run_cli(unlearn("o-full", model="m-full"))
+    finally:
+        safetensors.torch.save_file = original
+    assert code == 0 and any("cannot cache the importance" in m for m in seen)
+    assert not list((ws.root / "m-full").glob("importance-*"))
+
+
+@handled(
+    "cache-damaged-framing-ok",
+    "a cache entry with valid framing but changed contents, or another model's entry",
+    "its checksum (or key) does not match: warned about by file name, ignored, recomputed "
+    "and rewritten; the result equals an uncached run",
+)
+def _(ws):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    ws.copy_model("m-damaged")
+    assert run_cli(unlearn("o-d1", model="m-damaged"))[0] == 0
+    (cached,) = (ws.root / "m-damaged").glob("importance-*")
+    with safe_open(str(cached), "pt") as handle:
+        meta = handle.metadata()
+        tensors = {k: handle.get_tensor(k).clone() for k in handle.keys()}  # noqa: SIM118
+    first = sorted(tensors)[0]
+    tensors[first] = tensors[first] * 1.5  # plausible values, valid file: only a checksum tells
+    save_file(tensors, str(cached), metadata=meta)
+    with warnings_of("assd") as seen:
+        assert run_cli(unlearn("o-d2", model="m-damaged"))[0] == 0
+    assert any(cached.name in m and "checksum" in m for m in seen)
+    first, second = (ws.root / f"o-d{i}" / "model.safetensors" for i in (1, 2))
+    assert first.read_bytes() == second.read_bytes()
+    with warnings_of("assd") as seen:  # rewritten: the third run reuses it without a word
+        assert run_cli(unlearn("o-d3", model="m-damaged"))[0] == 0
+    assert not seen and report_of(ws, "o-d3")["importance_cache"]["hit"]
+
+
+@handled(
+    "misread-columns",
+    "numbers with decimal commas, a numeric column with a stray word, a saved index column",
+    "read as text or used as given, with a warning naming the column and what to do",
+)
+def _(ws):
+    frame = ws.frame.assign(x3=[f"{v:.2f}".replace(".", ",") for v in ws.frame.x1])
+    frame["x4"] = frame.x2.astype(object)
+    frame.loc[3, "x4"] = "n/a-ish"
+    frame.to_csv(ws.root / "dialect.csv", sep=";", index=True)  # pandas' index: "Unnamed: 0"
+    with warnings_of("assd") as seen:
+        code, _ = run_cli([*TRAIN, "--data", "dialect.csv", "--out", "m-dialect",
+                           "--features", "x1,x3,Unnamed: 0"])  # fmt: skip
+    assert code == 0
+    text = " ".join(seen)
+    assert "'x3' looks numeric with decimal commas" in text
+    assert "'x4' is mostly numbers" in text and "'Unnamed: 0' looks like a row index" in text
+
+
+@handled(
+    "file-modes",
+    "outputs read by another user",
+    "every output file (weights, cache entries, reports) is 0666 less the umask, like the rest",
+)
+def _(ws):
+    mask = os.umask(0o022)
+    try:
+        ws.copy_model("m-modes")
+        assert run_cli(unlearn("o-modes", model="m-modes"))[0] == 0
+    finally:
+        os.umask(mask)
+    files = [*(ws.root / "o-modes").iterdir(), *(ws.root / "m-modes").glob("importance-*")]
+    assert files and {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
+    assert oct((ws.root / "o-modes").stat().st_mode & 0o777) == "0o755"
+
+
 # ----------------------------------------------------------------------------- the tests
 
 RESULTS: dict[str, str] = {}
@@ -589,14 +915,33 @@ def test_debug_shows_the_traceback_and_a_subprocess_shows_none(ws, tmp_path):
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
+def load_faults() -> list[tuple[str, str, str]]:
+    """The fault-injection entries of tests/test_faults.py (loaded by path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_faults", Path(__file__).with_name(
+        "test_faults.py"))  # fmt: skip
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FAULTS
+
+
 def render(results: dict[str, str]) -> str:
+    faults = load_faults()
     lines = [
         "# Reliability: bad input and how assd answers it",
         "",
-        "Generated by `tests/test_bad_inputs.py` (`ASSD_WRITE_DOCS=1 python -m pytest",
-        "tests/test_bad_inputs.py`); a test fails when this file is out of date. Every",
-        "CLI case exits with a non-zero code and one paragraph on stderr (a traceback",
-        "only with `assd --debug`), and the test checks that no input file changed.",
+        "Generated by `tests/test_bad_inputs.py` and `tests/test_faults.py`",
+        "(`ASSD_WRITE_DOCS=1 python -m pytest tests/test_bad_inputs.py`); a test fails when",
+        "this file is out of date. Every CLI case exits with a non-zero code and one",
+        "paragraph on stderr (a traceback only with `assd --debug`), and the test checks",
+        "that no input file changed. `tests/test_fuzz_tables.py` runs generated tables",
+        "(names, dtypes, dialects, ids) through train, unlearn and evaluate and checks the",
+        "same for each.",
+        "",
+        f"In all: **{len(CASES)} classes of bad input refused** with a message, "
+        f"**{len(HANDLED)} unusual inputs handled** as described, and **{len(faults)} faults "
+        "injected** into publishing (crashes at each step, concurrent writers, a full disk).",
         "",
         "## Refused, with this message",
         "",
@@ -614,22 +959,62 @@ def render(results: dict[str, str]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| `{i}` | {title} | {how} |" for i, title, how, _ in HANDLED]
+    lines += ["", "## Faults injected into publishing", "", "| fault | what is done | what holds |",
+              "|---|---|---|"]  # fmt: skip
+    lines += [f"| `{i}` | {what} | {holds} |" for i, what, holds in faults]
     lines += [
         "",
         "## Files",
         "",
-        "- Inputs (model folders, tables, forget lists) are only read. `--out` may not be an",
-        "  input or a folder holding one, even with `--overwrite`.",
-        "- Every output (model folder, importance, report, results line, plot) is written to",
-        "  a hidden temporary file or folder beside its final name, flushed, and renamed;",
-        "  `tests/test_safe_files.py` kills a writer mid-write and finds the old output",
-        "  intact. An existing output is replaced only with `--overwrite`.",
+        "- Inputs (model folders, tables, forget lists, the cache folder, evaluation tables)",
+        "  are only read. An output may not be an input, lie inside one (e.g. `--out",
+        "  m1/model.safetensors`, `--json m1/model.json`) or be a folder holding one, even",
+        "  with `--overwrite`.",
+        "- `--overwrite` replaces only a folder assd wrote: every output folder holds a",
+        "  `.assd-output` marker (model folders of earlier versions are recognised by the",
+        "  `assd_version` in their `model.json`). A folder of other files, a single file or",
+        "  a link in its place is refused.",
+        "- Every output is built in a hidden temporary beside its final name",
+        "  (`.NAME.PID.XXXX.tmp`), flushed, and published in one step that re-checks these",
+        "  rules under a lock on the parent folder: a new path is created exclusively",
+        "  (`renameat2(RENAME_NOREPLACE)` on Linux), so of two runs without `--overwrite` one",
+        "  wins and the other says where its result was kept; an existing assd folder is",
+        "  swapped in one `renameat2(RENAME_EXCHANGE)`. Temporaries of dead processes are",
+        "  removed by the next write beside them.",
+        "- Nothing is published whose weights hold NaN or infinities (training, unlearning",
+        "  and every baseline), and `evaluate` refuses such a model.",
+        "- Output files get mode 0666 less the umask (0644 usually), weights and cache",
+        "  entries included.",
+        "- Row ids are read as text exactly as written; the held-out rows are the ids stored",
+        "  in `task.json`, so a re-sorted table is the same table and a changed one is",
+        "  warned about (also without an id column, by a digest of the training rows).",
         "- Experiment results are appended one fsynced JSON line at a time; an interrupted",
         "  run resumes without redoing or duplicating finished cells",
         "  (`tests/test_resume.py`).",
         "- Same inputs and seed give bitwise-identical weights and reports on CPU across",
         "  processes (`tests/test_determinism.py`); reports keep wall times in `seconds`",
         "  and `timings` fields, the only fields that differ between runs.",
+        "",
+        "## What still cannot be made safe, and why",
+        "",
+        "- **Without `renameat2`** (macOS, Windows, some network file systems) replacing a",
+        "  folder takes two renames (old to a hidden backup, new into place). A crash",
+        "  between them leaves no folder at the path for that moment; the backup is",
+        "  restored by the next run (`crash-fallback-backed-up`). There is no portable",
+        "  atomic exchange of two folders.",
+        "- **Without `flock`** (Windows) the final re-check and the rename are not under one",
+        "  lock; a new path is still created exclusively where the system offers it.",
+        "- **A single file output** (`--json`, `assd data --out`) named with `--overwrite`",
+        "  is replaced (atomically): a file carries no marker, so assd cannot tell its own",
+        "  file from the user's. It refuses folders, links and files inside assd folders.",
+        "- **Other programs** that write into the same path while assd publishes are not",
+        "  bound by assd's lock; an empty folder they create is refused like any other.",
+        "- **Stale temporaries are recognised by process id**: on a shared file system seen",
+        "  by several machines (or PID namespaces) a live run elsewhere could look dead, so",
+        "  do not point two machines at the same output folder.",
+        "- **A table without an id column** has only row numbers as ids: rows can be",
+        "  matched only by position. A re-sorted or grown copy is detected (a digest of",
+        "  the training rows) and warned about, but its rows cannot be put back in order.",
         "",
     ]
     return "\n".join(lines)

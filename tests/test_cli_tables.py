@@ -51,7 +51,8 @@ def _rows(csv, m1, which):
 
 def test_train_writes_json_preprocessing_fitted_on_training_rows_only(trained):
     csv, m1 = trained
-    assert {p.name for p in m1.iterdir()} == {"model.safetensors", "model.json", "task.json"}
+    names = {p.name for p in m1.iterdir()}
+    assert names == {"model.safetensors", "model.json", "task.json", ".assd-output"}
     frame = pd.read_csv(csv)
     test = split_rows(frame, "time:when", test_share=0.2)
     assert test.sum() == 120 and (frame.when[test].min() > frame.when[~test].max())

@@ -56,8 +56,9 @@ def test_killed_writer_leaves_the_old_output_intact(tmp_path, kind):
         target = tmp_path / "model"
         target.mkdir()
         (target / "model.safetensors").write_bytes(b"old")
+        (target / ".assd-output").write_text("{}")  # an earlier assd output: replaceable
         kill_mid_write(kind, target)
-        assert sorted(p.name for p in target.iterdir()) == ["model.safetensors"]
+        assert sorted(p.name for p in target.iterdir()) == [".assd-output", "model.safetensors"]
         assert (target / "model.safetensors").read_bytes() == b"old"
     # whatever the killed writer left is hidden and never under the final name
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != target.name]

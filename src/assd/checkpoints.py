@@ -3,7 +3,8 @@
 A model folder holds ``model.safetensors`` (the state dict) and
 ``model.json`` (``{"architecture": name, "kwargs": {...}, "extra": {...}}``),
 so :func:`load_model` can rebuild it with :func:`assd.models.build_model`.
-Folders are written atomically: into a hidden sibling, then renamed.
+Folders are written atomically: into a hidden sibling, then published in one
+step by :mod:`assd.publish` (never over a folder assd did not write).
 
 Example:
     >>> import tempfile, pathlib
@@ -13,16 +14,16 @@ Example:
     >>> save_model(folder, model, architecture="mlp-small", kwargs=spec)
     >>> loaded, spec = load_model(folder)
     >>> spec["architecture"], sorted(p.name for p in folder.iterdir())
-    ('mlp-small', ['model.json', 'model.safetensors'])
+    ('mlp-small', ['.assd-output', 'model.json', 'model.safetensors'])
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,47 +33,88 @@ from torch import nn
 from . import __version__
 from .files import not_writable
 from .models import build_model
+from .publish import clean_stale, new_temporary, publish_folder, refuse_foreign
 
-__all__ = ["load_model", "load_state_dict", "save_model", "write_folder"]
+__all__ = ["check_finite", "load_model", "load_state_dict", "save_model", "write_folder"]
 
 WEIGHTS, SPEC = "model.safetensors", "model.json"
 
 
 @contextlib.contextmanager
-def write_folder(folder: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a hidden temporary folder; on success it becomes ``folder``.
+def write_folder(
+    folder: str | os.PathLike, *, overwrite: bool = False, flag: str = "--out"
+) -> Iterator[Path]:
+    """Yield a hidden temporary folder; on success it becomes ``folder`` in one atomic step.
 
-    Refuses an existing ``folder`` unless ``overwrite``; then the old folder is
-    replaced only after the new one is complete.
+    Refuses an existing ``folder`` unless ``overwrite``, and even then one that
+    assd did not write. Publishing (:func:`assd.publish.publish_folder`)
+    re-checks both under a lock, so of two runs writing one new path only one
+    wins. A full disk or another write error leaves ``folder`` as it was and
+    nothing behind. Stable API: the own-model CLI path writes through it.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
+        >>> with write_folder(out) as tmp:
+        ...     _ = (tmp / "notes.txt").write_text("hello")
+        >>> (out / "notes.txt").read_text()
+        'hello'
     """
     final = Path(folder)
-    if final.exists() and not overwrite:
-        raise FileExistsError(
-            f"{final} already exists; choose a new output folder or pass overwrite "
-            "(--overwrite) to replace it."
-        )
+    if final.exists() or final.is_symlink():
+        if not overwrite:
+            raise FileExistsError(
+                f"{final} already exists; choose a new output folder or pass overwrite "
+                "(--overwrite) to replace it."
+            )
+        refuse_foreign(final, flag=flag)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+        clean_stale(final)
+        tmp = new_temporary(final)
     except OSError as error:
         raise not_writable(final, error) from None
     try:
         yield tmp
-        for item in tmp.iterdir():
-            with open(item, "rb") as handle:
-                os.fsync(handle.fileno())
-        os.chmod(tmp, 0o755)
-        if final.exists():
-            old = final.with_name(f".{final.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        publish_folder(tmp, final, overwrite=overwrite, flag=flag)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if error.errno in _DISK_ERRORS:
+            raise OSError(
+                error.errno,
+                f"cannot write {final}: {error.strerror}; nothing was written and any "
+                "earlier folder there is unchanged. Free some space or choose another output",
+            ) from error
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
+
+
+def check_finite(model: nn.Module, *, what: str = "the model") -> None:
+    """Raise ValueError if a floating-point weight or buffer of ``model`` holds NaN or inf.
+
+    Called before every model folder is written, so a diverged result is never published.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> _ = net.bias.data.fill_(float("nan"))
+        >>> check_finite(net, what="the trained model")
+        Traceback (most recent call last):
+        ...
+        ValueError: the trained model has NaN or infinite values in 'bias'...
+    """
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise ValueError(
+                f"{what} has NaN or infinite values in {name!r}: training or unlearning "
+                "diverged. Nothing was written. Lower the learning rate (--lr, or --option "
+                "lr=... for a baseline) or the epochs, check the data for extreme values, "
+                "and run again."
+            )
 
 
 def save_model(
@@ -95,8 +137,14 @@ def save_model(
         extra: anything JSON-ready to keep beside it (training config, metrics, ...).
         overwrite: replace an existing folder.
         files: more files to write into the folder: ``{name: writer(path)}``.
+
+    Raises:
+        ValueError: if a weight is NaN or infinite (nothing is written).
+        FileExistsError: see :func:`write_folder`.
     """
     from safetensors.torch import save_model as save_weights
+
+    check_finite(model, what=f"the model for {folder}")
 
     spec = {
         "architecture": architecture,
@@ -105,7 +153,12 @@ def save_model(
         "assd_version": __version__,
     }
     with write_folder(folder, overwrite=overwrite) as tmp:
-        save_weights(model, str(tmp / WEIGHTS))
+        try:
+            save_weights(model, str(tmp / WEIGHTS))
+        except OSError:
+            raise
+        except Exception as error:  # safetensors' own error (e.g. a full disk) is no OSError
+            raise OSError(errno.EIO, f"{error}") from error
         (tmp / SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True), encoding="utf-8")
         for name, writer in (files or {}).items():
             writer(tmp / name)

@@ -12,11 +12,15 @@ __all__ = ["atomic_path", "check_output", "check_writable", "not_writable", "wri
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path``.
 
-    The temporary file is flushed to disk before the rename; on error it is
-    removed and ``path`` is left as it was.
+    The temporary file is flushed to disk and given the usual permissions
+    (``0666`` less the umask) before the rename; on error it is removed and
+    ``path`` is left as it was. With ``overwrite=False`` the rename is
+    exclusive: if ``path`` appeared meanwhile (another run), FileExistsError
+    and nothing is written. Temporaries of dead processes beside ``path`` are
+    removed first (:func:`assd.publish.clean_stale`).
 
     Example:
         >>> import tempfile, pathlib
@@ -30,18 +34,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     folder = final.parent if str(final.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {final}: folder {folder} does not exist.")
+    from .publish import clean_stale, rename_exclusive
+
+    clean_stale(final)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=folder
+        )
     except OSError as error:
         raise not_writable(final, error) from None
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp (and safetensors) make 0600
+        if overwrite:
+            os.replace(tmp, final)
+        else:
+            try:
+                rename_exclusive(tmp, final)
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{final} appeared while this run worked (another run?); nothing was "
+                    "written. Choose a new path, or pass --overwrite to replace it."
+                ) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -65,9 +83,18 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[Path], None]) -> None:
-    """Write bytes, text, or whatever ``data(tmp_path)`` writes, atomically to ``path``."""
-    with atomic_path(path) as tmp:
+def write_atomic(
+    path: str | os.PathLike,
+    data: bytes | str | Callable[[Path], None],
+    *,
+    overwrite: bool = True,
+) -> None:
+    """Write bytes, text, or whatever ``data(tmp_path)`` writes, atomically to ``path``.
+
+    With ``overwrite=False`` an existing ``path`` (even one that appeared while
+    the data was written) is never replaced: FileExistsError instead.
+    """
+    with atomic_path(path, overwrite=overwrite) as tmp:
         if callable(data):
             data(tmp)
         elif isinstance(data, bytes):
@@ -77,20 +104,38 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[Path], N
 
 
 def check_output(
-    out: str | os.PathLike, *, inputs: list, overwrite: bool = False, flag: str = "--out"
+    out: str | os.PathLike,
+    *,
+    inputs: list,
+    overwrite: bool = False,
+    flag: str = "--out",
+    kind: str = "folder",
 ) -> None:
-    """Refuse an output that would replace or delete an input, or an existing output.
+    """Refuse, before any work, an output that would replace or delete what it must not.
 
     Args:
         out: the file or folder about to be written.
         inputs: paths the command reads (None entries are skipped).
-        overwrite: allow replacing an existing ``out`` that is not an input.
+        overwrite: allow replacing an existing ``out``: for ``kind="folder"`` only a
+            folder assd wrote (:func:`assd.publish.is_assd_output`); for
+            ``kind="file"`` only a plain file, never one inside an assd folder.
         flag: how the option is called, for the message.
+        kind: ``"folder"`` or ``"file"``: what ``out`` will be.
 
     Raises:
-        ValueError: if ``out`` is an input or a folder holding one.
-        FileExistsError: if ``out`` exists and ``overwrite`` is False.
+        ValueError: if ``out`` is an input, lies inside one, or is a folder holding one.
+        FileExistsError: if ``out`` exists and may not (or was not asked to) be replaced.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> model = pathlib.Path(tempfile.mkdtemp())
+        >>> check_output(model / "model.json", inputs=[model], flag="--json", kind="file")
+        Traceback (most recent call last):
+        ...
+        ValueError: --json ... lies inside the input ...
     """
+    from .publish import is_assd_output, refuse_foreign
+
     target = Path(out).resolve()
     for item in inputs:
         if item is None:
@@ -101,10 +146,26 @@ def check_output(
                 f"{flag} {out} is the input {item} (or a folder holding it); writing there "
                 "would destroy the input. Choose a new output path: inputs are never overwritten."
             )
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists; choose a new {flag} or pass --overwrite to replace it."
-        )
+        if source in target.parents:
+            raise ValueError(
+                f"{flag} {out} lies inside the input {item}; writing there would change the "
+                "input. Choose an output path outside it: inputs are never modified."
+            )
+    path = Path(out)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(
+                f"{out} already exists; choose a new {flag} or pass --overwrite to replace it."
+            )
+        if kind == "folder":
+            refuse_foreign(path, flag=flag)
+        elif path.is_dir() or path.is_symlink() or is_assd_output(target.parent):
+            where = f"a file of the assd folder {target.parent}" if path.is_file() else (
+                "a folder or a link")  # fmt: skip
+            raise FileExistsError(
+                f"{flag} {out} is {where}; --overwrite replaces only a plain file of its own. "
+                "Choose another path; nothing was changed."
+            )
     check_writable(target)
 
 

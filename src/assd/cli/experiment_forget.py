@@ -25,10 +25,10 @@ def _seeds(text: str) -> list[int]:
     return list(range(parts[0])) if len(parts) == 1 else parts
 
 
-def _options(pairs: tuple[str, ...]) -> dict:
-    from ..experiments.errors import parse_method
+def _options(pairs: tuple[str, ...], model: str = "") -> dict:
+    from .options import model_options
 
-    return parse_method("x:" + ",".join(pairs))[1]
+    return model_options(model, pairs)
 
 
 @experiment.command("forget")
@@ -97,12 +97,14 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
     """
     from ..experiments import ResultLog, run_cells
     from ..experiments.forget import ForgetConfig, ForgetRun, make_cells, split_methods
+    from .options import check_device
 
+    device = check_device(device)
     training = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "momentum": momentum,
                 "weight_decay": weight_decay, "lr_gamma": lr_gamma}  # fmt: skip
     config = ForgetConfig(
         scenario=scenario, dataset=dataset, forget=forget, model=model, seeds=_seeds(seeds),
-        model_options=_options(model_option), training=training, batch_size=batch_size,
+        model_options=_options(model_option, model), training=training, batch_size=batch_size,
         augment=augment, image_size=image_size, estimator=estimator, weights=weights, init=init,
         data_dir=data_dir, device=device, allow_pickle=allow_pickle,
     )  # fmt: skip

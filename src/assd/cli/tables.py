@@ -45,7 +45,7 @@ def train(data_path, target, out, model, id_column, split, test_share, features,
     from ..tabular import TrainConfig, train_table
 
     check_output(out, inputs=[data_path], overwrite=overwrite)
-    frame = read_table(data_path)
+    frame = read_table(data_path, text_columns=[id_column])
     config = TrainConfig(
         model=model, epochs=epochs, lr=lr, lr_gamma=lr_gamma, batch_size=batch_size, seed=seed
     )
@@ -88,19 +88,21 @@ def train(data_path, target, out, model, id_column, split, test_share, features,
 def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator, options,
             eval_data, cache_dir, no_cache, overwrite) -> None:  # fmt: skip
     """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
-    from ..data.table import read_forget_ids, read_table
-    from ..experiments.errors import parse_method
+    from ..data.table import read_forget_ids, read_table, row_ids
     from ..tabular import TabularModel, unlearn_rows
     from ..tabular.report import unlearn_markdown
+    from .options import method_options
 
+    tabular = TabularModel.load(model_dir)  # first: is it a model folder at all?
+    tabular.config()  # an edited model.json fails here, in one paragraph
     inputs = [model_dir, data_path, forget_path, cache_dir, *eval_data]
     check_output(out, inputs=inputs, overwrite=overwrite)
-    tabular = TabularModel.load(model_dir)
-    frame = read_table(data_path)
-    ids = read_forget_ids(forget_path)
-    opts = parse_method("x:" + ",".join(options))[1]
+    opts = method_options(method, options)  # before any data is read
     opts.update({k: v for k, v in (("reference", reference), ("estimator", estimator)) if v})
-    evals = {Path(p).stem: read_table(p) for p in eval_data}
+    id_column = tabular.task.id_column
+    frame = read_table(data_path, text_columns=[id_column])
+    ids = read_forget_ids(forget_path, known=row_ids(frame, id_column))
+    evals = _eval_tables(eval_data, id_column)
     cache = None if no_cache else (cache_dir or model_dir)
     if cache_dir and not no_cache:
         try:
@@ -132,14 +134,21 @@ def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
     """Accuracy, per-class accuracy and the confusion matrix of a model on a table."""
+    from ..checkpoints import check_finite
     from ..data.table import read_table
     from ..files import write_atomic
     from ..tabular import TabularModel, classify, format_classification
+    from ..tabular.pipeline import data_changes
 
-    if json_path:
-        check_output(json_path, inputs=[model_dir, data_path], overwrite=overwrite, flag="--json")
     tabular = TabularModel.load(model_dir)
-    encoded = tabular.task.encode(read_table(data_path))
+    if json_path:
+        check_output(json_path, inputs=[model_dir, data_path], overwrite=overwrite, flag="--json",
+                     kind="file")  # fmt: skip
+    check_finite(tabular.model, what=f"the model {model_dir}")
+    encoded = tabular.task.encode(read_table(data_path, text_columns=[tabular.task.id_column]))
+    change = data_changes(tabular, encoded) if rows != "all" else None
+    if change:
+        log.warning("%s; the %s rows are taken by the ids stored with the model", change, rows)
     if rows != "all":
         encoded = encoded.subset(encoded.test if rows == "test" else ~encoded.test)
     if len(encoded) == 0:
@@ -150,7 +159,7 @@ def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
         return
     click.echo(format_classification(report, title=f"{model_dir} on {data_path} ({rows} rows)"))
     if json_path:
-        write_atomic(json_path, json.dumps(report, indent=2))
+        write_atomic(json_path, json.dumps(report, indent=2), overwrite=overwrite)
         click.echo(f"wrote {json_path}")
 
 
@@ -167,8 +176,8 @@ def data_flights(out, no_dep_delay, overwrite) -> None:
     """Write the NYC 2013 flights delay-class table (target: delay_class, ids: id)."""
     from ..data.flights import load_flights
 
-    check_output(out, inputs=[], overwrite=overwrite)
-    _write_frame(load_flights(with_dep_delay=not no_dep_delay), out)
+    check_output(out, inputs=[], overwrite=overwrite, kind="file")
+    _write_frame(load_flights(with_dep_delay=not no_dep_delay), out, overwrite=overwrite)
 
 
 @data.command("dataco")
@@ -180,17 +189,29 @@ def data_dataco(data_path, out, overwrite) -> None:
     """Write the DataCo delay-class table with the ASSD paper's preprocessing."""
     from ..data.dataco import load_dataco
 
-    check_output(out, inputs=[data_path], overwrite=overwrite)
-    _write_frame(load_dataco(data_path), out)
+    check_output(out, inputs=[data_path], overwrite=overwrite, kind="file")
+    _write_frame(load_dataco(data_path), out, overwrite=overwrite)
 
 
-def _write_frame(frame, out: str) -> None:
+def _eval_tables(paths, id_column) -> dict:
+    """``--eval-data`` tables keyed by their path as given (two ``test.csv`` stay apart)."""
+    from ..data.table import read_table
+
+    tables = {}
+    for path in paths:
+        if path in tables:
+            raise ValueError(f"--eval-data {path} is given twice; give each table once.")
+        tables[path] = read_table(path, text_columns=[id_column])
+    return tables
+
+
+def _write_frame(frame, out: str, *, overwrite: bool = False) -> None:
     from ..files import atomic_path
 
     if not is_main_process():
         return
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, overwrite=overwrite) as tmp:
         if out.endswith((".parquet", ".pq")):
             frame.to_parquet(tmp, index=False)
         else:

@@ -86,6 +86,7 @@ class Preprocessor:
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             prep.levels[col] = [level for level, _ in ranked[:max_levels]]
         prep.keep = prep.all_features()
+        _refuse_collisions(prep.keep)
         variances = prep.transform(frame).var(axis=0)
         prep.keep = [n for n, v in zip(prep.keep, variances, strict=True) if v > min_variance]
         if not prep.keep:
@@ -159,6 +160,21 @@ def split_columns(frame, columns: list[str]) -> tuple[list[str], list[str]]:
         is_number = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
         (numeric if is_number else categorical).append(col)
     return numeric, categorical
+
+
+def _refuse_collisions(names: list[str]) -> None:
+    """Refuse two features with one name (a column ``c=a`` beside column ``c``'s level ``a``)."""
+    seen, twice = set(), []
+    for name in names:
+        if name in seen and name not in twice:
+            twice.append(name)
+        seen.add(name)
+    if twice:
+        raise ValueError(
+            f"two features would share the name(s) {twice[:5]}: a column is named like the "
+            "one-hot feature of another column's level (COLUMN=LEVEL). Rename that column, "
+            "or leave one of them out of --features."
+        )
 
 
 def _check_columns(frame, columns: list[str]) -> None:

@@ -31,11 +31,17 @@ TEXT = (".csv", ".tsv", ".txt", ".gz", ".bz2", ".zip", ".xz")
 ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")  # latin-1 decodes any byte: last resort
 
 
-def read_table(path: str | os.PathLike):
+def read_table(path: str | os.PathLike, *, text_columns=()):
     """Read a CSV (delimiter and encoding sniffed; compressed is fine) or Parquet file.
 
+    Args:
+        path: the file.
+        text_columns: columns read exactly as written, as strings (row ids:
+            ``007`` stays ``007``, ``NA`` stays ``NA``, an empty cell is ``""``).
+
     Returns:
-        A pandas DataFrame, rows in file order.
+        A pandas DataFrame, rows in file order. Columns that look numeric but
+        were read as text (decimal commas, a few stray words) are warned about.
     """
     import pandas as pd
 
@@ -67,7 +73,42 @@ def read_table(path: str | os.PathLike):
             f"{path} has {frame.shape[1]} column(s) after sniffing the delimiter "
             f"{delimiter!r}; a table needs a target and at least one feature."
         )
+    exact = [c for c in text_columns or () if c is not None and c in frame.columns]
+    if exact:  # ids exactly as written: no number parsing, no missing-value guessing
+        text = pd.read_csv(path, sep=delimiter, encoding=encoding, usecols=exact, dtype=str,
+                           keep_default_na=False)  # fmt: skip
+        for col in exact:
+            frame[col] = text[col].to_numpy(dtype=object)
+    _warn_text_numbers(frame, path.name, skip=exact)
     return frame
+
+
+def _warn_text_numbers(frame, name: str, *, skip=()) -> None:
+    """Warn about text columns whose values are mostly numbers (a dialect read wrongly)."""
+    import pandas as pd
+
+    for col in frame.columns:
+        dtype = frame[col].dtype
+        if col in skip or not pd.api.types.is_string_dtype(dtype):
+            continue
+        values = frame[col].dropna().astype(str).str.strip()
+        values = values[values != ""]
+        if len(values) < 2:
+            continue
+        plain = pd.to_numeric(values, errors="coerce").notna()
+        comma = pd.to_numeric(values.str.replace(",", ".", regex=False), errors="coerce").notna()
+        if comma.mean() >= 0.9 and plain.mean() < 0.9:
+            log.warning(
+                "%s: column %r looks numeric with decimal commas (e.g. %r) but is read as text "
+                "(categorical); save the file with decimal points to use it as a number",
+                name, col, values[~plain].iloc[0],
+            )  # fmt: skip
+        elif plain.mean() >= 0.9:
+            log.warning(
+                "%s: column %r is mostly numbers but is read as text because of %d value(s) "
+                "like %r; clean them (or leave the cells empty) to use it as a number",
+                name, col, int((~plain).sum()), values[~plain].iloc[0],
+            )  # fmt: skip
 
 
 def _sniff(path: Path) -> tuple[str, str]:
@@ -102,11 +143,20 @@ def row_ids(frame, id_column: str | None = None) -> np.ndarray:
     if id_column not in frame.columns:
         raise ValueError(f"no id column {id_column!r}; columns are {list(frame.columns)[:20]}.")
     column = frame[id_column]
-    if column.isna().any():
-        raise ValueError(f"id column {id_column!r} has blank values; every row needs an id.")
-    ids = column.astype(str).to_numpy()
+    ids = column.astype(str).to_numpy(dtype=object)
+    blank = column.isna().to_numpy() | (ids == "")
+    if blank.any():
+        raise ValueError(
+            f"id column {id_column!r} has {int(blank.sum())} blank value(s) (first at row "
+            f"{int(np.flatnonzero(blank)[0])}); every row needs an id."
+        )
     if len(set(ids)) != len(ids):
-        raise ValueError(f"id column {id_column!r} has duplicate values; ids must be unique.")
+        import pandas as pd
+
+        repeated = pd.Index(ids)[pd.Index(ids).duplicated()].unique()[:5].tolist()
+        raise ValueError(
+            f"id column {id_column!r} has duplicate values, e.g. {repeated}; ids must be unique."
+        )
     return ids
 
 
@@ -146,8 +196,14 @@ def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> n
     return test
 
 
-def read_forget_ids(path: str | os.PathLike) -> list[str]:
-    """Ids in a text file: one per line (or comma-separated); blanks and ``#`` lines skipped."""
+def read_forget_ids(path: str | os.PathLike, *, known=None) -> list[str]:
+    """Ids in a text file: one per line (or comma-separated); blanks and ``#`` comments skipped.
+
+    Args:
+        path: the text file.
+        known: the table's row ids, if at hand: a line that is one of them,
+            exactly as written (commas, ``#``, spaces and all), is taken whole.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no forget file at {path}; write the row ids, one per line.")
@@ -158,8 +214,12 @@ def read_forget_ids(path: str | os.PathLike) -> list[str]:
             f"{path} is not a UTF-8 text file ({error.reason} at byte {error.start}); write "
             "the row ids as plain text, one per line."
         ) from None
+    known = set() if known is None else set(known)
     ids = []
     for line in text.splitlines():
+        if line in known:
+            ids.append(line)
+            continue
         line = line.split("#", 1)[0]
         ids += [part.strip() for part in line.split(",") if part.strip()]
     if not ids:

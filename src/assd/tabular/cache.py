@@ -3,10 +3,13 @@
 The expensive part of an unlearning request is the pass over the whole
 training set. Its importance depends only on the weights, the data and the
 importance settings, so it is stored once under a key made of all three and
-reused by every later request. A cached file whose weights fingerprint does
-not match is refused (:meth:`assd.Importance.check_fits`) and recomputed.
-If the cache location cannot be written, a warning is logged and the request
-goes on without caching.
+reused by every later request. Each entry carries its key and a SHA-256 of
+its own tensors; an entry that is unreadable, damaged (even with valid
+framing), foreign (another key or model) or stale is warned about by file
+name, ignored, recomputed and rewritten. If the cache cannot be written (a
+read-only folder, a full disk), a warning is logged and the request goes on
+without caching. Entries are written ``0666`` less the umask, like every
+other output.
 
 Example:
     >>> import tempfile, torch
@@ -32,14 +35,16 @@ import torch
 from torch import nn
 
 from ..distributed import is_main_process
+from ..files import atomic_path
 from ..fingerprint import fingerprint
 from ..importance import Importance, compute_importance
 
-__all__ = ["cached_importance", "data_key"]
+__all__ = ["cached_importance", "content_digest", "data_key"]
 
 log = logging.getLogger("assd")
 
 KEY_OPTIONS = ("objective", "estimator", "train_mode")
+_FORMAT = "assd-importance-cache/1"
 
 
 def data_key(x: torch.Tensor, y: torch.Tensor) -> str:
@@ -83,24 +88,66 @@ def cached_importance(
         return memo[key], {**info, "hit": True}
     if path is not None and path.is_file():
         try:
-            imp = Importance.load(path)
+            imp = _read_entry(path, key)
             imp.check_fits(model)
             info["hit"] = True
             if memo is not None:
                 memo[key] = imp
             return imp, info
         except ValueError as error:
-            log.warning("ignoring cached importance %s (%s); recomputing it", path, error)
+            log.warning("ignoring the cached importance %s (%s); recomputing and rewriting it",
+                        path, error)  # fmt: skip
     imp = compute_importance(model, data, fingerprint=True, progress=progress, **options)
     if memo is not None:
         memo[key] = imp
     if path is not None and is_main_process():  # under torchrun, one writer
         try:
-            imp.save(path)
+            _write_entry(imp, path, key)
             info["saved"] = True
-        except OSError as error:  # includes PermissionError and a missing folder
+        except Exception as error:  # OSError, and safetensors' own error on a full disk
             log.warning("cannot cache the importance at %s (%s); going on without", path, error)
     return imp, info
+
+
+def content_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of named tensors (names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _write_entry(imp: Importance, path: Path, key: str) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {n: t.detach().cpu().contiguous() for n, t in imp.tensors.items()}
+    info = {k: v for k, v in imp.__dict__.items() if k != "tensors"}
+    metadata = {"format": _FORMAT, "key": key, "sha256": content_digest(tensors),
+                "info": json.dumps(info)}  # fmt: skip
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def _read_entry(path: Path, key: str) -> Importance:
+    """Read a cache entry; ValueError if it is unreadable, foreign or damaged."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"unreadable: {' '.join(str(error).split())}") from None
+    if metadata.get("format") != _FORMAT or metadata.get("key") != key:
+        raise ValueError("not an assd cache entry for this model, data and settings")
+    if metadata.get("sha256") != content_digest(tensors):
+        raise ValueError("its contents do not match its checksum: the file is damaged")
+    try:
+        return Importance(tensors=tensors, **json.loads(metadata["info"]))
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"malformed description ({error})") from None
 
 
 def _key(model: nn.Module, data, options: dict, key: str) -> str:

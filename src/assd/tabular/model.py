@@ -55,14 +55,31 @@ class TrainConfig:
     seed: int = 0
 
     def loader(self, x: torch.Tensor, y: torch.Tensor, *, seed: int | None = None) -> TensorData:
-        """Shuffled training batches of ``(x, y)``."""
+        """Shuffled training batches of ``(x, y)``; a last batch of one row is skipped
+        (BatchNorm cannot train on one row; each pass skips a different random row)."""
         seed = self.seed if seed is None else seed
-        return TensorData(x, y, batch_size=self.batch_size, shuffle=True, seed=seed)
+        return TrainingBatches(x, y, batch_size=self.batch_size, shuffle=True, seed=seed)
 
     def fit_options(self) -> dict:
         """Keyword options of :func:`assd.train.fit` (and of the training baselines)."""
         keys = ("epochs", "lr", "momentum", "weight_decay", "lr_gamma")
         return {k: getattr(self, k) for k in keys}
+
+
+class TrainingBatches(TensorData):
+    """Training batches that leave out a last batch of a single row (for BatchNorm).
+
+    Example:
+        >>> data = TrainingBatches(torch.zeros(5, 2), torch.zeros(5), batch_size=2)
+        >>> [len(x) for x, _ in data]
+        [2, 2]
+    """
+
+    def __iter__(self):
+        for x, y in super().__iter__():
+            if len(x) == 1 and self.n_samples > 1:
+                continue
+            yield x, y
 
 
 def train_mlp(
@@ -122,13 +139,35 @@ class TabularModel:
             )
         try:
             task = TableTask.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path} is corrupt ({error}); re-create the model.") from error
+        except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+            raise ValueError(
+                f"{path} is corrupt or was edited wrongly ({error}); restore it as `assd train` "
+                "wrote it, or re-create the model."
+            ) from error
         return cls(model, task, spec["architecture"], spec.get("extra", {}))
 
     def config(self) -> TrainConfig:
-        """The training settings stored with the model (defaults where absent)."""
-        return TrainConfig(**self.extra.get("training", {}))
+        """The training settings stored with the model (defaults where absent).
+
+        Raises:
+            ValueError: if ``model.json``'s ``extra.training`` was edited into
+                unknown fields or values of the wrong type.
+        """
+        stored = self.extra.get("training", {})
+        fields = TrainConfig.__dataclass_fields__
+        problems = sorted(set(stored) - set(fields)) if isinstance(stored, dict) else ["training"]
+        for key, value in stored.items() if not problems else ():
+            default = fields[key].default
+            number = isinstance(default, (int, float)) and not isinstance(default, bool)
+            if number and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                problems.append(f"{key}={value!r}")
+        if problems:
+            raise ValueError(
+                f"model.json's extra.training holds unknown or malformed settings {problems}; "
+                f"it knows {sorted(fields)}. Restore the file as `assd train` wrote it, or "
+                "train again."
+            )
+        return TrainConfig(**stored)
 
 
 def config_dict(config: TrainConfig) -> dict:

@@ -16,11 +16,13 @@ import logging
 import time
 from dataclasses import asdict
 
+from ..checkpoints import check_finite
+from .cache import data_key
 from .evaluate import classify
 from .model import TabularModel, TrainConfig, train_mlp
 from .task import Rows, TableTask, ids_digest
 
-__all__ = ["train_table", "training_rows"]
+__all__ = ["data_changes", "train_table", "training_rows"]
 
 log = logging.getLogger("assd")
 
@@ -71,6 +73,7 @@ def train_table(
     log.info("training %s on %d rows, %d features", config.model, len(train), train.x.shape[1])
     n_classes = len(task.class_names)
     model = train_mlp(train.x, train.y, n_classes=n_classes, config=config, progress=progress)
+    check_finite(model, what="the trained model")
     metrics = {"train": classify(model, train.x, train.y, class_names=task.class_names)}
     if len(test):
         metrics["test"] = classify(model, test.x, test.y, class_names=task.class_names)
@@ -82,6 +85,7 @@ def train_table(
             "n_train": len(train),
             "n_test": len(test),
             "train_ids_sha256": ids_digest(train.ids),
+            "train_set_sha256": train_set_digest(train),
         },
         "metrics": metrics,
         "seconds": round(time.perf_counter() - start, 3),
@@ -92,3 +96,39 @@ def train_table(
 def training_rows(rows: Rows) -> Rows:
     """The rows a model was trained on: not held out, with a known label."""
     return rows.subset(~rows.test & (rows.y >= 0).numpy())
+
+
+def data_changes(tabular: TabularModel, rows: Rows) -> str | None:
+    """Why the training rows of ``rows`` are not those ``tabular`` was trained on, or None.
+
+    Compares the ids and the encoded contents (features and labels) of the
+    training rows with digests stored at training time, so a grown, shrunk,
+    re-sorted or edited table is noticed even without an id column.
+    """
+    stored = tabular.extra.get("data", {})
+    train = training_rows(rows)
+    if "train_set_sha256" in stored:  # order-free: a re-sorted table is the same table
+        if stored["train_set_sha256"] == train_set_digest(train):
+            return None
+        return (
+            f"the training rows of this table ({len(train)}) are not the "
+            f"{stored.get('n_train', '?')} rows the model was trained on (rows added, removed "
+            "or edited, ids or labels changed)"
+        )
+    if stored.get("train_ids_sha256") not in (None, ids_digest(train.ids)):
+        return (
+            f"the training rows of this table ({len(train)}) are not the "
+            f"{stored.get('n_train', '?')} rows the model was trained on (rows added, removed "
+            "or re-sorted, or labels changed)"
+        )
+    return None
+
+
+def train_set_digest(train: Rows) -> str:
+    """SHA-256 of the training rows (ids, features, labels) in id order: the same for a
+    re-sorted copy of the table, different if a row is added, removed or edited."""
+    import numpy as np
+
+    order = np.argsort(train.ids.astype(str), kind="stable")
+    rows = train.subset(order)
+    return data_key(rows.x, rows.y) + ids_digest(rows.ids)[:16]

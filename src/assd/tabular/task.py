@@ -65,6 +65,9 @@ class TableTask:
         seed: seed of a random split.
         class_names: labels in class-index order (sorted training labels).
         preprocessor: fitted on the training rows only.
+        test_ids: ids of the held-out rows at training time (sorted); later
+            copies of the table are split by these ids, not by position. None
+            in models saved before it existed (then the split is recomputed).
     """
 
     target: str
@@ -74,6 +77,7 @@ class TableTask:
     seed: int
     class_names: list[str]
     preprocessor: Preprocessor
+    test_ids: list[str] | None = None
 
     @classmethod
     def fit(
@@ -100,19 +104,22 @@ class TableTask:
         """
         if target not in frame.columns:
             raise ValueError(f"no target column {target!r}; columns: {list(frame.columns)[:20]}.")
+        _check_chosen_columns(frame, target, id_column, features, categorical)
         test = split_rows(frame, split, test_share=test_share, seed=seed)
-        row_ids(frame, id_column)  # validate the ids early
+        ids = row_ids(frame, id_column)  # validate the ids early
         labelled = frame[target].notna().to_numpy()
         train = frame[~test & labelled]
         classes = sorted(train[target].astype("string").unique())
         if len(classes) < 2:
             raise ValueError(f"target {target!r} has fewer than 2 classes in the training rows.")
         columns = features or _default_features(frame, target, id_column, split)
+        _warn_index_like(frame, columns)
         numeric, cats = split_columns(frame, columns)
         forced = [c for c in categorical or [] if c in numeric]
         numeric, cats = [c for c in numeric if c not in forced], cats + forced
         prep = Preprocessor.fit(train, numeric=numeric, categorical=cats, max_levels=max_levels)
-        return cls(target, id_column, split, test_share, seed, classes, prep)
+        test_ids = sorted(ids[test].tolist())
+        return cls(target, id_column, split, test_share, seed, classes, prep, test_ids)
 
     def encode(self, frame, *, require_labels: bool = False) -> Rows:
         """Encode every row of ``frame`` exactly as at training time."""
@@ -120,9 +127,26 @@ class TableTask:
         y = self.labels(frame)
         if require_labels and (y < 0).any():
             raise ValueError(f"{int((y < 0).sum())} rows have a missing or unknown label.")
-        test = split_rows(frame, self.split, test_share=self.test_share, seed=self.seed)
+        ids = row_ids(frame, self.id_column)
+        test = self.held_out(frame, ids)
         self._check_classes(frame, y, test)
-        return Rows(x, y, row_ids(frame, self.id_column), test)
+        return Rows(x, y, ids, test)
+
+    def held_out(self, frame, ids: np.ndarray) -> np.ndarray:
+        """Mask of the held-out rows: by the stored test ids (or, for old models, the split)."""
+        if self.test_ids is None:
+            return split_rows(frame, self.split, test_share=self.test_share, seed=self.seed)
+        import pandas as pd
+
+        test = np.asarray(pd.Index(ids, dtype=object).isin(self.test_ids), dtype=bool)
+        missing = len(self.test_ids) - int(test.sum())
+        if missing:
+            log.warning(
+                "%d of the %d held-out rows the model was trained without are not in this "
+                "table (rows removed or ids changed); held-out rows are matched by id",
+                missing, len(self.test_ids),
+            )  # fmt: skip
+        return test
 
     def labels(self, frame) -> torch.Tensor:
         """Class indices of the target column; -1 where missing or not a known class."""
@@ -161,9 +185,24 @@ class TableTask:
 
     @classmethod
     def from_dict(cls, state: dict) -> TableTask:
+        """Rebuild from :meth:`to_dict`; a field of the wrong type raises ValueError."""
         state = dict(state)
+        for name, kinds in _FIELD_TYPES.items():
+            value = state.get(name)
+            wrong = not isinstance(value, kinds) or isinstance(value, bool)
+            if name in state and wrong:
+                raise ValueError(f"field {name!r} is {value!r}, which is not a valid {name}")
+        if not all(isinstance(c, str) for c in state.get("class_names", [])):
+            raise ValueError("field 'class_names' must be a list of strings")
         state["preprocessor"] = Preprocessor.from_dict(state["preprocessor"])
         return cls(**state)
+
+
+_FIELD_TYPES = {
+    "target": (str,), "id_column": (str, type(None)), "split": (str,),
+    "test_share": (int, float), "seed": (int,), "class_names": (list,),
+    "preprocessor": (dict,), "test_ids": (list, type(None)),
+}  # fmt: skip
 
 
 def ids_digest(ids) -> str:
@@ -172,6 +211,50 @@ def ids_digest(ids) -> str:
     for i in ids:
         digest.update(str(i).encode() + b"\0")
     return digest.hexdigest()
+
+
+def _check_chosen_columns(frame, target, id_column, features, categorical) -> None:
+    """Refuse misspelt feature names and the target or the id column used as a feature."""
+    columns = [str(c) for c in frame.columns]
+    for flag, names in (("--features", features), ("--categorical", categorical)):
+        unknown = [n for n in names or [] if n not in frame.columns]
+        if unknown:
+            import difflib
+
+            hints = {n: difflib.get_close_matches(str(n), columns, n=1) for n in unknown}
+            near = "; ".join(f"{n!r}: did you mean {h[0]!r}?" for n, h in hints.items() if h)
+            raise ValueError(
+                f"{flag} names column(s) {unknown} that the table does not have"
+                f"{' (' + near + ')' if near else ''}; its columns are {columns[:30]}."
+            )
+    if categorical and features:
+        outside = [c for c in categorical if c not in features]
+        if outside:
+            raise ValueError(f"--categorical {outside} are not among --features; add them there.")
+    for role, name in (("target", target), ("id column", id_column)):
+        if name is not None and name in (features or []):
+            raise ValueError(
+                f"--features includes the {role} {name!r}; a model that sees its {role} "
+                "learns nothing useful (or memorises rows). Remove it from --features."
+            )
+
+
+def _warn_index_like(frame, columns: list[str]) -> None:
+    """Warn about features that look like a saved row index (0, 1, 2, ... or 'Unnamed: 0')."""
+    n = len(frame)
+    for col in columns:
+        values = frame[col]
+        counting = (
+            n > 2 and values.dtype.kind in "iu" and values.is_unique
+            and (values.is_monotonic_increasing or values.is_monotonic_decreasing)
+            and int(values.max()) - int(values.min()) == n - 1
+        )  # fmt: skip
+        if counting or str(col).startswith("Unnamed: ") or str(col).lower() == "index":
+            log.warning(
+                "feature column %r looks like a row index (it counts the rows); a model can "
+                "memorise rows by it. Drop it, name it with --id-column, or choose --features",
+                col,
+            )
 
 
 def _default_features(frame, target: str, id_column: str | None, split: str) -> list[str]:

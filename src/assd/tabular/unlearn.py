@@ -24,13 +24,14 @@ import numpy as np
 
 from .. import methods as registry
 from ..batches import TensorData
+from ..checkpoints import check_finite
 from ..fingerprint import fingerprint
 from ..importance import compute_importance
 from ..methods.ssd import SSD
 from ..metrics import accuracy
 from .cache import cached_importance, data_key
 from .model import TabularModel, TrainConfig
-from .pipeline import training_rows
+from .pipeline import data_changes, training_rows
 from .task import Rows, ids_digest
 
 __all__ = ["DEFAULT_OPTIONS", "dampen_rows", "method_options", "trained_ids", "unlearn_rows"]
@@ -82,13 +83,14 @@ def unlearn_rows(
     start = time.perf_counter()
     rows = tabular.task.encode(frame)
     train = training_rows(rows)
-    _check_same_data(tabular, train)
+    _check_same_data(tabular, rows)
     is_forget = _forget_mask(train, rows, forget_ids)
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
     options = method_options(method, options, tabular.config())
     result, cache_info = _run(tabular, method, options, train, forget, retain, cache_folder)
     timings["unlearn"] = time.perf_counter() - start - timings["encode"]
+    check_finite(result.model, what=f"the model unlearned with {method!r}")
     tick = time.perf_counter()
     sets = _evaluation_sets(tabular, rows, retain, forget, eval_frames)
     accuracy = {
@@ -214,12 +216,13 @@ def _member(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.asarray(pd.Index(values, dtype=object).isin(candidates), dtype=bool)
 
 
-def _check_same_data(tabular: TabularModel, train: Rows) -> None:
-    expected = tabular.extra.get("data", {}).get("train_ids_sha256")
-    if expected and expected != ids_digest(train.ids):
+def _check_same_data(tabular: TabularModel, rows: Rows) -> None:
+    change = data_changes(tabular, rows)
+    if change:
         log.warning(
-            "the training rows of this data differ from those the model was trained on; "
-            "pass the same data file to unlearn from"
+            "%s; pass the same data file the model was trained on, or the unlearned model "
+            "and its figures will not be what you expect",
+            change,
         )
 
 
@@ -229,6 +232,11 @@ def _evaluation_sets(tabular, rows: Rows, retain: Rows, forget: Rows, eval_frame
     if len(held_out):
         sets["test"] = held_out
     for name, other in (eval_frames or {}).items():
+        if name in sets:
+            raise ValueError(
+                f"an evaluation table is named {name!r}, like the report's own {name!r} rows; "
+                "give it another name (the CLI names them by their path)."
+            )
         sets[name] = tabular.task.encode(other, require_labels=False)
     return sets
 
