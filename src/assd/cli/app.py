@@ -74,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as error:
         error.show()
         return error.exit_code
+    except ImportError as error:  # an optional dependency is missing: name its extra
+        from ..extras import missing_extra_message
+
+        message = missing_extra_message(error)
+        if debug:
+            raise
+        if message is None:
+            return _unexpected(error)
+        click.echo(f"error: {message}", err=True)
+        return 2
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as error:
         if debug:
             raise
@@ -82,13 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # anything unforeseen: still one paragraph, no traceback
         if debug:
             raise
-        click.echo(
-            f"error: unexpected {type(error).__name__}: {error}. This input is not handled "
-            "yet; run again with --debug for the traceback and report it.",
-            err=True,
-        )
-        return 1
+        return _unexpected(error)
     return 0
+
+
+def _unexpected(error: Exception) -> int:
+    click.echo(
+        f"error: unexpected {type(error).__name__}: {error}. This input is not handled "
+        "yet; run again with --debug for the traceback and report it.",
+        err=True,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ def errors(
     cells), and OUT/table.md, OUT/summary.json and box plots in OUT/figures/
     over every result in OUT (runs with more methods or seeds add up).
     """
+    from ..extras import require_extra
+
+    require_extra("tables", "experiments")  # fail now, not after the run, without matplotlib
     from ..experiments import ResultLog, run_cells
     from ..experiments.errors import ErrorsConfig, load_errors_data, make_cells, run_one
 

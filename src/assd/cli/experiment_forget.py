@@ -95,6 +95,9 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
     over every result in OUT. Runs forgetting other classes may share OUT
     (and its originals); other training settings need another OUT.
     """
+    from ..extras import require_extra
+
+    require_extra("experiments")  # fail now, not after the run, without matplotlib
     from ..experiments import ResultLog, run_cells
     from ..experiments.forget import ForgetConfig, ForgetRun, make_cells, split_methods
 
