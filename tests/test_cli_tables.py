@@ -57,7 +57,9 @@ def test_train_writes_json_preprocessing_fitted_on_training_rows_only(trained):
     assert test.sum() == 120 and (frame.when[test].min() > frame.when[~test].max())
     tab = TabularModel.load(m1)
     prep = tab.task.preprocessor
-    again = Preprocessor.fit(frame[~test], numeric=prep.numeric, categorical=prep.categorical)
+    again = Preprocessor.fit(
+        frame[~test], numeric=prep.numeric, categorical=prep.categorical, max_levels=prep.max_levels
+    )
     assert again.to_dict() == prep.to_dict()
     assert prep.numeric == ["qty", "price"] and prep.categorical == ["region"]
 

@@ -20,11 +20,14 @@ __all__ = ["cli", "main"]
 @click.version_option(assd.__version__, prog_name="assd")
 @click.option("--debug", is_flag=True, help="Show full tracebacks and debug logs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
+@click.option("--no-progress", is_flag=True,
+              help="No progress bars (they go to stderr, and only when it is a terminal).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: bool, no_progress: bool) -> None:
     """Make a trained PyTorch model forget part of its training data (ASSD/SSD)."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["no_progress"] = no_progress
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
