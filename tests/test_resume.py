@@ -32,7 +32,9 @@ class Killed(BaseException):
 
 
 @pytest.mark.parametrize("cut", [3])
-def test_killed_experiment_resumes_where_it_stopped(tmp_path, flights_like, monkeypatch, cut):
+def test_killed_experiment_resumes_where_it_stopped(
+    tmp_path, flights_like, monkeypatch, capsys, cut
+):
     data = tmp_path / "flights.csv"
     flights_like(data)
     out = tmp_path / "run"
@@ -58,7 +60,13 @@ def test_killed_experiment_resumes_where_it_stopped(tmp_path, flights_like, monk
     assert len(keys(after)) == len(set(keys(after))) == 2 * 2 * 2  # rates x seeds x methods
     assert lines(results)[:cut] == before[:cut]  # finished lines kept, not redone
     fresh = tmp_path / "fresh"
+    capsys.readouterr()
     assert main(command(data, fresh)) == 0
+    out = capsys.readouterr()
+    assert out.err == ""  # no progress bars when stderr is not a terminal
+    assert out.out.rstrip().splitlines()[-1].startswith(f"wrote {fresh}/: results.jsonl")
+    assert "What the columns mean" in out.out and "gap closed: (acc" in out.out
+    assert "What the columns mean" in (fresh / "table.md").read_text()
     by_key = {k: r for k, r in zip(keys(after), after, strict=True)}
     for record in map(json.loads, lines(fresh / "results.jsonl")):
         resumed = by_key[json.dumps(record["key"], sort_keys=True)]

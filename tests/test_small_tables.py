@@ -167,3 +167,22 @@ def test_every_table_command_ends_with_its_legend_and_its_files(tmp_path, capsys
     out = capsys.readouterr().out.strip()
     assert out.splitlines()[-1].startswith("no files written (--json FILE")
     assert "balanced" in out and "baseline: accuracy of always answering" in out.replace("\n", " ")
+
+
+def test_box_plots_have_a_legend_for_every_mark(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from assd.reports.plots import box_plot
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    box_plot({"a": [1, 2, 3], "b": [2, 3]}, tmp_path / "p.png", title="t", ylabel="y",
+             reference=0.0, reference_label="no gain")  # fmt: skip
+    (legend,) = [ax.get_legend() for ax in figures[0].axes]
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["middle half (box)", "median", "mean",
+                      "whiskers: values within 1.5 box heights", "one run (seed)", "no gain"]  # fmt: skip
+    assert (tmp_path / "p.png").stat().st_size > 0

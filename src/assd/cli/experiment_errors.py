@@ -116,8 +116,10 @@ def _check_settings(log_file, config) -> None:
 
 def _report(records: list[dict], config, folder: Path) -> None:
     from ..experiments.errors_report import errors_markdown, errors_plots, summarize
+    from ..experiments.legends import ERRORS_LEGEND
 
     rows = summarize(records)  # every record in the file shares the FIXED settings
     write_experiment_report(
-        folder, rows, errors_markdown(rows), lambda figures: errors_plots(records, figures)
+        folder, rows, errors_markdown(rows), lambda figures: errors_plots(records, figures),
+        legend=ERRORS_LEGEND,
     )
