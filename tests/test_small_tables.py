@@ -183,6 +183,8 @@ def test_box_plots_have_a_legend_for_every_mark(tmp_path, monkeypatch):
              reference=0.0, reference_label="no gain")  # fmt: skip
     (legend,) = [ax.get_legend() for ax in figures[0].axes]
     labels = [t.get_text() for t in legend.get_texts()]
-    assert labels == ["middle half (box)", "median", "mean",
-                      "whiskers: values within 1.5 box heights", "one run (seed)", "no gain"]  # fmt: skip
+    assert labels == [
+        "middle half (box)", "median", "mean", "whiskers: values within 1.5 box heights",
+        "one run (seed)", "no gain",
+    ]  # fmt: skip
     assert (tmp_path / "p.png").stat().st_size > 0
