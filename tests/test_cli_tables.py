@@ -1,6 +1,7 @@
 """The practitioner path through the CLI: train -> unlearn -> evaluate on a generated CSV."""
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,9 @@ def test_train_writes_json_preprocessing_fitted_on_training_rows_only(trained):
     assert test.sum() == 120 and (frame.when[test].min() > frame.when[~test].max())
     tab = TabularModel.load(m1)
     prep = tab.task.preprocessor
-    again = Preprocessor.fit(frame[~test], numeric=prep.numeric, categorical=prep.categorical)
+    again = Preprocessor.fit(
+        frame[~test], numeric=prep.numeric, categorical=prep.categorical, max_levels=prep.max_levels
+    )
     assert again.to_dict() == prep.to_dict()
     assert prep.numeric == ["qty", "price"] and prep.categorical == ["region"]
 
@@ -128,8 +131,16 @@ def test_training_baselines_and_an_unwritable_cache(trained, tmp_path, caplog):
     assert report["method"]["options"]["epochs"] == 1  # the error protocol's fine-tune
     args[-6:] = ["--out", str(tmp_path / "ssd"), "--method", "ssd", "--cache-dir",
                  str(tmp_path / "blocker" / "cache")]  # fmt: skip
-    assert main(args) == 0  # the cache cannot be written: a warning, not a failure
-    assert "cannot" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="assd"):
+        assert main(args) == 0  # the cache cannot be written: a warning, not a failure
+    blocked = tmp_path / "blocker" / "cache"
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith(f"cannot create the cache folder {blocked} (")
+    assert messages[0].endswith("); not caching")
+    assert messages[1].startswith(f"cannot cache the importance at {blocked}/importance-")
+    assert messages[1].endswith("); going on without")
 
 
 def test_bad_requests_fail_with_one_line_and_exit_code_2(trained, tmp_path, capsys):

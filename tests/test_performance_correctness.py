@@ -6,6 +6,7 @@ No timing here: speed is measured by the scripts in benchmarks/.
 import copy
 import math
 import tracemalloc
+import weakref
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import assd
 import assd.blocks
@@ -23,6 +25,37 @@ from assd.dampening import dampen_parameters_
 from assd.estimators import sample_chunk
 from assd.parameters import all_finite, trainable_parameters
 from assd.percentile import exact_percentile, percentile_of_chunks, ratio_percentile
+
+
+class TorchLiveBytes(TorchDispatchMode):
+    """Peak bytes of tensor storage that torch ops allocate while active (tracemalloc does not
+    see torch's CPU allocator): each new storage counts from its creation until freed."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self.seen: dict[int, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {_storage(t) for t in torch.utils._pytree.tree_leaves((args, kwargs))}
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                storage = t.untyped_storage()
+                ptr, size = storage.data_ptr(), storage.nbytes()
+                if size and ptr not in self.seen and ptr not in inputs:  # views are not new
+                    self.seen[ptr] = size
+                    self.live += size
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(t, self._free, ptr)
+        return out
+
+    def _free(self, ptr):
+        self.live -= self.seen.pop(ptr, 0)
+
+
+def _storage(t) -> int | None:
+    return t.untyped_storage().data_ptr() if isinstance(t, torch.Tensor) else None
 
 
 @pytest.fixture
@@ -101,10 +134,14 @@ def test_percentile_streams_in_bounded_memory(monkeypatch):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    with TorchLiveBytes() as torch_memory:  # apart: its own bookkeeping is Python memory
+        assert ratio_percentile(forget, data, 98.2, max_gather=2**12) == expected
     assert got == expected
     ratio_bytes = 4 * 4_000_017
     assert peak < ratio_bytes / 8, f"peak {peak} bytes: the ratios were materialised"
     assert peak > 2**16  # the measurement sees NumPy's allocations at all
+    assert torch_memory.peak < ratio_bytes / 8, f"torch peak {torch_memory.peak} bytes"
+    assert torch_memory.peak >= 4 * 2**16  # and torch's: at least one block of ratios
 
 
 def whole_tensor_dampen_(param, forget, data, alpha, dampening):
@@ -153,8 +190,22 @@ def test_dampening_streams_in_bounded_memory(monkeypatch):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    # bfloat16 weights take the torch path (float32/64 ones the NumPy path seen above)
+    weights = {k: torch.ones(v.numel(), dtype=torch.bfloat16) for k, v in forget.items()}
+    with TorchLiveBytes() as torch_memory:  # apart: its own bookkeeping is Python memory
+        torch_counts = dampen_parameters_(weights, forget, data, alpha=2.0)
+    assert torch_counts == counts
     assert sum(n for n, _ in counts.values()) > 10_000  # it did dampen
     assert peak < 4 * 2_500_000 / 8  # an eighth of one float32 copy of the weights
+    assert 4 * 2**16 <= torch_memory.peak < 4 * 2_500_000 / 8  # torch's allocations too
+
+
+def test_torch_live_bytes_sees_a_whole_tensor_materialised():
+    data = torch.rand(2_500_000)
+    with TorchLiveBytes() as memory:
+        ratio = data / (data + 1)  # one float32 copy: 10 MB
+        del ratio
+    assert memory.peak >= 4 * 2_500_000 and memory.live == 0
 
 
 def test_all_finite_agrees_with_isfinite_including_overflowing_sums():

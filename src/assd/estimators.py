@@ -237,4 +237,4 @@ def _progress(data, enabled: bool, label: str):
         return data
     from tqdm.auto import tqdm
 
-    return tqdm(data, desc=f"importance ({label})", leave=False)
+    return tqdm(data, desc=f"importance ({label})", leave=False, disable=None)  # off unless a TTY

@@ -101,4 +101,4 @@ def _epochs(epochs: int, progress: bool):
         return range(epochs)
     from tqdm.auto import trange
 
-    return trange(epochs, desc="training", leave=False)
+    return trange(epochs, desc="training", leave=False, disable=None)  # off unless a TTY

@@ -20,11 +20,14 @@ __all__ = ["cli", "main"]
 @click.version_option(assd.__version__, prog_name="assd")
 @click.option("--debug", is_flag=True, help="Show full tracebacks and debug logs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
+@click.option("--no-progress", is_flag=True,
+              help="No progress bars (they go to stderr, and only when it is a terminal).")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: bool, no_progress: bool) -> None:
     """Make a trained PyTorch model forget part of its training data (ASSD/SSD)."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["no_progress"] = no_progress
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
@@ -41,21 +44,30 @@ def experiment() -> None:
     """Run an experiment grid (method x seed x ...) and write results, tables and plots."""
 
 
-def write_experiment_report(folder, rows: list[dict], table: str, draw) -> None:
-    """Write ``table.md``, ``summary.json`` and ``figures/`` (``draw(figures_folder)``
-    returns the plot paths) into an experiment folder, and print the table."""
+def write_experiment_report(
+    folder, rows: list[dict], table: str, draw, *, legend: str = ""
+) -> None:
+    """Write ``table.md`` (the table and its ``legend``), ``summary.json`` and ``figures/``
+    (``draw(figures_folder)`` returns the plot paths) into an experiment folder; print the
+    table, the legend and what was written where."""
     import json
     from pathlib import Path
 
     from ..files import write_atomic
 
     folder = Path(folder)
+    if legend:
+        table = f"{table.rstrip()}\n\n{legend}\n"
     write_atomic(folder / "table.md", table)
     write_atomic(folder / "summary.json", json.dumps(rows, indent=1, allow_nan=True))
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     plots = draw(folder / "figures")
     click.echo(table)
-    click.echo(f"wrote {folder}/results.jsonl, table.md, summary.json and {len(plots)} plots")
+    click.echo(
+        f"wrote {folder}/: results.jsonl (one line per run; a re-run resumes from it), "
+        f"table.md (this table), summary.json (its rows) and {len(plots)} box plots in "
+        "figures/ (one box per method over seeds)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as error:
         error.show()
         return error.exit_code
+    except ImportError as error:  # an optional dependency is missing: name its extra
+        from ..extras import missing_extra_message
+
+        message = missing_extra_message(error)
+        if debug:
+            raise
+        if message is None:
+            return _unexpected(error)
+        click.echo(f"error: {message}", err=True)
+        return 2
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, OSError) as error:
         if debug:
             raise
@@ -82,13 +104,17 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # anything unforeseen: still one paragraph, no traceback
         if debug:
             raise
-        click.echo(
-            f"error: unexpected {type(error).__name__}: {error}. This input is not handled "
-            "yet; run again with --debug for the traceback and report it.",
-            err=True,
-        )
-        return 1
+        return _unexpected(error)
     return 0
+
+
+def _unexpected(error: Exception) -> int:
+    click.echo(
+        f"error: unexpected {type(error).__name__}: {error}. This input is not handled "
+        "yet; run again with --debug for the traceback and report it.",
+        err=True,
+    )
+    return 1
 
 
 if __name__ == "__main__":

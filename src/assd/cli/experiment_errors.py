@@ -71,6 +71,9 @@ def errors(
     cells), and OUT/table.md, OUT/summary.json and box plots in OUT/figures/
     over every result in OUT (runs with more methods or seeds add up).
     """
+    from ..extras import require_extra
+
+    require_extra("tables", "experiments")  # fail now, not after the run, without matplotlib
     from ..experiments import ResultLog, run_cells
     from ..experiments.errors import ErrorsConfig, load_errors_data, make_cells, run_one
 
@@ -113,8 +116,10 @@ def _check_settings(log_file, config) -> None:
 
 def _report(records: list[dict], config, folder: Path) -> None:
     from ..experiments.errors_report import errors_markdown, errors_plots, summarize
+    from ..experiments.legends import ERRORS_LEGEND
 
     rows = summarize(records)  # every record in the file shares the FIXED settings
     write_experiment_report(
-        folder, rows, errors_markdown(rows), lambda figures: errors_plots(records, figures)
+        folder, rows, errors_markdown(rows), lambda figures: errors_plots(records, figures),
+        legend=ERRORS_LEGEND,
     )

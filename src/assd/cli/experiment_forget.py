@@ -95,6 +95,9 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
     over every result in OUT. Runs forgetting other classes may share OUT
     (and its originals); other training settings need another OUT.
     """
+    from ..extras import require_extra
+
+    require_extra("experiments")  # fail now, not after the run, without matplotlib
     from ..experiments import ResultLog, run_cells
     from ..experiments.forget import ForgetConfig, ForgetRun, make_cells, split_methods
     from .options import check_device
@@ -124,9 +127,11 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
 def _report(records: list[dict], folder: Path) -> None:
     """Tables and plots of everything in the folder (e.g. several forget classes)."""
     from ..experiments.forget_report import forget_markdown, forget_plots, summarize
+    from ..experiments.legends import FORGET_LEGEND
 
     mine = [r for r in records if set(KEY) <= set(r.get("key", {}))]
     rows = summarize(mine)
     write_experiment_report(
-        folder, rows, forget_markdown(rows), lambda figures: forget_plots(mine, figures)
+        folder, rows, forget_markdown(rows), lambda figures: forget_plots(mine, figures),
+        legend=FORGET_LEGEND,
     )

@@ -17,6 +17,30 @@ log = logging.getLogger("assd")
 SPLIT_HELP = "held-out rows: 'random', 'time:COLUMN' (latest rows by that column) or 'none'"
 
 
+def show_progress(ctx: click.Context) -> bool:
+    """Progress bars (on stderr) unless ``assd --no-progress`` or stderr is not a terminal."""
+    import sys
+
+    return not (ctx.obj or {}).get("no_progress") and sys.stderr.isatty()
+
+
+def train_summary(trained, out) -> str:
+    """What ``assd train`` prints: sizes, settings, metrics, what they mean, the files."""
+    from ..tabular.evaluate import LEGEND, format_metrics_line
+
+    info, metrics, config = trained.extra["data"], trained.extra["metrics"], trained.config()
+    lines = [
+        f"trained {trained.architecture} on {info['n_train']} rows "
+        f"({len(trained.task.preprocessor.feature_names)} features, classes "
+        f"{', '.join(trained.task.class_names)}); held out {info['n_test']} rows",
+        f"batch size {config.batch_size}, {config.epochs} epochs",
+    ]
+    lines += [f"{name}: {format_metrics_line(report)}" for name, report in metrics.items()]
+    lines += ["", LEGEND, f"wrote {out}: model.safetensors (weights), model.json (settings, "
+              "metrics), task.json (columns, classes, preprocessing)"]  # fmt: skip
+    return "\n".join(lines)
+
+
 def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
@@ -31,14 +55,19 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--test-share", default=0.2, show_default=True, type=float)
 @click.option("--features", default=None, help="Comma-separated input columns (default: all).")
 @click.option("--categorical", default=None, help="Columns to one-hot even if numeric.")
-@click.option("--max-levels", default=20, show_default=True, help="Levels kept per category.")
-@click.option("--epochs", default=25, show_default=True)
+@click.option("--max-levels", default=200, show_default=True,
+              help="Most frequent levels kept per category; the rest share 'other'.")  # fmt: skip
+@click.option("--epochs", default=None, type=int,
+              help="Default: 25, more on small tables (at least 500 steps, at most 200 epochs).")
 @click.option("--lr", default=0.05, show_default=True)
 @click.option("--lr-gamma", default=0.95, show_default=True, help="StepLR factor per epoch.")
-@click.option("--batch-size", default=1024, show_default=True)
+@click.option("--batch-size", default=None, type=int,
+              help="Default: 1024, halved while an epoch has under 20 batches (not below 32). "
+              "The paper's setup: --batch-size 1024 --epochs 25.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
-def train(data_path, target, out, model, id_column, split, test_share, features, categorical,
+@click.pass_context
+def train(ctx, data_path, target, out, model, id_column, split, test_share, features, categorical,
           max_levels, epochs, lr, lr_gamma, batch_size, seed, overwrite) -> None:  # fmt: skip
     """Train a tabular MLP; the preprocessing is saved with it (JSON, no pickle)."""
     from ..data.table import read_table
@@ -52,20 +81,12 @@ def train(data_path, target, out, model, id_column, split, test_share, features,
     trained = train_table(
         frame, target=target, id_column=id_column, split=split, test_share=test_share,
         features=_names(features), categorical=_names(categorical), max_levels=max_levels,
-        config=config, source=Path(data_path).name, progress=True,
+        config=config, source=Path(data_path).name, progress=show_progress(ctx),
     )  # fmt: skip
     if not is_main_process():
         return
     trained.save(out, overwrite=overwrite)
-    info, metrics = trained.extra["data"], trained.extra["metrics"]
-    click.echo(
-        f"trained {model} on {info['n_train']} rows "
-        f"({len(trained.task.preprocessor.feature_names)} features, classes "
-        f"{', '.join(trained.task.class_names)}); held out {info['n_test']} rows"
-    )
-    for name, report in metrics.items():
-        click.echo(f"{name} accuracy: {report['accuracy']:.4f}")
-    click.echo(f"wrote {out}")
+    click.echo(train_summary(trained, out))
 
 
 @cli.command()
@@ -85,7 +106,8 @@ def train(data_path, target, out, model, id_column, split, test_share, features,
               help="Folder for the importance cache (default: the model folder).")  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Do not read or write the importance cache.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
-def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator, options,
+@click.pass_context
+def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, estimator, options,
             eval_data, cache_dir, no_cache, overwrite) -> None:  # fmt: skip
     """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
     from ..data.table import read_forget_ids, read_table, row_ids
@@ -110,8 +132,9 @@ def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator
         except OSError as error:
             log.warning("cannot create the cache folder %s (%s); not caching", cache_dir, error)
     new, report = unlearn_rows(
-        tabular, frame, ids, method=method, options=opts, eval_frames=evals, cache_folder=cache
-    )
+        tabular, frame, ids, method=method, options=opts, eval_frames=evals, cache_folder=cache,
+        progress=show_progress(ctx),
+    )  # fmt: skip
     if not is_main_process():
         return
     report["model"], report["data"], report["forget_file"] = model_dir, data_path, forget_path
@@ -122,7 +145,11 @@ def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator
     }
     new.save(out, overwrite=overwrite, files=files)  # one atomic folder with its reports
     click.echo(markdown)
-    click.echo(f"wrote {out} (model, report.json, report.md)")
+    click.echo(
+        f"wrote {out}: model.safetensors, model.json, task.json (the new model; "
+        f"`assd evaluate --model {out}` scores it), report.md (this report), report.json "
+        "(the same figures as JSON)"
+    )
 
 
 @cli.command()
@@ -133,11 +160,13 @@ def unlearn(model_dir, data_path, forget_path, out, method, reference, estimator
 @click.option("--json", "json_path", default=None, type=click.Path(), help="Also write JSON.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
 def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
-    """Accuracy, per-class accuracy and the confusion matrix of a model on a table."""
+    """Accuracy, balanced accuracy, macro-F1, recall per class, the majority-class baseline
+    and the confusion matrix of a model on a table."""
     from ..checkpoints import check_finite
     from ..data.table import read_table
     from ..files import write_atomic
     from ..tabular import TabularModel, classify, format_classification
+    from ..tabular.evaluate import LEGEND, training_majority
     from ..tabular.pipeline import data_changes
 
     tabular = TabularModel.load(model_dir)
@@ -154,13 +183,17 @@ def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
     if len(encoded) == 0:
         split = tabular.task.split
         raise ValueError(f"no {rows} rows in {data_path}; the model's split is {split!r}.")
-    report = classify(tabular.model, encoded.x, encoded.y, class_names=tabular.task.class_names)
+    report = classify(tabular.model, encoded.x, encoded.y, class_names=tabular.task.class_names,
+                      majority_class=training_majority(tabular))  # fmt: skip
     if not is_main_process():
         return
     click.echo(format_classification(report, title=f"{model_dir} on {data_path} ({rows} rows)"))
+    click.echo("\n" + LEGEND)
     if json_path:
         write_atomic(json_path, json.dumps(report, indent=2), overwrite=overwrite)
-        click.echo(f"wrote {json_path}")
+        click.echo(f"wrote {json_path} (these figures as JSON)")
+    else:
+        click.echo("no files written (--json FILE writes these figures as JSON)")
 
 
 @cli.group()

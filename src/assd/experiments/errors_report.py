@@ -135,7 +135,8 @@ def errors_plots(records: list[dict], folder: str | os.PathLike, *, baseline: st
             continue
         path = Path(folder) / f"errors-{model}-{kind}-{100 * rate:g}pct.png"
         title = f"{model}, {kind} errors at {100 * rate:g} %: test accuracy vs mistake model"
-        box_plot(groups, path, title=title, ylabel="gain (percentage points)", reference=0.0)
+        box_plot(groups, path, title=title, ylabel="gain (percentage points)", reference=0.0,
+                 reference_label="no gain (the mistake model)")  # fmt: skip
         paths.append(path)
     return paths
 

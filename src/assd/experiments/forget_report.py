@@ -90,7 +90,8 @@ def forget_plots(records: list[dict], folder: str | os.PathLike) -> list[Path]:
             name = "forget-" + "-".join(str(g).replace("%", "pct") for g in group)
             path = Path(folder) / f"{name}-{field}.png"
             box_plot(values, path, title=f"{' / '.join(map(str, group))}: {label}",
-                     ylabel=label, reference=reference)  # fmt: skip
+                     ylabel=label, reference=reference,
+                     reference_label="retrain's mean")  # fmt: skip
             paths.append(path)
     return paths
 

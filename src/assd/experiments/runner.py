@@ -77,4 +77,4 @@ def _progress(items: list, enabled: bool):
         return items
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc="experiment", unit="cell")
+    return tqdm(items, desc="experiment", unit="cell", disable=None)  # None: off unless a TTY

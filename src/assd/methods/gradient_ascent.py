@@ -16,7 +16,7 @@ __all__ = ["GradientAscent"]
 class GradientAscent(TrainingMethod):
     """Maximise the cross-entropy of the forget set; the retain set is not used.
 
-    DESIGN gives no reference setting, so the defaults are ours: 5 epochs
+    The SSD paper gives no reference setting, so the defaults are ours: 5 epochs
     over the forget loader with Adam at lr 1e-4 (the step size the SSD
     protocol gives bad teacher, amnesiac and UNSIR). Unbounded ascent
     eventually destroys the model, so keep the number of steps small.

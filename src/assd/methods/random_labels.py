@@ -46,7 +46,7 @@ class RandomLabels(TrainingMethod):
     """Fine-tune on the forget set only, each row relabelled with a random wrong class.
 
     Every forget row gets one wrong label, drawn once (seeded) uniformly from
-    the other classes. DESIGN gives no reference setting; the defaults are
+    the other classes. The SSD paper gives no reference setting; the defaults are
     ours and match :class:`GradientAscent`: 5 epochs, Adam, lr 1e-4, batch 128.
 
     Args:

@@ -42,16 +42,18 @@ class TrainConfig:
         model: ``"mlp"`` (3 x 100, the paper's), ``"mlp-small"`` or ``"mlp-large"``.
         epochs, lr, momentum, weight_decay, lr_gamma: as in :func:`assd.train.fit`.
         batch_size: rows per step.
+            :func:`assd.tabular.train_table` fits ``epochs=None`` and
+            ``batch_size=None`` to the table (:mod:`assd.tabular.defaults`).
         seed: seeds the initialisation and the shuffling.
     """
 
     model: str = "mlp"
-    epochs: int = 25
+    epochs: int | None = 25
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 0.0
     lr_gamma: float = 0.95
-    batch_size: int = 1024
+    batch_size: int | None = 1024
     seed: int = 0
 
     def loader(self, x: torch.Tensor, y: torch.Tensor, *, seed: int | None = None) -> TensorData:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from ..checkpoints import check_finite
 from .cache import data_key
+from .defaults import check_columns, check_target, fit_schedule, warn_few_steps
 from .evaluate import classify
 from .model import TabularModel, TrainConfig, train_mlp
 from .task import Rows, TableTask, ids_digest
@@ -36,7 +37,7 @@ def train_table(
     test_share: float = 0.2,
     features: list[str] | None = None,
     categorical: list[str] | None = None,
-    max_levels: int = 20,
+    max_levels: int = 200,
     config: TrainConfig | None = None,
     source: str | None = None,
     progress: bool = False,
@@ -47,7 +48,9 @@ def train_table(
         frame: the table (pandas DataFrame).
         target, id_column, split, test_share, features, categorical, max_levels:
             see :meth:`assd.tabular.TableTask.fit`.
-        config: training settings (:class:`TrainConfig`).
+        config: training settings (:class:`TrainConfig`); ``batch_size=None`` or
+            ``epochs=None`` fit them to the training rows
+            (:func:`assd.tabular.defaults.fit_schedule`).
         source: a name for the data (e.g. its file name), kept with the model.
         progress: show a progress bar over epochs.
 
@@ -57,6 +60,7 @@ def train_table(
     """
     config = config or TrainConfig()
     start = time.perf_counter()
+    check_target(frame, target)
     task = TableTask.fit(
         frame,
         target=target,
@@ -68,15 +72,23 @@ def train_table(
         categorical=categorical,
         max_levels=max_levels,
     )
+    check_columns(frame, task)
     rows = task.encode(frame)
     train, test = training_rows(rows), rows.subset(rows.test & (rows.y >= 0).numpy())
+    batch_size, epochs = fit_schedule(
+        len(train), batch_size=config.batch_size, epochs=config.epochs
+    )
+    config = replace(config, batch_size=batch_size, epochs=epochs)
+    warn_few_steps(len(train), batch_size, epochs)
     log.info("training %s on %d rows, %d features", config.model, len(train), train.x.shape[1])
     n_classes = len(task.class_names)
     model = train_mlp(train.x, train.y, n_classes=n_classes, config=config, progress=progress)
     check_finite(model, what="the trained model")
-    metrics = {"train": classify(model, train.x, train.y, class_names=task.class_names)}
+    majority = int(train.y.bincount(minlength=n_classes).argmax())
+    scores = {"class_names": task.class_names, "majority_class": majority}
+    metrics = {"train": classify(model, train.x, train.y, **scores)}
     if len(test):
-        metrics["test"] = classify(model, test.x, test.y, class_names=task.class_names)
+        metrics["test"] = classify(model, test.x, test.y, **scores)
     extra = {
         "training": asdict(config),
         "data": {

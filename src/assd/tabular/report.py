@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..reports import markdown_table
 
-__all__ = ["unlearn_markdown"]
+__all__ = ["cache_line", "legend_markdown", "metrics_markdown", "time_line", "unlearn_markdown"]
 
 
 def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
@@ -26,10 +26,8 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
         "",
         f"- method: `{method['name']}` ({options})",
         f"- rows forgotten: {report['n_forget']} of {report['n_train']} training rows",
-        f"- time: {report['seconds']:.2f} s in all, {result['seconds']:.2f} s unlearning",
+        time_line(report),
     ]
-    if report.get("timings"):
-        lines[-1] += " (" + ", ".join(f"{k} {v:.2f} s" for k, v in report["timings"].items()) + ")"
     if result.get("alpha") is not None:
         percentile = result.get("percentile")
         at = f" (percentile {percentile:.2f})" if percentile is not None else ""
@@ -38,11 +36,8 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
             f"- parameters dampened: {result['n_dampened']} of {result['n_params']} "
             f"({100 * result['n_dampened'] / max(result['n_params'], 1):.2f} %)"
         )
-    cache = report.get("importance_cache")
-    if cache:
-        state = "reused" if cache["hit"] else "saved" if cache["saved"] else "not cached"
-        took = f", {cache['seconds']:.2f} s" if "seconds" in cache else ""
-        lines.append(f"- training-data importance: {state}{took} ({cache['path']})")
+    if report.get("importance_cache"):
+        lines.append(cache_line(report["importance_cache"]))
     lines += ["", "## Accuracy", ""]
     rows = [
         [name, v["n"], f"{v['before']:.4f}", f"{v['after']:.4f}", _pp(v["after"] - v["before"])]
@@ -51,11 +46,100 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
     lines.append(markdown_table(["data", "rows", "before", "after", "change (pp)"], rows))
     lines.append("")
     lines.append("`forget` is measured against the labels as given (possibly the wrong ones).")
+    if report.get("metrics"):
+        lines += ["", metrics_markdown(report["metrics"])]
     if result.get("per_layer"):
         lines += ["", "## Parameters dampened per layer", ""]
         layer_rows = [[k, v["dampened"], v["elements"]] for k, v in result["per_layer"].items()]
         lines.append(markdown_table(["parameter", "dampened", "elements"], layer_rows))
+    lines += ["", legend_markdown()]
     return "\n".join(lines) + "\n"
+
+
+def time_line(report: dict) -> str:
+    """``- time: T s = encode + unlearn + evaluate (+ other)``, parts that add up to T."""
+    total, timings = report["seconds"], dict(report.get("timings") or {})
+    if not timings:
+        return f"- time: {total:.2f} s"
+    timings["other"] = max(total - sum(timings.values()), 0.0)
+    parts = " + ".join(f"{k} {v:.2f} s" for k, v in timings.items())
+    line = f"- time: {total:.2f} s = {parts}"
+    cache, method_s = report.get("importance_cache"), report["result"].get("seconds")
+    if cache and cache.get("seconds") is not None and method_s is not None:
+        what = "loading" if cache.get("hit") else "computing"
+        line += (
+            f"; unlearn includes {what} the training-data importance ({cache['seconds']:.2f} s) "
+            f"and the method's own steps ({method_s:.2f} s)"
+        )
+    return line
+
+
+def cache_line(cache: dict) -> str:
+    """Where the training-data importance came from, without printing a missing path."""
+    if cache.get("hit"):
+        state = f"reused from {cache['path']}"
+    elif cache.get("saved"):
+        state = f"computed and saved to {cache['path']}"
+    elif cache.get("path"):
+        state = f"computed, could not be saved to {cache['path']}"
+    else:
+        state = "computed, not cached (" + cache.get("note", "no cache folder") + ")"
+    took = f" in {cache['seconds']:.2f} s" if cache.get("seconds") is not None else ""
+    return f"- training-data importance: {state}{took}"
+
+
+def metrics_markdown(metrics: dict) -> str:
+    """The ``## Beyond accuracy`` section: balanced accuracy, macro-F1, baseline, recall."""
+    lines = ["## Beyond accuracy", ""]
+    rows, flags = [], []
+    for name, m in metrics.items():
+        before, after = m["before"], m["after"]
+        rows.append([
+            name, f"{before['balanced_accuracy']:.4f}", f"{after['balanced_accuracy']:.4f}",
+            f"{before['macro_f1']:.4f}", f"{after['macro_f1']:.4f}",
+            f"{after['majority_baseline']:.4f}", _yes(before), _yes(after),
+        ])  # fmt: skip
+        if not after["beats_baseline"]:
+            flags.append(name)
+    header = ["data", "balanced before", "balanced after", "macro-F1 before", "macro-F1 after",
+              "baseline", "above baseline before", "above baseline after"]  # fmt: skip
+    lines.append(markdown_table(header, rows))
+    if flags:
+        lines += ["", f"**Not above the majority-class baseline after unlearning:** "
+                  f"{', '.join(flags)}."]  # fmt: skip
+    classes = list(next(iter(metrics.values()))["after"]["recall"])
+    recall_rows = [
+        [name, *(f"{_f(m['before']['recall'][c])} → {_f(m['after']['recall'][c])}"
+                 for c in classes)]
+        for name, m in metrics.items()
+    ]  # fmt: skip
+    lines += ["", "Recall per class, before → after:", ""]
+    lines.append(markdown_table(["data", *classes], recall_rows))
+    return "\n".join(lines)
+
+
+def legend_markdown() -> str:
+    """What the report's figures mean."""
+    return (
+        "## What the figures mean\n\n"
+        "- forget: the rows named in the forget file; retain: the other training rows; "
+        "test: the rows the model's split held out; other names: the --eval-data tables.\n"
+        "- before / after: the model given, and the model written.\n"
+        "- change (pp): after − before, in percentage points.\n"
+        "- alpha: the selection threshold on I_Df / I_D; a weight whose ratio is above it "
+        "is dampened (multiplied by min(lambda · I_D / I_Df, 1)).\n"
+        "- balanced: mean of the per-class recalls; macro-F1: mean over classes of the "
+        "F1 score; recall of a class: share of its rows predicted right; baseline: "
+        "accuracy of always answering the training rows' most common class.\n"
+    )
+
+
+def _yes(summary: dict) -> str:
+    return "yes" if summary["beats_baseline"] else "**no**"
+
+
+def _f(value: float) -> str:
+    return "–" if value != value else f"{value:.3f}"
 
 
 def _pp(delta: float) -> str:

@@ -78,7 +78,9 @@ def unlearn_rows(
     Returns:
         ``(new TabularModel, report)``: the report is JSON-ready (method and
         options, alpha, percentile, per-layer counts, seconds, importance
-        cache use, and accuracy before/after on every evaluation set).
+        cache use, and accuracy before/after on every evaluation set; under
+        ``metrics`` the balanced accuracy, macro-F1, recall per class and the
+        majority-class baseline of the training rows, before and after).
     """
     start = time.perf_counter()
     rows = tabular.task.encode(frame)
@@ -88,7 +90,9 @@ def unlearn_rows(
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
     options = method_options(method, options, tabular.config())
-    result, cache_info = _run(tabular, method, options, train, forget, retain, cache_folder)
+    result, cache_info = _run(
+        tabular, method, options, train, forget, retain, cache_folder, progress=progress
+    )
     timings["unlearn"] = time.perf_counter() - start - timings["encode"]
     check_finite(result.model, what=f"the model unlearned with {method!r}")
     tick = time.perf_counter()
@@ -97,6 +101,7 @@ def unlearn_rows(
         name: {"before": _acc(tabular.model, s), "after": _acc(result.model, s), "n": len(s)}
         for name, s in sets.items()
     }
+    metrics = _metrics(tabular, result.model, sets, train)
     timings["evaluate"] = time.perf_counter() - tick
     new = TabularModel(result.model, tabular.task, tabular.architecture, _extra(tabular, forget))
     new.extra["unlearned"][-1].update(method=method, options=_jsonable(options))
@@ -107,18 +112,21 @@ def unlearn_rows(
         "result": result.summary(),
         "importance_cache": cache_info,
         "accuracy": accuracy,
+        "metrics": metrics,
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "seconds": round(time.perf_counter() - start, 3),
     }
     return new, report
 
 
-def _run(tabular: TabularModel, method: str, options: dict, train, forget, retain, folder):
+def _run(tabular: TabularModel, method: str, options: dict, train, forget, retain, folder,
+         *, progress: bool = False):  # fmt: skip
     """Run the method; SSD-family methods take the training importance from the cache."""
     config = tabular.config()
     algorithm = registry.get_method(method, **options)
     if isinstance(algorithm, SSD):
-        return dampen_rows(algorithm, tabular.model, train, forget, retain, config, folder=folder)
+        return dampen_rows(algorithm, tabular.model, train, forget, retain, config,
+                           folder=folder, progress=progress)  # fmt: skip
     loader = config.loader(retain.x, retain.y)
     result = algorithm.unlearn(tabular.model, forget=_batches(forget, config), retain=loader)
     return result, None
@@ -155,6 +163,7 @@ def dampen_rows(
     *,
     folder=None,
     memo: dict | None = None,
+    progress: bool = False,
 ):
     """Run an SSD-family ``algorithm`` with the full-data importance from the cache.
 
@@ -176,8 +185,9 @@ def dampen_rows(
     key = data_key(train.x, train.y)
     tick = time.perf_counter()
     full, info = cached_importance(
-        model, _batches(train, config), options=options, data_key=key, folder=folder, memo=memo
-    )
+        model, _batches(train, config), options=options, data_key=key, folder=folder, memo=memo,
+        progress=progress,
+    )  # fmt: skip
     info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
     reference = full
     if algorithm.reference == "retain":  # exact: I_retain = (n I_D - k I_Df) / (n - k)
@@ -244,6 +254,27 @@ def _evaluation_sets(tabular, rows: Rows, retain: Rows, forget: Rows, eval_frame
 def _acc(model, rows: Rows) -> float:
     known = rows.y >= 0
     return accuracy(model, TensorData(rows.x[known], rows.y[known], batch_size=4096))
+
+
+def _metrics(tabular: TabularModel, after, sets: dict, train: Rows) -> dict:
+    """Balanced accuracy, macro-F1, recall per class and the training-majority baseline,
+    before and after, on every evaluation set (:func:`assd.tabular.evaluate.summarize`)."""
+    from ..metrics import predict
+    from .evaluate import summarize
+
+    names = tabular.task.class_names
+    majority = int(train.y.bincount(minlength=len(names)).argmax())
+    out = {}
+    for name, rows in sets.items():
+        known = rows.y >= 0
+        if not known.any():
+            continue
+        data = TensorData(rows.x[known], rows.y[known], batch_size=4096)
+        out[name] = {
+            when: summarize(*predict(model, data)[::-1], names, majority)
+            for when, model in (("before", tabular.model), ("after", after))
+        }
+    return out
 
 
 def _extra(tabular: TabularModel, forget: Rows) -> dict:
