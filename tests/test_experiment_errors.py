@@ -107,3 +107,18 @@ def test_own_table_with_discovery(tmp_path):
     table = (out / "table.md").read_text()
     assert "bal. acc" in table and "Majority-class baseline" in table
     assert "| 10 % | discovered → assd |" in table and "| 10 % | true ids → retrain |" in table
+
+
+def test_own_table_bad_inputs_are_explained(tmp_path, capsys):
+    frame = pd.DataFrame({"gauge": np.arange(50.0), "grade": ["A", "B"] * 25})
+    data = tmp_path / "t.csv"
+    frame.to_csv(data, index=False)
+    base = ["experiment", "errors", "--out", str(tmp_path / "run"), "--data", str(data)]
+    assert main([*base, "--target", "grade"]) == 2  # group errors need a group column
+    assert "--group-column" in capsys.readouterr().err
+    assert main([*base, "--target", "grade", "--group-column", "plant"]) == 2
+    assert "no group column 'plant'" in capsys.readouterr().err
+    assert main([*base, "--split", "random"]) == 2  # without --target: the flights format
+    assert "need --target" in capsys.readouterr().err
+    assert main([*base, "--target", "grade", "--kinds", "uniform", "--split", "none"]) == 2
+    assert "no test rows" in capsys.readouterr().err
