@@ -65,8 +65,10 @@ def find_errors(model_dir, data_path, out, group_column, folds, seed, flagged_on
             f"{error} find-errors retrains the model on folds of the data, so it needs the "
             "recipe `assd train` writes (task.json and the training settings)."
         ) from None
+    click.echo(f"training {folds} fold models with the recipe of {model_dir} ...", err=True)
     found = find_label_errors(tabular, read_table(data_path), group_column=group_column,
-                              folds=folds, seed=seed, whole_groups=not flagged_only)  # fmt: skip
+                              folds=folds, seed=seed, whole_groups=not flagged_only,
+                              progress=True)  # fmt: skip
     if not is_main_process():
         return
     scores, report, summary = outputs[1:]

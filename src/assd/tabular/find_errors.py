@@ -114,8 +114,8 @@ def _written_why(s: dict) -> str:
 
 
 def find_label_errors(tabular: TabularModel, frame, *, group_column: str | None = None,
-                      folds: int = 5, seed: int | None = None,
-                      whole_groups: bool = True) -> FoundErrors:  # fmt: skip
+                      folds: int = 5, seed: int | None = None, whole_groups: bool = True,
+                      progress: bool = False) -> FoundErrors:  # fmt: skip
     """Find training rows of ``frame`` whose label looks wrong to models that never saw them.
 
     Args:
@@ -129,6 +129,7 @@ def find_label_errors(tabular: TabularModel, frame, *, group_column: str | None 
         seed: seeds the folds (default: the model's training seed).
         whole_groups: write every row of a group judged wrong (else only its
             flagged rows).
+        progress: show a progress bar per fold model.
 
     Returns:
         A :class:`FoundErrors`.
@@ -150,7 +151,8 @@ def find_label_errors(tabular: TabularModel, frame, *, group_column: str | None 
     found = discover(
         x, train.y, n_classes=n_classes, groups=groups, folds=folds, seed=seed,
         whole_groups=whole_groups,
-        train=lambda a, b: train_mlp(a, b, n_classes=n_classes, config=config),
+        train=lambda a, b: train_mlp(a, b, n_classes=n_classes, config=config,
+                                     progress=progress),
     )  # fmt: skip
     names = np.asarray(tabular.task.class_names)
     scores = pd.DataFrame({"id": train.ids, "label": names[train.y.numpy()],
