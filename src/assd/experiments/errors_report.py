@@ -101,7 +101,7 @@ def _row(group: dict, method: str, by_seed: dict, base: dict, goal: dict) -> dic
         "majority": mean_sd(_present(by_seed, seeds, "majority_baseline"))[0],
         "seconds": mean_sd(_present(by_seed, seeds, "seconds"))[0],
         # SSD family: the request as if I_D were not cached (this model's pass over D added)
-        "seconds_uncached": mean_sd([_uncached(by_seed[s]) for s in seeds])[0],
+        "seconds_uncached": mean_sd([t for t in map(_uncached, by_seed.values()) if t == t])[0],
         "seconds_cached": mean_sd([by_seed[s]["seconds"] - by_seed[s]["importance_seconds"]
                                    for s in seeds if "importance_seconds" in by_seed[s]])[0],
         "found_precision": mean_sd(_present(by_seed, seeds, "found_precision"))[:2],
@@ -113,9 +113,10 @@ def _row(group: dict, method: str, by_seed: dict, base: dict, goal: dict) -> dic
 
 
 def _uncached(record: dict) -> float:
+    seconds = record.get("seconds", math.nan)
     if "pass_seconds" not in record:
-        return record["seconds"]
-    return record["seconds"] - record["importance_seconds"] + record["pass_seconds"]
+        return seconds
+    return seconds - record["importance_seconds"] + record["pass_seconds"]
 
 
 def _present(by_seed: dict, seeds: list, key: str) -> list[float]:
