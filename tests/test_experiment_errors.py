@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -71,3 +72,53 @@ def test_tiny_run_writes_results_table_plots_and_resumes(tmp_path, capsys, fligh
     changed = [*args[:-1], "--n-train", "200", "--no-progress"]
     assert main(changed) == 2  # other settings into the same results file are refused
     assert "other settings" in capsys.readouterr().err
+
+
+def test_own_table_with_discovery(tmp_path):
+    """The benchmark on a table that is not flights: other column names, random split,
+    group errors on a named column, discovered rows against the injected ones."""
+    rng = np.random.default_rng(0)
+    n = 900
+    sensors = rng.normal(size=(n, 3))
+    frame = pd.DataFrame({f"gauge_{i}": sensors[:, i] for i in range(3)})
+    frame["plant"] = rng.choice([f"p{i}" for i in range(10)], n)
+    frame["grade"] = np.asarray(["A", "B", "C"])[
+        np.stack([sensors[:, 0], sensors[:, 1], -sensors[:, 0] - sensors[:, 1]], 1).argmax(1)
+    ]
+    data, out = tmp_path / "plants.csv", tmp_path / "run"
+    frame.to_csv(data, index=False)
+    args = ["experiment", "errors", "--out", str(out), "--data", str(data), "--target", "grade",
+            "--group-column", "plant", "--split", "random", "--rates", "10", "--seeds", "1",
+            "--n-train", "600", "--epochs", "15", "--batch-size", "64", "--discover",
+            "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 2 * 5  # kinds x methods (mistake, found: x2, true x2)
+    # the majority baseline, by hand: seeded 20 % test rows, training rows' commonest class
+    test = np.zeros(n, dtype=bool)
+    test[np.random.default_rng(0).permutation(n)[: round(0.2 * n)]] = True
+    majority = frame.grade[~test].value_counts().idxmax()
+    assert all(r["majority_baseline"] == pytest.approx((frame.grade[test] == majority).mean())
+               for r in records)  # fmt: skip
+    found = next(r for r in records if r["key"] == {
+        "model": "mlp", "kind": "group", "rate": 0.1, "seed": 0, "method": "found:assd"})
+    assert found["found_precision"] >= 0.6 and found["found_recall"] >= 0.6
+    assert set(found["found_groups"]) <= set(found["groups"])
+    table = (out / "table.md").read_text()
+    assert "bal. acc" in table and "Majority-class baseline" in table
+    assert "| 10 % | discovered → assd |" in table and "| 10 % | true ids → retrain |" in table
+
+
+def test_own_table_bad_inputs_are_explained(tmp_path, capsys):
+    frame = pd.DataFrame({"gauge": np.arange(50.0), "grade": ["A", "B"] * 25})
+    data = tmp_path / "t.csv"
+    frame.to_csv(data, index=False)
+    base = ["experiment", "errors", "--out", str(tmp_path / "run"), "--data", str(data)]
+    assert main([*base, "--target", "grade"]) == 2  # group errors need a group column
+    assert "--group-column" in capsys.readouterr().err
+    assert main([*base, "--target", "grade", "--group-column", "plant"]) == 2
+    assert "no group column 'plant'" in capsys.readouterr().err
+    assert main([*base, "--split", "random"]) == 2  # without --target: the flights format
+    assert "need --target" in capsys.readouterr().err
+    assert main([*base, "--target", "grade", "--kinds", "uniform", "--split", "none"]) == 2
+    assert "no test rows" in capsys.readouterr().err

@@ -42,12 +42,19 @@ def test_the_table_walkthrough_runs_python_then_cli_then_python(
     assert {"flights-noisy.csv", "bad_rows.txt", "affected.csv"} <= {
         p.name for p in tmp_path.iterdir()
     }
-    (cli_block,) = [b for b in blocks("bash") if "assd unlearn" in b and "torchrun" not in b]
+    (cli_block,) = [b for b in blocks("bash") if "assd train" in b and "torchrun" not in b]
     commands = [line for line in cli_block.splitlines() if line.startswith("assd ")]
     assert [c.split()[1] for c in commands] == ["train", "unlearn", "evaluate"]
     for command in commands:
         assert main(shlex.split(command)[1:]) == 0, command
     assert (tmp_path / "models" / "m1-clean" / "report.md").is_file()
+    (find_block,) = [b for b in blocks("bash") if "assd find-errors" in b]
+    commands = [line for line in find_block.splitlines() if line.startswith("assd ")]
+    assert [c.split()[1] for c in commands] == ["find-errors", "unlearn"]
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0, command
+    assert (tmp_path / "suspects.scores.csv").is_file()
+    assert (tmp_path / "models" / "m1-found" / "report.md").is_file()
     code = python_path.replace("epochs=25", "epochs=3")
     exec(compile(code, "README Python path", "exec"), {})
     out = capsys.readouterr().out.strip().splitlines()

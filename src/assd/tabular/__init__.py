@@ -10,9 +10,11 @@ The same functions back the ``assd train``, ``assd unlearn`` and
     trained = train_table(frame, target="delay_class", id_column="id", split="time:time_hour")
     trained.save("models/m1")
     clean, report = unlearn_rows(TabularModel.load("models/m1"), frame, ["17", "42"])
+    found = find_label_errors(TabularModel.load("models/m1"), frame, group_column="dest")
 """
 
 from .evaluate import classify, format_classification
+from .find_errors import FoundErrors, find_label_errors
 from .model import TabularModel, TrainConfig, train_mlp
 from .pipeline import train_table, training_rows
 from .task import Rows, TableTask
@@ -20,11 +22,13 @@ from .unlearn import DEFAULT_OPTIONS, trained_ids, unlearn_rows
 
 __all__ = [
     "DEFAULT_OPTIONS",
+    "FoundErrors",
     "Rows",
     "TableTask",
     "TabularModel",
     "TrainConfig",
     "classify",
+    "find_label_errors",
     "format_classification",
     "train_mlp",
     "train_table",
