@@ -87,7 +87,8 @@ def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path):
     code, out, err = run(["unlearn", *own, "--weights", "trained.safetensors",
                           "--forget", "ids.txt", "--out", "clean"])  # fmt: skip
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "clean").iterdir()) == [
+    files = (tmp_path / "clean").iterdir()
+    assert sorted(p.name for p in files if not p.name.startswith(".")) == [
         "model.json", "model.safetensors", "report.json", "report.md"]  # fmt: skip
     assert hashlib.sha256((tmp_path / "trained.safetensors").read_bytes()).hexdigest() == before
     report = json.loads((tmp_path / "clean" / "report.json").read_text())
@@ -130,3 +131,13 @@ def test_own_model_bad_inputs_get_one_paragraph(user, tmp_path):
     assert not (tmp_path / "o").exists()
     code, _, err = run(["unlearn", "--forget", "ids.txt", "--out", "o"])
     assert code != 0 and "pass --model and --data" in err
+
+
+def test_own_model_with_nan_weights_is_refused(user, tmp_path):
+    trained = user[1]
+    with torch.no_grad():
+        trained.head.bias[0] = float("nan")
+    save_model(trained, "nan.safetensors")
+    own = ["--model-factory", "towers:make", "--data-factory", "towers:rows"]
+    code, _, err = run(["evaluate", *own, "--weights", "nan.safetensors"])
+    assert code == 2 and "NaN or infinite values in 'head.bias'" in err

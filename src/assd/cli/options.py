@@ -22,7 +22,7 @@ import re
 
 __all__ = ["check_device", "key_values", "method_options", "model_options"]
 
-_INTERNAL = {"loss_fn", "batch_fn", "progress"}  # options only Python callers can pass
+_INTERNAL = {"loss_fn", "batch_fn", "output_fn", "progress"}  # options only Python callers can pass
 _DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
 
 

@@ -11,6 +11,7 @@ import json
 
 import click
 
+from ..checkpoints import check_finite
 from ..distributed import is_main_process
 from ..files import check_output
 
@@ -115,6 +116,7 @@ def unlearn_own(own: dict, options: dict) -> None:
                "data_factory": data_factory, "forget_file": forget_path}  # fmt: skip
     spec = {"model_factory": model_factory, "data_factory": data_factory,
             "unlearned": {"method": method, "n_forget": report["n_forget"]}}  # fmt: skip
+    check_finite(result.model, what="the unlearned model")  # a diverged result is never written
     markdown = unlearn_markdown(report)
     _write(out, result.model, spec, report, markdown, overwrite)
     click.echo(markdown)
@@ -161,8 +163,9 @@ def evaluate_own(own: dict, options: dict) -> None:
         "and --data-factory.",
     )
     if json_path:
-        check_output(json_path, inputs=[weights], overwrite=overwrite, flag="--json")
+        check_output(json_path, inputs=[weights], overwrite=overwrite, flag="--json", kind="file")
     model = load_model_factory(model_factory, weights)
+    check_finite(model, what=f"the model {weights}")
     train, others, collate = load_data_factory(data_factory)
     report = {}
     for name, rows in {"train": train, **others}.items():

@@ -227,15 +227,22 @@ def data_dataco(data_path, out, overwrite) -> None:
 
 
 def _eval_tables(paths, id_column) -> dict:
-    """``--eval-data`` tables keyed by their path as given (two ``test.csv`` stay apart)."""
+    """``--eval-data`` tables keyed by file name without suffix (``affected.csv``:
+    ``affected``), or by the path as given where names would clash (two ``test.csv``,
+    or a name of the report's own rows)."""
     from ..data.table import read_table
 
-    tables = {}
-    for path in paths:
-        if path in tables:
-            raise ValueError(f"--eval-data {path} is given twice; give each table once.")
-        tables[path] = read_table(path, text_columns=[id_column])
-    return tables
+    if len(set(paths)) != len(paths):
+        twice = next(p for p in paths if paths.count(p) > 1)
+        raise ValueError(f"--eval-data {twice} is given twice; give each table once.")
+    stems = [Path(p).stem for p in paths]
+    taken = {"forget", "retain", "test"}
+    return {
+        (stem if stems.count(stem) == 1 and stem not in taken else path): read_table(
+            path, text_columns=[id_column]
+        )
+        for stem, path in zip(stems, paths, strict=True)
+    }
 
 
 def _write_frame(frame, out: str, *, overwrite: bool = False) -> None:
