@@ -55,12 +55,15 @@ class Importance:
         n_batches: batches seen.
         batch_size: size of the first batch (the ``batch`` estimator depends on it).
         train_mode: whether the model ran in train mode (batch statistics).
-        fingerprint: SHA-256 of the weights it was computed on, or None.
+        fingerprint: hash of the weights it was computed on, or None.
         loss: the loss differentiated (``"cross_entropy"``, or the module-qualified
             name of ``loss_fn``); None for ``output_norm`` or files written before it
             was recorded.
         reference: which data it was computed on, if said: ``"full"`` (the whole
             training set) or ``"retain"`` (without the forget rows); None: not said.
+        paths: ``estimator="sample"`` only: how each parameter's per-sample
+            gradients were taken (``factorised``, ``hooks``, ``torch.func``,
+            ``loop`` or ``unused``; see :mod:`assd.persample`), else None.
 
     A method given a precomputed importance refuses one whose ``estimator``,
     ``objective``, ``train_mode``, ``loss`` or ``reference`` differs from its own
@@ -77,11 +80,22 @@ class Importance:
     fingerprint: str | None = field(default=None)
     loss: str | None = None
     reference: str | None = None
+    paths: dict[str, str] | None = field(default=None)
 
     def settings(self) -> dict:
         """How it was computed, JSON-ready (what :class:`~assd.UnlearnResult` records)."""
         keys = ("estimator", "objective", "loss", "reference", "train_mode", "n_samples")
         return {k: getattr(self, k) for k in keys} | {"batch_size": self.batch_size}
+
+    def path_counts(self) -> dict[str, int]:
+        """Parameter elements per per-sample path, e.g. ``{"factorised": 30000, "hooks": 603}``.
+
+        Empty for the batch estimator (or an importance saved before paths were recorded).
+        """
+        counts: dict[str, int] = {}
+        for name, path in (self.paths or {}).items():
+            counts[path] = counts.get(path, 0) + self.tensors[name].numel()
+        return counts
 
     @property
     def numel(self) -> int:
@@ -135,6 +149,7 @@ class Importance:
             fingerprint=self.fingerprint,
             loss=self.loss,
             reference="retain" if self.reference == "full" else None,
+            paths=self.paths,
         )
 
     def check_settings(self, **requested) -> None:
@@ -334,4 +349,5 @@ def compute_importance(
         fingerprint=stamp,
         loss=(describe_fn(loss_fn) or "cross_entropy") if objective == "loss" else None,
         reference=reference,
+        paths=sums.paths,
     )
