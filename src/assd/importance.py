@@ -32,6 +32,7 @@ from .contract import BatchError, check_data, describe_fn
 from .estimators import ESTIMATORS, OBJECTIVES, accumulate
 from .files import atomic_path
 from .fingerprint import fingerprint as weights_fingerprint
+from .fingerprint import matches as fingerprint_matches
 from .parameters import trainable_parameters
 
 __all__ = ["Importance", "compute_importance"]
@@ -199,7 +200,7 @@ class Importance:
                     f"model's parameter has {tuple(p.shape)}; recompute the importance."
                 )
         stamp = self.fingerprint
-        if check_fingerprint and stamp is not None and stamp != weights_fingerprint(model):
+        if check_fingerprint and stamp is not None and not fingerprint_matches(model, stamp):
             raise ValueError(
                 "this importance was computed on different weights (fingerprint "
                 "mismatch): it is stale. Recompute it with compute_importance(model, data) "
