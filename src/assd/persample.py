@@ -52,11 +52,10 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
-from torch.utils._pytree import tree_map
 
 from .batches import batch_size_of, forward
-from .objectives import add_, objective_value
+from .objectives import objective_value
+from .persample_fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
 from .persample_layers import embedding_rows, per_sample, unsupported_reason
 
 __all__ = ["PATHS", "SampleEngine", "rows_per_chunk"]
@@ -65,16 +64,6 @@ log = logging.getLogger("assd")
 
 PATHS = ("factorised", "hooks", "torch.func", "loop", "unused")
 DEFAULT_BUDGET = 512 * 2**20
-
-
-def rows_per_chunk(bytes_per_sample: int, budget: int) -> int:
-    """How many samples' gradients fit in ``budget`` bytes (at least one).
-
-    Example:
-        >>> rows_per_chunk(4000, 40_000), rows_per_chunk(4000, 1)
-        (10, 1)
-    """
-    return max(1, int(budget // max(bytes_per_sample, 1)))
 
 
 class SampleEngine:
@@ -107,7 +96,7 @@ class SampleEngine:
         start = 0
         while self.owned and start < size:
             rows = self._hook_rows()
-            self._hook_pass(acc, *_slice(inputs, targets, start, rows), first=not self.paths)
+            self._hook_pass(acc, *slice_batch(inputs, targets, start, rows), first=not self.paths)
             start += rows
         if not self.paths:  # nothing on the hooks: every parameter takes the fallback
             self._settle({})
@@ -143,7 +132,8 @@ class SampleEngine:
             self.owned[module] = [(k, n) for k, n in kn if n != name]
             if not self.owned[module]:
                 del self.owned[module]
-        self.rest.append(name)
+        if name not in self.rest:
+            self.rest.append(name)
         self.reasons[name] = reason
 
     # -- the hook pass ----------------------------------------------------------------------
@@ -162,16 +152,23 @@ class SampleEngine:
                 self._reject(name, "loss_fn is not the mean or sum of per-sample losses")
             return
         rows = batch_size_of(inputs)
-        if first:  # autograd's batch gradients, to check the hooks against
-            hooked = [n for kn in self.owned.values() for _, n in kn]
-            totals = [None] * len(hooked)
+        records = [r for r in records if r.module in self.owned]
+        if not first:
             if value.requires_grad:
-                wanted = [self.params[n] for n in hooked]
-                totals = torch.autograd.grad(value, wanted, allow_unused=True)
-            self._validate(records, dict(zip(hooked, totals, strict=True)), rows)
-        elif value.requires_grad:
-            torch.autograd.grad(value, self._stops(records), allow_unused=True)
-        self._accumulate(acc, [r for r in records if r.module in self.owned], rows)
+                torch.autograd.grad(value, self._stops(records), allow_unused=True)
+            self._accumulate(acc, records, rows)
+            return
+        hooked = list(dict.fromkeys(n for kn in self.owned.values() for _, n in kn))
+        totals = [None] * len(hooked)
+        if value.requires_grad:  # autograd's batch gradients, to check the hooks against
+            wanted = [self.params[n] for n in hooked]
+            totals = torch.autograd.grad(value, wanted, allow_unused=True)
+        staged, sums, kinds = {n: torch.zeros_like(acc[n]) for n in hooked}, {}, {}
+        self._accumulate(staged, records, rows, sums=sums, kinds=kinds)
+        self._validate(records, dict(zip(hooked, totals, strict=True)), sums, kinds, rows)
+        for name in hooked:
+            if name not in self.rest:
+                acc[name].add_(staged[name])
 
     def _stops(self, records) -> list[torch.Tensor]:
         """What to differentiate so that backward reaches every hooked layer's output but
@@ -208,21 +205,15 @@ class SampleEngine:
             self._reduction = None
         return value * len(logits) if self._reduction == "mean" else value
 
-    def _validate(self, records, totals: dict, rows: int) -> None:
-        """On the first chunk: every hooked parameter's summed hook gradients equal autograd's."""
-        sums, bad, kinds = {}, {}, {}
+    def _validate(self, records, totals: dict, sums: dict, kinds: dict, rows: int) -> None:
+        """First chunk: each hooked parameter's summed hook gradients must equal autograd's."""
+        bad = {}
         for record in records:
-            for key, name in self.owned.get(record.module, []):
-                if not record.valid(rows):
+            if not record.valid(rows):
+                for _, name in self.owned[record.module]:
                     bad[name] = "its layer was called in a way the hooks cannot read"
-                elif record.delta is not None:
-                    g = _total(record, key)
-                    once = name not in sums and _factorises(record, key, self.objective)
-                    kinds[name] = "factorised" if once else "hooks"
-                    sums[name] = g if name not in sums else sums[name] + g
         for name, total in totals.items():
-            mine = sums.get(name)
-            if name not in bad and not _same(mine, total):
+            if name not in bad and not _same(sums.get(name), total):
                 bad[name] = "also used outside its layer"
         for name, reason in bad.items():
             self._reject(name, reason)
@@ -236,32 +227,49 @@ class SampleEngine:
         for name in self.rest:
             self.paths[name] = "torch.func" if self._vmap_works is not False else "loop"
 
-    def _accumulate(self, acc, records, rows: int) -> None:
+    def _accumulate(self, acc, records, rows: int, *, sums=None, kinds=None) -> None:
+        """Add every hooked parameter's per-sample squares of this chunk to ``acc``.
+
+        On the first chunk, ``sums`` also collects each parameter's sum over
+        samples (its batch gradient) and ``kinds`` the path it took.
+        """
         uses = defaultdict(int)
         for record in records:
             for _, name in self.owned[record.module]:
                 uses[name] += record.delta is not None
         dense = {}
         for record in records:
-            if record.delta is None or not record.valid(rows):
+            if record.delta is None:
                 continue
+            if not record.valid(rows):
+                if sums is not None:
+                    continue  # the first chunk's check rejects these parameters
+                raise ValueError(
+                    f"a {type(record.module).__name__} layer was called differently from the "
+                    "first batch (e.g. without the batch dimension first); the per-sample hooks "
+                    "cannot read it. Use estimator='batch', or report this model."
+                )
             owned = self.owned[record.module]
             single = [(k, n) for k, n in owned if uses[n] == 1]
-            done = self._add_direct(acc, record, single)
+            done = self._add_direct(acc, record, single, sums, kinds)
             others = [(k, n) for k, n in owned if n not in done]
-            if others:
-                grads = per_sample(record.module, _float(record.a), record.delta.float())
-                fresh = isinstance(record.module, (nn.Linear, nn.Conv1d, nn.Conv2d))
-                for key, name in others:
-                    if uses[name] == 1:  # bmm outputs are new tensors: square them in place
-                        self._add_squares(acc[name], grads[key], fresh=fresh and key == "weight")
-                    else:
-                        dense[name] = grads[key] if name not in dense else dense[name] + grads[key]
+            if not others:
+                continue
+            grads = per_sample(record.module, _float(record.a), record.delta.float())
+            fresh = isinstance(record.module, (nn.Linear, nn.Conv1d, nn.Conv2d))
+            for key, name in others:
+                g = grads[key]
+                if uses[name] > 1:  # summed over uses first, squared below
+                    dense[name] = g if name not in dense else dense[name] + g
+                    continue
+                _note(sums, kinds, name, g.sum(0), "hooks")
+                add_squares(acc[name], g, self.objective, fresh=fresh and key == "weight")
         for name, g in dense.items():
-            self._add_squares(acc[name], g, fresh=True)
+            _note(sums, kinds, name, g.sum(0), "hooks")
+            add_squares(acc[name], g, self.objective, fresh=True)
 
-    def _add_direct(self, acc, record, single) -> set[str]:
-        """Parameters used once whose sums need no dense per-sample gradients."""
+    def _add_direct(self, acc, record, single, sums, kinds) -> set[str]:
+        """Parameters used once whose squares need no dense per-sample gradients."""
         module, done = record.module, set()
         if isinstance(module, nn.Linear) and record.a.dim() == 2 and self.objective == "loss":
             a, delta = _float(record.a), record.delta.float()
@@ -269,77 +277,47 @@ class SampleEngine:
             for key, name in single:
                 if key == "weight":
                     acc[name].addmm_(squares.T, a.square())  # = linear_squares(a, delta)
+                    _note(sums, kinds, name, lambda: delta.T @ a, "factorised")
                 else:
                     acc[name].add_(squares.sum(0))
+                    _note(sums, kinds, name, lambda: delta.sum(0), "hooks")
                 done.add(name)
         elif isinstance(module, nn.Embedding) and single:
-            keys, sums, _ = embedding_rows(module, record.a, record.delta.float())
-            values = sums.square_() if self.objective == "loss" else sums.abs_()
-            acc[single[0][1]].index_add_(0, keys % module.num_embeddings, values)
-            done.add(single[0][1])
+            name = single[0][1]
+            keys, rows, _ = embedding_rows(module, record.a, record.delta.float())
+            keys = keys % module.num_embeddings
+            _note(sums, kinds, name, lambda: torch.zeros_like(acc[name]).index_add_(0, keys, rows),
+                  "hooks")  # fmt: skip
+            values = rows.square_() if self.objective == "loss" else rows.abs_()
+            acc[name].index_add_(0, keys, values)
+            done.add(name)
         return done
 
-    def _add_squares(self, total: torch.Tensor, g: torch.Tensor, *, fresh: bool = False) -> None:
-        """``total += sum_i g_i**2`` (or ``|g_i|``); in place on ``g`` only if nothing else
-        can see it (autograd may return one tensor, or views of one, for several inputs)."""
-        if self.objective == "loss":
-            g = g.square_() if fresh else g.square()
-        else:
-            g = g.abs_() if fresh else g.abs()
-        total.add_(g.sum(0))
-
-    # -- fallbacks ------------------------------------------------------------------------------
-
     def _fallback(self, acc, inputs, targets) -> None:
+        options = {"objective": self.objective, "loss_fn": self.loss_fn}
         if self._vmap_works is not False:
             partial = {n: torch.zeros_like(acc[n]) for n in self.rest}
             try:
-                self._vmap(partial, inputs, targets)
+                vmap_sums(self.model, self.params, self.rest, partial, inputs, targets,
+                          budget=self.budget, **options)  # fmt: skip
             except Exception as error:  # vmap cannot trace this model: one sample at a time
                 if self._vmap_works:
                     raise
-                self._vmap_works = False
-                for name in self.rest:
-                    self.paths[name] = "loop"
-                    self.reasons.setdefault(name, "")
-                    self.reasons[name] += f"; vmap failed: {str(error).splitlines()[0][:200]}"
-                log.info("per-sample gradients: vmap failed (%s); looping over samples", error)
+                self._no_vmap(error)
             else:
                 self._vmap_works = True
                 for name, t in partial.items():
                     acc[name].add_(t)
                 return
-        self._loop(acc, inputs, targets)
+        loop_sums(self.model, self.params, self.rest, acc, inputs, targets, **options)
 
-    def _vmap(self, acc, inputs, targets) -> None:
-        rest = {n: self.params[n].detach() for n in self.rest}
-        fixed = {n: p.detach() for n, p in self.params.items() if n not in rest}
-        model, objective, loss_fn = self.model, self.objective, self.loss_fn
-
-        def one(p, x, y):
-            x1 = tree_map(lambda t: t.unsqueeze(0), x)
-            y1 = None if y is None else y.unsqueeze(0)
-            call = lambda *a, **k: functional_call(model, {**fixed, **p}, a, k)  # noqa: E731
-            return objective_value(objective, forward(call, x1), y1, loss_fn)
-
-        per_sample_grads = vmap(grad(one), in_dims=(None, 0, None if targets is None else 0))
-        itemsize = max(p.element_size() for p in rest.values())
-        numel = sum(p.numel() for p in rest.values())
-        rows = rows_per_chunk(numel * (itemsize + (4 if itemsize != 4 else 0)), self.budget)
-        for start in range(0, batch_size_of(inputs), rows):
-            grads = per_sample_grads(rest, *_slice(inputs, targets, start, rows))
-            for name, g in grads.items():
-                self._add_squares(acc[name], g if g.dtype == torch.float32 else g.float())
-
-    def _loop(self, acc, inputs, targets) -> None:
-        names = list(self.rest)
-        for i in range(batch_size_of(inputs)):
-            x, y = _slice(inputs, targets, i, 1)
-            value = objective_value(self.objective, forward(self.model, x), y, self.loss_fn)
-            grads = torch.autograd.grad(value, [self.params[n] for n in names], allow_unused=True)
-            pairs = [(acc[n], g) for n, g in zip(names, grads, strict=True) if g is not None]
-            if pairs:
-                add_([a for a, _ in pairs], [g for _, g in pairs], self.objective)
+    def _no_vmap(self, error: Exception) -> None:
+        self._vmap_works = False
+        for name in self.rest:
+            self.paths[name] = "loop"
+            why = f"vmap failed: {str(error).splitlines()[0][:200] if str(error) else error!r}"
+            self.reasons[name] = f"{self.reasons[name]}; {why}" if name in self.reasons else why
+        log.info("per-sample gradients: vmap failed (%s); looping over samples", error)
 
 
 class _Record:
@@ -370,26 +348,17 @@ def _recorder(records: list):
     return hook
 
 
-def _total(record: _Record, key: str) -> torch.Tensor:
-    """The layer's batch gradient from the hook's tensors (sum over samples)."""
-    module, a, delta = record.module, _float(record.a), record.delta.float()
-    if isinstance(module, nn.Linear):
-        d2 = delta.reshape(-1, delta.shape[-1])
-        return d2.T @ a.reshape(-1, a.shape[-1]) if key == "weight" else d2.sum(0)
-    if isinstance(module, nn.Embedding):
-        keys, sums, _ = embedding_rows(module, record.a, delta)
-        total = sums.new_zeros(module.weight.shape)
-        return total.index_add_(0, keys % module.num_embeddings, sums)
-    return per_sample(module, a, delta)[key].sum(0)
+def _note(sums, kinds, name: str, total, kind: str) -> None:
+    """First chunk only: add to a parameter's batch gradient (``total`` may be a thunk)."""
+    if sums is None:
+        return
+    total = total() if callable(total) else total
+    sums[name] = total if name not in sums else sums[name] + total
+    kinds[name] = kind if name not in kinds else "hooks"  # several uses: summed per sample
 
 
 def _float(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
-
-
-def _factorises(record: _Record, key: str, objective: str) -> bool:
-    linear = isinstance(record.module, nn.Linear) and record.a.dim() == 2
-    return linear and key == "weight" and objective == "loss"
 
 
 def _reduction(loss_fn, logits: torch.Tensor, targets) -> str:
@@ -410,13 +379,8 @@ def _reduction(loss_fn, logits: torch.Tensor, targets) -> str:
 
 
 def _same(mine, total) -> bool:
+    """Equal within float32 summation-order rounding (relative L2 error below 1e-4)."""
     if total is None or mine is None:
         return (mine is None or not mine.any()) and (total is None or not total.any())
-    scale = max(float(total.abs().max()), float(mine.abs().max()), 1e-30)
-    return bool(torch.allclose(mine.float(), total.float(), rtol=1e-3, atol=1e-4 * scale))
-
-
-def _slice(inputs, targets, start: int, rows: int):
-    part = slice(start, start + rows)
-    x = tree_map(lambda t: t[part] if isinstance(t, torch.Tensor) else t, inputs)
-    return x, None if targets is None else targets[part]
+    error = torch.linalg.vector_norm(mine.float() - total.float())
+    return bool(error <= 1e-4 * torch.linalg.vector_norm(total.float()) + 1e-30)
