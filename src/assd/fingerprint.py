@@ -45,7 +45,7 @@ def fingerprint(model: nn.Module, *, threads: int | None = None) -> str:
     pieces = [view[s : s + PIECE] for _, view in items for s in range(0, len(view), PIECE)]
     threads = threads or min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                              else os.cpu_count() or 1)  # fmt: skip
-    if threads > 1 and len(pieces) > 1:
+    if threads > 1 and sum(len(p) for p in pieces) > 2 * PIECE:  # else threads cost more
         with ThreadPoolExecutor(threads) as pool:
             digests = list(pool.map(lambda piece: hashlib.sha256(piece).digest(), pieces))
     else:

@@ -189,6 +189,7 @@ def dampen_rows(
         progress=progress,
     )  # fmt: skip
     info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
+    info["paths"] = full.path_counts() or None  # per-sample paths, by parameter elements
     reference = full
     if algorithm.reference == "retain":  # exact: I_retain = (n I_D - k I_Df) / (n - k)
         reference = full.without(compute_importance(model, forget_data, **options))
