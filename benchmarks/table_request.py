@@ -64,7 +64,7 @@ def measure(*, rounds: int, n_forget: int) -> dict:
         part = TensorData(train.x[is_forget], train.y[is_forget], batch_size=1024)
         model, config = tabular.model, tabular.config()
         retain = config.loader(train.x[~is_forget], train.y[~is_forget])
-        shape = {"n_features": train.x.shape[1], "n_classes": len(tabular.task.classes)}
+        shape = {"n_features": train.x.shape[1], "n_classes": len(tabular.task.class_names)}
         (folder / "cache").mkdir()
         unlearn_rows(tabular, frame, forget, cache_folder=folder / "cache")  # fills the cache
         stages = {"uncached": [], "cached": []}  # the report's own timings, per round

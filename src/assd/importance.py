@@ -270,7 +270,8 @@ def compute_importance(
         data: an iterable of batches (DataLoader, :class:`~assd.TensorData`, ...).
         objective: ``"loss"`` (needs targets) or ``"output_norm"`` (label-free).
         estimator: ``"batch"`` (the SSD reference) or ``"sample"`` (per-sample
-            empirical Fisher via ``torch.func``; batch-size invariant).
+            empirical Fisher, batch-size invariant: layer hooks where they apply,
+            ``torch.func`` or a per-sample loop elsewhere; see :mod:`assd.persample`).
         loss_fn: ``loss_fn(logits, targets) -> mean loss``; cross-entropy by default.
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
         train_mode: run the model in train mode (batch statistics); ``batch`` only.

@@ -125,7 +125,7 @@ class SampleEngine:
 
     def _hook_rows(self) -> int:
         largest = max(self.params[n].numel() for kn in self.owned.values() for _, n in kn)
-        return rows_per_chunk(3 * 4 * largest, self.budget)
+        return rows_per_chunk(2 * 4 * largest, self.budget)  # its per-sample grads, twice
 
     def _reject(self, name: str, reason: str) -> None:
         for module, kn in list(self.owned.items()):
