@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import nn
 
-__all__ = ["PIECE", "fingerprint", "matches"]
+__all__ = ["PIECE", "fingerprint", "matches", "tensor_digest"]
 
 PIECE = 8 * 2**20  # bytes hashed per task
 _PREFIX = "t1:"
@@ -41,8 +41,21 @@ def fingerprint(model: nn.Module, *, threads: int | None = None) -> str:
         model: the model.
         threads: hashing threads (default: the CPUs this process may use, at most 8).
     """
-    items = _tensors(model)
-    pieces = [view[s : s + PIECE] for _, view in items for s in range(0, len(view), PIECE)]
+    items = [(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode(), t)
+             for name, t in sorted(model.state_dict(keep_vars=False).items())
+             if isinstance(t, torch.Tensor)]  # fmt: skip
+    return _PREFIX + tensor_digest(items, threads=threads)
+
+
+def tensor_digest(items: list[tuple[bytes, torch.Tensor]], *, threads: int | None = None) -> str:
+    """The SHA-256 tree of :func:`fingerprint` over ``(header, tensor)`` pairs, in order.
+
+    Example:
+        >>> len(tensor_digest([(b"x|", torch.zeros(3))]))
+        64
+    """
+    views = [(header, _bytes(t)) for header, t in items]
+    pieces = [view[s : s + PIECE] for _, view in views for s in range(0, len(view), PIECE)]
     threads = threads or min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                              else os.cpu_count() or 1)  # fmt: skip
     if threads > 1 and sum(len(p) for p in pieces) > 2 * PIECE:  # else threads cost more
@@ -51,11 +64,11 @@ def fingerprint(model: nn.Module, *, threads: int | None = None) -> str:
     else:
         digests = [hashlib.sha256(piece).digest() for piece in pieces]
     top, digests = hashlib.sha256(), iter(digests)  # pieces were listed in this order
-    for header, view in items:
+    for header, view in views:
         top.update(header)
         for _ in range(0, len(view), PIECE):
             top.update(next(digests))
-    return _PREFIX + top.hexdigest()
+    return top.hexdigest()
 
 
 def matches(model: nn.Module, stamp: str) -> bool:
@@ -65,22 +78,18 @@ def matches(model: nn.Module, stamp: str) -> bool:
     return _stream_sha256(model) == stamp
 
 
-def _tensors(model: nn.Module) -> list[tuple[bytes, memoryview]]:
-    out = []
-    for name, tensor in sorted(model.state_dict(keep_vars=False).items()):
-        if not isinstance(tensor, torch.Tensor):
-            continue
-        t = tensor.detach().cpu().contiguous()
-        header = f"{name}|{t.dtype}|{tuple(t.shape)}|".encode()
-        data = t.reshape(-1).view(torch.uint8).numpy().data if t.numel() else memoryview(b"")
-        out.append((header, data.cast("B")))
-    return out
+def _bytes(tensor: torch.Tensor) -> memoryview:
+    t = tensor.detach().cpu().contiguous()
+    if not t.numel():
+        return memoryview(b"")
+    return t.reshape(-1).view(torch.uint8).numpy().data.cast("B")
 
 
 def _stream_sha256(model: nn.Module) -> str:
     """The fingerprint of earlier versions: one SHA-256 stream (no prefix)."""
     digest = hashlib.sha256()
-    for header, data in _tensors(model):
-        digest.update(header)
-        digest.update(data)
+    for name, t in sorted(model.state_dict(keep_vars=False).items()):
+        if isinstance(t, torch.Tensor):
+            digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            digest.update(_bytes(t))
     return digest.hexdigest()

@@ -190,10 +190,12 @@ def dampen_rows(
     )  # fmt: skip
     info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
     info["paths"] = full.path_counts() or None  # per-sample paths, by parameter elements
-    reference = full
+    reference, forgotten = full, None
     if algorithm.reference == "retain":  # exact: I_retain = (n I_D - k I_Df) / (n - k)
-        reference = full.without(compute_importance(model, forget_data, **options))
-    result = algorithm.unlearn(model, forget=forget_data, importance=reference, n_data=len(train))
+        forgotten = compute_importance(model, forget_data, fingerprint=False, **options)
+        reference = full.without(forgotten)
+    result = algorithm.unlearn(model, forget=forget_data, importance=reference,
+                               n_data=len(train), forget_importance=forgotten)  # fmt: skip
     return result, info
 
 
