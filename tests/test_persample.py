@@ -65,7 +65,7 @@ def test_linear_layernorm_batchnorm_equal_the_definition():
 
 
 class ConvNet(nn.Module):
-    """Conv1d and Conv2d with groups, stride, dilation and padding; BatchNorm2d in eval mode."""
+    """Conv1d and Conv2d with groups, stride, dilation, padding; eval BatchNorm2d, in-place ReLU."""
 
     def __init__(self):
         super().__init__()
@@ -75,7 +75,8 @@ class ConvNet(nn.Module):
 
     def forward(self, x):
         h = torch.relu(self.c1(x)).unsqueeze(-1).expand(-1, -1, -1, 3)
-        return self.head(self.bn(self.c2(h)).mean((2, 3)))
+        h = F.relu_(self.bn(self.c2(h)))  # in place on the BatchNorm's output
+        return self.head(h.mean((2, 3)))
 
 
 @pytest.mark.parametrize("objective", ["loss", "output_norm"])

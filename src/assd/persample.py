@@ -57,6 +57,7 @@ from .batches import batch_size_of, forward
 from .objectives import objective_value
 from .persample_fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
 from .persample_layers import embedding_rows, per_sample, unsupported_reason
+from .persample_records import loss_reduction, recorder, same_total
 
 __all__ = ["PATHS", "SampleEngine", "rows_per_chunk"]
 
@@ -140,7 +141,7 @@ class SampleEngine:
 
     def _hook_pass(self, acc, inputs, targets, *, first: bool) -> None:
         records = []
-        handles = [m.register_forward_hook(_recorder(records)) for m in self.owned]
+        handles = [m.register_forward_hook(recorder(records)) for m in self.owned]
         try:
             logits = forward(self.model, inputs)
         finally:
@@ -197,7 +198,7 @@ class SampleEngine:
         if self.loss_fn is None and targets.dim() == 1 and logits.dim() == 2:
             return F.cross_entropy(logits, targets, reduction="sum")
         if self._reduction is None:
-            self._reduction = _reduction(self.loss_fn or F.cross_entropy, logits, targets)
+            self._reduction = loss_reduction(self.loss_fn or F.cross_entropy, logits, targets)
         if self._reduction == "neither":
             return None
         value = (self.loss_fn or F.cross_entropy)(logits, targets)
@@ -213,7 +214,7 @@ class SampleEngine:
                 for _, name in self.owned[record.module]:
                     bad[name] = "its layer was called in a way the hooks cannot read"
         for name, total in totals.items():
-            if name not in bad and not _same(sums.get(name), total):
+            if name not in bad and not same_total(sums.get(name), total):
                 bad[name] = "also used outside its layer"
         for name, reason in bad.items():
             self._reject(name, reason)
@@ -320,34 +321,6 @@ class SampleEngine:
         log.info("per-sample gradients: vmap failed (%s); looping over samples", error)
 
 
-class _Record:
-    """One call of a hooked layer: its input, and the gradient of its output once known."""
-
-    __slots__ = ("a", "delta", "module", "rows", "source", "version")
-
-    def __init__(self, module, a, rows):
-        self.module, self.rows, self.delta = module, rows, None
-        self.source = a if a is not None and a.requires_grad else None  # to differentiate
-        self.a = None if a is None else a.detach()
-        self.version = None if a is None else a._version
-
-    def valid(self, rows: int) -> bool:
-        return self.a is not None and self.rows == rows and self.a._version == self.version
-
-
-def _recorder(records: list):
-    def hook(module, args, output):
-        a = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        ok = a is not None and isinstance(output, torch.Tensor) and output.dim() >= 1
-        ok = ok and a.dim() >= 1 and output.shape[0] == a.shape[0]
-        record = _Record(module, a if ok else None, a.shape[0] if ok else -1)
-        records.append(record)
-        if ok and output.requires_grad:
-            output.register_hook(lambda g: setattr(record, "delta", g))
-
-    return hook
-
-
 def _note(sums, kinds, name: str, total, kind: str) -> None:
     """First chunk only: add to a parameter's batch gradient (``total`` may be a thunk)."""
     if sums is None:
@@ -359,28 +332,3 @@ def _note(sums, kinds, name: str, total, kind: str) -> None:
 
 def _float(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
-
-
-def _reduction(loss_fn, logits: torch.Tensor, targets) -> str:
-    """Whether ``loss_fn`` is the mean or the sum of its per-row values (cheap check)."""
-    rows = min(len(logits), 8)
-    if rows < 2:
-        return "undecided"
-    with torch.no_grad():
-        logits, targets = logits[:rows].detach(), targets[:rows]
-        whole = loss_fn(logits, targets)
-        if whole.dim() != 0:
-            return "neither"
-        parts = torch.stack([loss_fn(logits[i : i + 1], targets[i : i + 1]) for i in range(rows)])
-    for name, value in (("mean", parts.mean()), ("sum", parts.sum())):
-        if torch.isclose(whole, value, rtol=1e-4, atol=1e-6):
-            return name
-    return "neither"
-
-
-def _same(mine, total) -> bool:
-    """Equal within float32 summation-order rounding (relative L2 error below 1e-4)."""
-    if total is None or mine is None:
-        return (mine is None or not mine.any()) and (total is None or not total.any())
-    error = torch.linalg.vector_norm(mine.float() - total.float())
-    return bool(error <= 1e-4 * torch.linalg.vector_norm(total.float()) + 1e-30)
