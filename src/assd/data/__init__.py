@@ -18,7 +18,6 @@ def __getattr__(name: str):  # loaders that need pandas, imported on first use
         return load_dataco
     raise AttributeError(f"module 'assd.data' has no attribute {name!r}")
 
-
 __all__ = [
     "DATASETS",
     "SCENARIOS",

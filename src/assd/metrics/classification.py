@@ -19,7 +19,9 @@ import numpy as np
 __all__ = ["classification_summary"]
 
 
-def classification_summary(y_true, y_pred, *, labels=None, majority_class=None) -> dict:
+def classification_summary(
+    y_true, y_pred, *, labels=None, majority_class=None
+) -> dict:
     """Accuracy, balanced accuracy, macro-F1, per-class recall and the majority baseline.
 
     Args:
