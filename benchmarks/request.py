@@ -6,6 +6,7 @@ one over Df. Cached: load I_D from its file, check its fingerprint, then the
 same request with ``importance=`` against one plain pass over Df.
 
     python benchmarks/request.py [--models cnn mlp resnet18 vit-b] [--rounds 3] [--quick]
+                                 [--cached-only]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ UNCACHED_TARGET = 1.15
 CACHED_TARGET = 1.3
 
 
-def measure(case, *, rounds: int, folder: Path) -> dict:
+def measure(case, *, rounds: int, folder: Path, cached_only: bool = False) -> dict:
     """Time the four conditions of one case, alternating; return its figures."""
     model = case.model()
     full, forget = case.loaders()
@@ -38,20 +39,21 @@ def measure(case, *, rounds: int, folder: Path) -> dict:
         result = assd.ASSD().unlearn(model, forget=forget, importance=imp, n_data=case.n_data)
         last["cached"] = result.timings
 
-    times = alternate(
-        {
-            "uncached": uncached,
-            "plain D + Df": lambda: (plain_pass(model, full), plain_pass(model, forget)),
-            "cached": cached,
-            "plain Df": lambda: plain_pass(model, forget),
-        },
-        rounds=rounds,
-    )
+    conditions = {
+        "uncached": uncached,
+        "plain D + Df": lambda: (plain_pass(model, full), plain_pass(model, forget)),
+        "cached": cached,
+        "plain Df": lambda: plain_pass(model, forget),
+    }
+    if cached_only:
+        conditions = {k: v for k, v in conditions.items() if k in ("cached", "plain Df")}
+    times = alternate(conditions, rounds=rounds)
+    nan = ratio({"a": [float("nan")], "b": [1.0]}, "a", "b")
     return {
         "case": case,
         "params": n_params(model),
         "times": {k: median(v) for k, v in times.items()},
-        "uncached_ratio": ratio(times, "uncached", "plain D + Df"),
+        "uncached_ratio": nan if cached_only else ratio(times, "uncached", "plain D + Df"),
         "cached_ratio": ratio(times, "cached", "plain Df"),
         "timings": last,
     }
@@ -66,7 +68,7 @@ def table(results: list[dict]) -> str:
         uncached, cached = r["uncached_ratio"], r["cached_ratio"]
         rows.append(
             [c.name, f"{r['params']:,}", c.n_data, c.n_forget, c.batch_size,
-             f"{t['plain D + Df']:.3f}", f"{t['uncached']:.3f}",
+             f"{t.get('plain D + Df', float('nan')):.3f}", f"{t.get('uncached', float('nan')):.3f}",
              judged(uncached, UNCACHED_TARGET, at_most=True),
              f"{t['plain Df']:.4f}", f"{t['cached']:.4f}",
              judged(cached, CACHED_TARGET, at_most=True)]
@@ -86,18 +88,25 @@ def stages(results: list[dict]) -> str:
 STAGES = ("importance_data", "importance_forget", "alpha", "copy", "dampen")
 
 
-def run(*, models: list[str], rounds: int, scale: str) -> str:
+def run(*, models: list[str], rounds: int, scale: str, cached_only: bool = False) -> str:
     known = cases(scale)
     with tempfile.TemporaryDirectory() as folder:
-        results = [measure(known[m], rounds=rounds, folder=Path(folder)) for m in models]
+        results = [measure(known[m], rounds=rounds, folder=Path(folder), cached_only=cached_only)
+                   for m in models]  # fmt: skip
     return "\n".join(
         [header("Uncached and cached requests"), table(results), "", stages(results), ""]
     )
 
 
 def main() -> None:
-    args = arguments(__doc__)
-    print(run(models=args.models, rounds=args.rounds, scale=args.scale))
+    args = arguments(
+        __doc__,
+        extra=lambda p: p.add_argument(
+            "--cached-only", action="store_true", help="Only the cached request and plain Df."
+        ),
+    )
+    print(run(models=args.models, rounds=args.rounds, scale=args.scale,
+              cached_only=args.cached_only))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,118 +1,97 @@
-"""The ``sample`` estimator (per-sample gradients, ``torch.func``) against the ``batch`` one.
+"""The ``sample`` estimator (per-sample squared gradients) against the ``batch`` one.
 
 Both make one pass over the same data; the ratio is what batch-size
-invariance and exact subtraction (``Importance.without``) cost. A second
-table sweeps the memory budget, which sets how many samples ``vmap`` handles
-at once, to show how the speed depends on it.
+invariance and exact subtraction (``Importance.without``) cost. The last
+column says which path of the per-sample engine (``assd.persample``) took how
+many of the parameters: ``factorised`` (Linear on vectors: no per-sample
+gradients at all), ``hooks`` (per-layer per-sample gradients from hooks),
+``torch.func`` (``vmap``) and ``loop`` (one backward per sample).
 
-    python benchmarks/sample_estimator.py [--models cnn mlp resnet18 vit-b] [--rounds 3] [--quick]
+    python benchmarks/sample_estimator.py [--models mlp cnn resnet18 vit-b bert]
+                                          [--rounds 5] [--quick]
 """
 
 from __future__ import annotations
 
-from common import alternate, arguments, cases, header, median, n_params, ratio
+from common import alternate, arguments, cases, header, judged, median, n_params, ratio
 
 import assd
-from assd.estimators import sample_chunk
 from assd.reports import markdown_table
 
-SAMPLES = {"cnn": 1437, "mlp": 20000, "resnet18": 64, "vit-b": 16}  # rows per pass
-BUDGETS = [2**23, 2**26, 2**29]  # bytes of per-sample gradients per vmap call
+SAMPLES = {"cnn": 1437, "mlp": 20000, "resnet18": 64, "vit-b": 8, "bert": 256}  # rows per pass
+TARGETS = {"mlp": 1.5, "cnn": 2.0, "resnet18": 2.0, "vit-b": 2.0}  # bert: it must run
+MODELS = ["mlp", "cnn", "resnet18", "vit-b", "bert"]
 
 
-def measure(case, *, rounds: int, rows: int) -> dict:
-    model = case.model()
-    case.n_data = rows
-    full, _ = case.loaders()
+def bert_case(rows: int):
+    """A tiny BERT classifier built from a config (no download), padded token batches."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=1000, hidden_size=128, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=256,
+                        max_position_embeddings=64, num_labels=3)  # fmt: skip
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(config).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 1000, (rows, 32), generator=g)
+    lengths = torch.randint(8, 33, (rows,), generator=g)
+    mask = (torch.arange(32) < lengths[:, None]).long()
+    ids = ids * mask
+    labels = torch.randint(0, 3, (rows,), generator=g)
+    data = [{"input_ids": ids[s : s + 32], "attention_mask": mask[s : s + 32],
+             "labels": labels[s : s + 32]} for s in range(0, rows, 32)]  # fmt: skip
+    return "tiny BERT (2 x 128, 32 tokens)", model, data, 32
+
+
+def measure(name: str, *, rounds: int, rows: int) -> dict:
+    if name == "bert":
+        title, model, data, batch = bert_case(rows)
+    else:
+        case = cases()[name]
+        case.n_data = rows
+        title, model, data, batch = case.name, case.model(), case.loaders()[0], case.batch_size
+    last = {}
+
+    def sample():
+        last["imp"] = assd.compute_importance(model, data, estimator="sample", fingerprint=False)
+
     times = alternate(
         {
-            "batch": lambda: assd.compute_importance(model, full, fingerprint=False),
-            "sample": lambda: assd.compute_importance(
-                model, full, estimator="sample", fingerprint=False
-            ),
+            "batch": lambda: assd.compute_importance(model, data, fingerprint=False),
+            "sample": sample,
         },
         rounds=rounds,
     )
-    return {
-        "case": case,
-        "params": n_params(model),
-        "times": {k: median(v) for k, v in times.items()},
-        "ratio": ratio(times, "sample", "batch"),
-        "chunk": min(case.batch_size, sample_chunk(n_params(model))),
-    }
+    counts = last["imp"].path_counts()
+    total = sum(counts.values())
+    paths = ", ".join(f"{k} {100 * v / total:.1f} %" for k, v in sorted(counts.items()))
+    return {"name": name, "title": title, "params": n_params(model), "rows": rows,
+            "batch": batch, "times": {k: median(v) for k, v in times.items()},
+            "ratio": ratio(times, "sample", "batch"), "paths": paths}  # fmt: skip
 
 
-def sweep(case, *, rows: int, rounds: int) -> list[list]:
-    """Seconds per pass of the sample estimator for several memory budgets (bytes of
-    per-sample gradients per vmap call, which set the chunk), alternating."""
-    model = case.model()
-    case.n_data = rows
-    full, _ = case.loaders()
-
-    def with_budget(budget):
-        return lambda: assd.compute_importance(
-            model, full, estimator="sample", max_memory=budget, fingerprint=False
-        )
-
-    times = alternate({f"{b >> 20} MiB": with_budget(b) for b in BUDGETS}, rounds=rounds)
-    return [
-        [
-            case.name,
-            f"{b >> 20} MiB",
-            min(case.batch_size, sample_chunk(n_params(model), b)),
-            f"{median(t):.3f}",
-        ]
-        for b, t in zip(BUDGETS, times.values(), strict=True)
-    ]
-
-
-def run(*, models: list[str], rounds: int, scale: str, sweep_models: list[str]) -> str:
-    known = cases(scale)
+def run(*, models: list[str], rounds: int, scale: str) -> str:
     shrink = 8 if scale == "quick" else 1
-    results = [measure(known[m], rounds=rounds, rows=SAMPLES[m] // shrink) for m in models]
-    rows = [
-        [r["case"].name, f"{r['params']:,}", r["case"].n_data, r["case"].batch_size, r["chunk"],
-         f"{r['times']['batch']:.3f}", f"{r['times']['sample']:.3f}",
-         r["ratio"].show(".2f", unit="x")]
-        for r in results
-    ]  # fmt: skip
-    lines = [
-        header("Sample estimator against batch estimator"),
-        markdown_table(
-            [
-                "model",
-                "params",
-                "rows",
-                "batch",
-                "vmap chunk",
-                "batch s",
-                "sample s",
-                "sample / batch",
-            ],
-            rows,
-        ),
-        "",
-    ]
-    swept = [
-        row
-        for m in sweep_models
-        for row in sweep(known[m], rows=SAMPLES[m] // shrink, rounds=rounds)
-    ]
-    if swept:
-        lines += [
-            "Memory budget (max_memory, bytes of per-sample gradients) against speed:",
-            "",
-            markdown_table(["model", "max_memory", "vmap chunk", "sample s"], swept),
-            "",
-        ]
-    return "\n".join(lines)
+    results = [measure(m, rounds=rounds, rows=max(SAMPLES[m] // shrink, 8)) for m in models]
+    rows = []
+    for r in results:
+        target = TARGETS.get(r["name"])
+        cell = (judged(r["ratio"], target, at_most=True, unit="x") if target
+                else r["ratio"].show(".2f", unit="x") + " (runs)")  # fmt: skip
+        rows.append([r["title"], f"{r['params']:,}", r["rows"], r["batch"],
+                     f"{r['times']['batch']:.3f}", f"{r['times']['sample']:.3f}", cell,
+                     f"≤ {target}x" if target else "runs", r["paths"]])  # fmt: skip
+    head = ["model", "params", "rows", "batch", "batch s", "sample s", "sample / batch",
+            "target", "per-sample paths (share of parameters)"]  # fmt: skip
+    return "\n".join([header("Sample estimator against batch estimator"),
+                      markdown_table(head, rows), ""])  # fmt: skip
 
 
 def main() -> None:
-    args = arguments(
-        __doc__, extra=lambda p: p.add_argument("--sweep", nargs="*", default=["mlp", "resnet18"])
-    )
-    print(run(models=args.models, rounds=args.rounds, scale=args.scale, sweep_models=args.sweep))
+    args = arguments(__doc__)
+    models = args.models if args.models != ["cnn", "mlp", "resnet18", "vit-b"] else MODELS
+    print(run(models=models, rounds=args.rounds, scale=args.scale))
 
 
 if __name__ == "__main__":

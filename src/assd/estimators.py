@@ -9,8 +9,9 @@ Objectives (what is differentiated):
 Estimators (how gradients are averaged):
     ``batch``   one gradient per batch of the batch-mean objective, averaged
                 over batches (what the SSD/ASSD reference code does).
-    ``sample``  one gradient per sample (``torch.func.vmap(grad(...))`` in
-                chunks that fit ``max_memory``), averaged over samples.
+    ``sample``  one gradient per sample, averaged over samples: squared
+                per-sample gradients from layer hooks where the algebra allows,
+                ``torch.func`` or a per-sample loop elsewhere (:mod:`assd.persample`).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import os
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
 from .contract import check_targets, model_errors
+from .objectives import OBJECTIVES, add_, objective_value
 from .parameters import all_finite, model_device, set_mode
+from .persample import SampleEngine, rows_per_chunk
 
 __all__ = [
     "CHUNK_BYTES",
@@ -38,27 +39,7 @@ __all__ = [
     "sample_chunk",
 ]
 
-OBJECTIVES = ("loss", "output_norm")
 ESTIMATORS = ("batch", "sample")
-
-
-def _objective(objective: str, logits: torch.Tensor, targets, loss_fn) -> torch.Tensor:
-    if objective == "output_norm":
-        return logits.flatten(1).pow(2).sum(1).mean()
-    if targets is None:
-        raise ValueError(
-            "objective='loss' needs targets, but the batches carry none; pass labelled "
-            "batches (x, y), or use objective='output_norm' (loss-free SSD)."
-        )
-    return (loss_fn or F.cross_entropy)(logits, targets)
-
-
-def _add_(acc: list[torch.Tensor], grads: list[torch.Tensor], objective: str) -> None:
-    grads = [g.float() if g.dtype != torch.float32 else g for g in grads]
-    if objective == "loss":
-        torch._foreach_addcmul_(acc, grads, grads)
-    else:
-        torch._foreach_add_(acc, torch._foreach_abs(grads))
 
 
 @dataclass
@@ -74,6 +55,7 @@ class Sums:
     n_samples: int
     n_batches: int
     batch_size: int  # size of the first batch (the largest, for TensorData)
+    paths: dict[str, str] | None = None  # sample estimator: how each parameter was computed
 
     def finish(self, estimator: str) -> dict[str, torch.Tensor]:
         """Divide by the batch or sample count and check the result; returns tensors by name."""
@@ -111,7 +93,11 @@ def accumulate(
     acc = [torch.zeros_like(params[n], dtype=torch.float32) for n in names]
     device = model_device(model)
     n_samples = n_batches = first_size = 0
-    step = _batch_step if estimator == "batch" else _sample_step
+    engine = None
+    if estimator == "sample":
+        budget = default_memory_budget(device) if max_memory is None else max_memory
+        engine = SampleEngine(model, params, objective=objective, loss_fn=loss_fn, budget=budget)
+        by_name = dict(zip(names, acc, strict=True))
     n_classes = None  # the output width, probed once when the default cross-entropy is used
     with set_mode(model, train=train_mode):
         for index, batch in enumerate(_progress(data, progress, estimator)):
@@ -127,11 +113,16 @@ def accumulate(
                     n_classes = _output_width(model, inputs, index) or 0
                 check_targets(targets, n_rows=size, n_classes=n_classes or None, index=index)
             with model_errors("importance pass", index):  # say where it failed, and the fix
-                step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory)
+                if engine is None:
+                    logits = forward(model, inputs)
+                    _batch_step(params, names, acc, logits, targets, objective, loss_fn)
+                else:
+                    engine.step(by_name, inputs, targets)
             n_samples += size
             n_batches += 1
             first_size = first_size or size
-    return Sums(names, acc, n_samples, n_batches, first_size)
+    paths = dict(engine.paths) if engine is not None else None
+    return Sums(names, acc, n_samples, n_batches, first_size, paths)
 
 
 def _output_width(model: nn.Module, inputs, index: int) -> int | None:
@@ -150,19 +141,18 @@ def _check_finite_inputs(inputs, index: int) -> None:
         check_finite_inputs(inputs, index)
 
 
-def _batch_step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory):
-    logits = forward(model, inputs)
-    value = _objective(objective, logits, targets, loss_fn)
+def _batch_step(params, names, acc, logits, targets, objective, loss_fn):
+    value = objective_value(objective, logits, targets, loss_fn)
     grads = torch.autograd.grad(value, [params[n] for n in names], allow_unused=True)
     pairs = [(a, g) for a, g in zip(acc, grads, strict=True) if g is not None]
     if pairs:
-        _add_([a for a, _ in pairs], [g for _, g in pairs], objective)
+        add_([a for a, _ in pairs], [g for _, g in pairs], objective)
 
 
 def sample_chunk(
     n_elements: int, max_memory: int | None = None, *, itemsize: int = 4, device="cpu"
 ) -> int:
-    """Samples per ``vmap`` call of the sample estimator: as many as ``max_memory`` holds.
+    """Samples per ``vmap`` call of the sample estimator's ``torch.func`` path: as many as fit.
 
     Each sample's gradients take ``n_elements * itemsize`` bytes (plus a
     float32 copy for other precisions). Larger chunks run the model on larger
@@ -176,7 +166,7 @@ def sample_chunk(
     """
     per_sample = n_elements * (itemsize + (4 if itemsize != 4 else 0))
     budget = default_memory_budget(device) if max_memory is None else max_memory
-    return max(1, int(budget // per_sample))
+    return rows_per_chunk(per_sample, budget)
 
 
 def default_memory_budget(device="cpu") -> int:
@@ -206,30 +196,6 @@ def _available_memory() -> int:
 
 
 CHUNK_BYTES = 512 * 2**20  # default per-sample gradient budget on CPU (see default_memory_budget)
-
-
-def _sample_step(model, params, names, acc, inputs, targets, objective, loss_fn, max_memory):
-    detached = {n: params[n].detach() for n in names}
-    n_elements = sum(p.numel() for p in detached.values())
-    itemsize = max(p.element_size() for p in detached.values())
-    chunk = sample_chunk(n_elements, max_memory, itemsize=itemsize, device=model_device(model))
-
-    def one(p, x, y):
-        x1 = tree_map(lambda t: t.unsqueeze(0), x)
-        y1 = None if y is None else y.unsqueeze(0)
-        logits = forward(lambda *a, **k: functional_call(model, p, a, k), x1)
-        return _objective(objective, logits, y1, loss_fn)
-
-    per_sample = vmap(grad(one), in_dims=(None, 0, None if targets is None else 0))
-    size = batch_size_of(inputs)
-    for start in range(0, size, chunk):
-        rows = slice(start, start + chunk)
-        part = tree_map(lambda t, rows=rows: t[rows], inputs)
-        y = None if targets is None else targets[rows]
-        grads = per_sample(detached, part, y)
-        for total, name in zip(acc, names, strict=True):
-            g = grads[name] if grads[name].dtype == torch.float32 else grads[name].float()
-            total.add_((g.square_() if objective == "loss" else g.abs_()).sum(0))  # in place
 
 
 def _progress(data, enabled: bool, label: str):

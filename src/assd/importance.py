@@ -32,6 +32,7 @@ from .contract import BatchError, check_data, describe_fn
 from .estimators import ESTIMATORS, OBJECTIVES, accumulate
 from .files import atomic_path
 from .fingerprint import fingerprint as weights_fingerprint
+from .fingerprint import matches as fingerprint_matches
 from .parameters import trainable_parameters
 
 __all__ = ["Importance", "compute_importance"]
@@ -55,12 +56,15 @@ class Importance:
         n_batches: batches seen.
         batch_size: size of the first batch (the ``batch`` estimator depends on it).
         train_mode: whether the model ran in train mode (batch statistics).
-        fingerprint: SHA-256 of the weights it was computed on, or None.
+        fingerprint: hash of the weights it was computed on, or None.
         loss: the loss differentiated (``"cross_entropy"``, or the module-qualified
             name of ``loss_fn``); None for ``output_norm`` or files written before it
             was recorded.
         reference: which data it was computed on, if said: ``"full"`` (the whole
             training set) or ``"retain"`` (without the forget rows); None: not said.
+        paths: ``estimator="sample"`` only: how each parameter's per-sample
+            gradients were taken (``factorised``, ``hooks``, ``torch.func``,
+            ``loop`` or ``unused``; see :mod:`assd.persample`), else None.
 
     A method given a precomputed importance refuses one whose ``estimator``,
     ``objective``, ``train_mode``, ``loss`` or ``reference`` differs from its own
@@ -77,11 +81,22 @@ class Importance:
     fingerprint: str | None = field(default=None)
     loss: str | None = None
     reference: str | None = None
+    paths: dict[str, str] | None = field(default=None)
 
     def settings(self) -> dict:
         """How it was computed, JSON-ready (what :class:`~assd.UnlearnResult` records)."""
         keys = ("estimator", "objective", "loss", "reference", "train_mode", "n_samples")
         return {k: getattr(self, k) for k in keys} | {"batch_size": self.batch_size}
+
+    def path_counts(self) -> dict[str, int]:
+        """Parameter elements per per-sample path, e.g. ``{"factorised": 30000, "hooks": 603}``.
+
+        Empty for the batch estimator (or an importance saved before paths were recorded).
+        """
+        counts: dict[str, int] = {}
+        for name, path in (self.paths or {}).items():
+            counts[path] = counts.get(path, 0) + self.tensors[name].numel()
+        return counts
 
     @property
     def numel(self) -> int:
@@ -135,6 +150,7 @@ class Importance:
             fingerprint=self.fingerprint,
             loss=self.loss,
             reference="retain" if self.reference == "full" else None,
+            paths=self.paths,
         )
 
     def check_settings(self, **requested) -> None:
@@ -184,7 +200,7 @@ class Importance:
                     f"model's parameter has {tuple(p.shape)}; recompute the importance."
                 )
         stamp = self.fingerprint
-        if check_fingerprint and stamp is not None and stamp != weights_fingerprint(model):
+        if check_fingerprint and stamp is not None and not fingerprint_matches(model, stamp):
             raise ValueError(
                 "this importance was computed on different weights (fingerprint "
                 "mismatch): it is stale. Recompute it with compute_importance(model, data) "
@@ -254,7 +270,8 @@ def compute_importance(
         data: an iterable of batches (DataLoader, :class:`~assd.TensorData`, ...).
         objective: ``"loss"`` (needs targets) or ``"output_norm"`` (label-free).
         estimator: ``"batch"`` (the SSD reference) or ``"sample"`` (per-sample
-            empirical Fisher via ``torch.func``; batch-size invariant).
+            empirical Fisher, batch-size invariant: layer hooks where they apply,
+            ``torch.func`` or a per-sample loop elsewhere; see :mod:`assd.persample`).
         loss_fn: ``loss_fn(logits, targets) -> mean loss``; cross-entropy by default.
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
         train_mode: run the model in train mode (batch statistics); ``batch`` only.
@@ -334,4 +351,5 @@ def compute_importance(
         fingerprint=stamp,
         loss=(describe_fn(loss_fn) or "cross_entropy") if objective == "loss" else None,
         reference=reference,
+        paths=sums.paths,
     )

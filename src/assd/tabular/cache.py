@@ -36,7 +36,7 @@ from torch import nn
 
 from ..distributed import is_main_process
 from ..files import atomic_path
-from ..fingerprint import fingerprint
+from ..fingerprint import fingerprint, tensor_digest
 from ..importance import Importance, compute_importance
 
 __all__ = ["cached_importance", "content_digest", "data_key"]
@@ -48,13 +48,9 @@ _FORMAT = "assd-importance-cache/1"
 
 
 def data_key(x: torch.Tensor, y: torch.Tensor) -> str:
-    """SHA-256 of the encoded training rows (features and labels)."""
-    digest = hashlib.sha256()
-    for t in (x, y):
-        t = t.detach().cpu().contiguous()
-        digest.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
-    return digest.hexdigest()
+    """SHA-256 tree of the encoded training rows (features and labels), hashed in parallel."""
+    items = [(f"{t.dtype}|{tuple(t.shape)}|".encode(), t) for t in (x, y)]
+    return tensor_digest(items)
 
 
 def cached_importance(

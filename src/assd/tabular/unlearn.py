@@ -189,9 +189,10 @@ def dampen_rows(
         progress=progress,
     )  # fmt: skip
     info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
+    info["paths"] = full.path_counts() or None  # per-sample paths, by parameter elements
     reference, forgotten = full, None
     if algorithm.reference == "retain":  # exact: I_retain = (n I_D - k I_Df) / (n - k)
-        forgotten = compute_importance(model, forget_data, **options)
+        forgotten = compute_importance(model, forget_data, fingerprint=False, **options)
         reference = full.without(forgotten)  # and I_Df is passed on: one pass over Df
     result = algorithm.unlearn(model, forget=forget_data, importance=reference,
                                n_data=len(train), forget_importance=forgotten)  # fmt: skip

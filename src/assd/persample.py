@@ -1,0 +1,334 @@
+"""Per-sample squared gradients at about the cost of a batch pass, on any model.
+
+The sample estimator needs, for every trainable weight, the sum over samples
+of its squared per-sample gradient (loss-free: of its absolute value). Each
+parameter takes one of these paths, chosen on the first chunk of data and
+recorded in :attr:`SampleEngine.paths` (and so in the saved ``Importance``):
+
+``factorised``  a ``Linear`` weight on ``(B, in)`` inputs under a squared
+                objective: ``(delta**2)^T (a**2)`` from forward/backward hooks
+                on a summed loss; no per-sample gradient is ever formed.
+``hooks``       other layers with a rule in :mod:`assd.persample_layers`
+                (convolutions, sequence ``Linear``, eval ``BatchNorm``,
+                ``LayerNorm``, ``Embedding``): per-sample gradients formed one
+                layer at a time, in chunks of samples that fit the memory budget.
+``torch.func``  everything else: ``vmap(grad(...))`` over chunks of samples.
+``loop``        models ``vmap`` cannot trace (e.g. Hugging Face attention-mask
+                code): one backward per sample.
+``unused``      never reached by the objective on the first chunk: exactly zero.
+
+The hooks are exact only when the batch objective is a sum of independent
+per-sample objectives. So: BatchNorm must use running statistics (eval mode);
+the default cross-entropy on ``(B, C)`` logits is summed directly; any other
+loss is checked on the first chunk to equal the mean (or sum) of its per-row
+values, else every parameter takes ``torch.func``; ``output_norm`` takes
+``|g|``, which does not factorise, so its layers form per-sample gradients. A
+parameter used by several layers or several times (tied weights) has its
+per-sample gradients summed before squaring. A parameter also used outside its
+layer (e.g. ``F.linear(x, layer.weight)`` elsewhere) is caught on the first
+chunk, where the hooks' sum over samples must equal autograd's batch
+gradient, and moves to ``torch.func``.
+
+Why not opacus (its grad samplers do the per-layer einsums): it forms and
+stores per-sample gradients for every layer (in ``.grad_sample`` on the user's
+parameters), including the ``Linear`` layers where the factorisation needs
+none, and it brings scipy and opt-einsum; the rules needed here are a page.
+
+Example:
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> engine = SampleEngine(model, dict(model.named_parameters()), objective="loss")
+    >>> acc = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    >>> engine.step(acc, torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 1]))
+    >>> engine.paths["0.weight"], engine.paths["0.bias"]
+    ('factorised', 'hooks')
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .batches import batch_size_of, forward
+from .objectives import objective_value
+from .persample_fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
+from .persample_layers import embedding_rows, per_sample, unsupported_reason
+from .persample_records import loss_reduction, recorder, same_total
+
+__all__ = ["PATHS", "SampleEngine", "rows_per_chunk"]
+
+log = logging.getLogger("assd")
+
+PATHS = ("factorised", "hooks", "torch.func", "loop", "unused")
+DEFAULT_BUDGET = 512 * 2**20
+
+
+class SampleEngine:
+    """Sums of squared (or absolute) per-sample gradients for one model, batch by batch.
+
+    Args:
+        model: the model, already in eval mode.
+        params: the trainable parameters by name.
+        objective: ``"loss"`` or ``"output_norm"``.
+        loss_fn: ``loss_fn(logits, targets)``; cross-entropy if None.
+        budget: bytes of per-sample gradients held at once.
+    """
+
+    def __init__(self, model: nn.Module, params: dict, *, objective: str, loss_fn=None,
+                 budget: int = DEFAULT_BUDGET):  # fmt: skip
+        self.model, self.params, self.budget = model, params, budget
+        self.objective, self.loss_fn = objective, loss_fn
+        self.paths: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}  # why a parameter is not on the hooks
+        self.owned: dict[nn.Module, list[tuple[str, str]]] | None = None
+        self.rest: list[str] = []
+        self._reduction: str | None = None  # how the batch loss relates to per-sample losses
+        self._vmap_works: bool | None = None
+
+    def step(self, acc: dict[str, torch.Tensor], inputs, targets) -> None:
+        """Add the batch's per-sample squared (or absolute) gradients to ``acc`` (by name)."""
+        if self.owned is None:
+            self._plan()
+        size = batch_size_of(inputs)
+        start = 0
+        while self.owned and start < size:
+            rows = self._hook_rows()
+            self._hook_pass(acc, *slice_batch(inputs, targets, start, rows), first=not self.paths)
+            start += rows
+        if not self.paths:  # nothing on the hooks: every parameter takes the fallback
+            self._settle({})
+        if self.rest:
+            self._fallback(acc, inputs, targets)
+
+    # -- planning -------------------------------------------------------------------------
+
+    def _plan(self) -> None:
+        """Which layer owns each parameter; parameters of layers without a rule go to ``rest``."""
+        names = {id(p): n for n, p in self.params.items()}
+        owners, blocked = defaultdict(list), {}
+        for module in self.model.modules():
+            direct = [(k, names[id(p)]) for k, p in module._parameters.items()
+                      if p is not None and id(p) in names]  # fmt: skip
+            reason = unsupported_reason(module) if direct else None
+            for key, name in direct:
+                if reason:
+                    blocked.setdefault(name, reason)
+                else:
+                    owners[module].append((key, name))
+        self.owned = {m: [(k, n) for k, n in kn if n not in blocked] for m, kn in owners.items()}
+        self.owned = {m: kn for m, kn in self.owned.items() if kn}
+        self.rest = [n for n in self.params if n in blocked]
+        self.reasons.update(blocked)
+
+    def _hook_rows(self) -> int:
+        largest = max(self.params[n].numel() for kn in self.owned.values() for _, n in kn)
+        return rows_per_chunk(2 * 4 * largest, self.budget)  # its per-sample grads, twice
+
+    def _reject(self, name: str, reason: str) -> None:
+        for module, kn in list(self.owned.items()):
+            self.owned[module] = [(k, n) for k, n in kn if n != name]
+            if not self.owned[module]:
+                del self.owned[module]
+        if name not in self.rest:
+            self.rest.append(name)
+        self.reasons[name] = reason
+
+    # -- the hook pass ----------------------------------------------------------------------
+
+    def _hook_pass(self, acc, inputs, targets, *, first: bool) -> None:
+        records = []
+        handles = [m.register_forward_hook(recorder(records)) for m in self.owned]
+        try:
+            logits = forward(self.model, inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        value = self._summed(logits, targets)
+        if value is None:  # the loss is not a sum of per-sample losses: no hooks at all
+            for name in [n for kn in self.owned.values() for _, n in kn]:
+                self._reject(name, "loss_fn is not the mean or sum of per-sample losses")
+            return
+        rows = batch_size_of(inputs)
+        records = [r for r in records if r.module in self.owned]
+        if not first:
+            if value.requires_grad:
+                torch.autograd.grad(value, self._stops(records), allow_unused=True)
+            self._accumulate(acc, records, rows)
+            return
+        hooked = list(dict.fromkeys(n for kn in self.owned.values() for _, n in kn))
+        totals = [None] * len(hooked)
+        if value.requires_grad:  # autograd's batch gradients, to check the hooks against
+            wanted = [self.params[n] for n in hooked]
+            totals = torch.autograd.grad(value, wanted, allow_unused=True)
+        staged, sums, kinds = {n: torch.zeros_like(acc[n]) for n in hooked}, {}, {}
+        self._accumulate(staged, records, rows, sums=sums, kinds=kinds)
+        self._validate(records, dict(zip(hooked, totals, strict=True)), sums, kinds, rows)
+        for name in hooked:
+            if name not in self.rest:
+                acc[name].add_(staged[name])
+
+    def _stops(self, records) -> list[torch.Tensor]:
+        """What to differentiate so that backward reaches every hooked layer's output but
+        skips the weight gradients (the hooks replace them): each layer's input, or, where
+        the input needs no gradient (the first layers), its smallest parameter."""
+        wanted, seen = [], set()
+        for record in records:
+            if record.module not in self.owned:
+                continue
+            if record.source is not None:
+                tensor = record.source
+            else:
+                small = min(self.owned[record.module], key=lambda kn: self.params[kn[1]].numel())
+                tensor = self.params[small[1]]
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                wanted.append(tensor)
+        return wanted
+
+    def _summed(self, logits: torch.Tensor, targets):
+        """The sum over samples of the per-sample objective, or None if the loss is not one."""
+        if self.objective == "output_norm":
+            return logits.flatten(1).pow(2).sum()
+        if targets is None:
+            return objective_value("loss", logits, None, None)  # raises the targets error
+        if self.loss_fn is None and targets.dim() == 1 and logits.dim() == 2:
+            return F.cross_entropy(logits, targets, reduction="sum")
+        if self._reduction is None:
+            self._reduction = loss_reduction(self.loss_fn or F.cross_entropy, logits, targets)
+        if self._reduction == "neither":
+            return None
+        value = (self.loss_fn or F.cross_entropy)(logits, targets)
+        if self._reduction == "undecided":  # one row: mean and sum agree; decide on more rows
+            self._reduction = None
+        return value * len(logits) if self._reduction == "mean" else value
+
+    def _validate(self, records, totals: dict, sums: dict, kinds: dict, rows: int) -> None:
+        """First chunk: each hooked parameter's summed hook gradients must equal autograd's."""
+        bad = {}
+        for record in records:
+            if not record.valid(rows):
+                for _, name in self.owned[record.module]:
+                    bad[name] = "its layer was called in a way the hooks cannot read"
+        for name, total in totals.items():
+            if name not in bad and not same_total(sums.get(name), total):
+                bad[name] = "also used outside its layer"
+        for name, reason in bad.items():
+            self._reject(name, reason)
+        self._settle({n: kinds.get(n, "unused") for n in totals if n not in bad})
+
+    def _settle(self, kinds: dict) -> None:
+        """Record the path of every parameter once the first chunk has decided them."""
+        self.paths.update(kinds)
+        for name in self.rest:
+            self.paths[name] = "torch.func" if self._vmap_works is not False else "loop"
+        for name in self.rest:
+            self.paths[name] = "torch.func" if self._vmap_works is not False else "loop"
+
+    def _accumulate(self, acc, records, rows: int, *, sums=None, kinds=None) -> None:
+        """Add every hooked parameter's per-sample squares of this chunk to ``acc``.
+
+        On the first chunk, ``sums`` also collects each parameter's sum over
+        samples (its batch gradient) and ``kinds`` the path it took.
+        """
+        uses = defaultdict(int)
+        for record in records:
+            for _, name in self.owned[record.module]:
+                uses[name] += record.delta is not None
+        dense = {}
+        for record in records:
+            if record.delta is None:
+                continue
+            if not record.valid(rows):
+                if sums is not None:
+                    continue  # the first chunk's check rejects these parameters
+                raise ValueError(
+                    f"a {type(record.module).__name__} layer was called differently from the "
+                    "first batch (e.g. without the batch dimension first); the per-sample hooks "
+                    "cannot read it. Use estimator='batch', or report this model."
+                )
+            owned = self.owned[record.module]
+            single = [(k, n) for k, n in owned if uses[n] == 1]
+            done = self._add_direct(acc, record, single, sums, kinds)
+            others = [(k, n) for k, n in owned if n not in done]
+            if not others:
+                continue
+            grads = per_sample(record.module, _float(record.a), record.delta.float())
+            fresh = isinstance(record.module, (nn.Linear, nn.Conv1d, nn.Conv2d))
+            for key, name in others:
+                g = grads[key]
+                if uses[name] > 1:  # summed over uses first, squared below
+                    dense[name] = g if name not in dense else dense[name] + g
+                    continue
+                _note(sums, kinds, name, g.sum(0), "hooks")
+                add_squares(acc[name], g, self.objective, fresh=fresh and key == "weight")
+        for name, g in dense.items():
+            _note(sums, kinds, name, g.sum(0), "hooks")
+            add_squares(acc[name], g, self.objective, fresh=True)
+
+    def _add_direct(self, acc, record, single, sums, kinds) -> set[str]:
+        """Parameters used once whose squares need no dense per-sample gradients."""
+        module, done = record.module, set()
+        if isinstance(module, nn.Linear) and record.a.dim() == 2 and self.objective == "loss":
+            a, delta = _float(record.a), record.delta.float()
+            squares = delta.square() if single else None
+            for key, name in single:
+                if key == "weight":
+                    acc[name].addmm_(squares.T, a.square())  # = linear_squares(a, delta)
+                    _note(sums, kinds, name, lambda: delta.T @ a, "factorised")
+                else:
+                    acc[name].add_(squares.sum(0))
+                    _note(sums, kinds, name, lambda: delta.sum(0), "hooks")
+                done.add(name)
+        elif isinstance(module, nn.Embedding) and single:
+            name = single[0][1]
+            keys, rows, _ = embedding_rows(module, record.a, record.delta.float())
+            keys = keys % module.num_embeddings
+            _note(sums, kinds, name, lambda: torch.zeros_like(acc[name]).index_add_(0, keys, rows),
+                  "hooks")  # fmt: skip
+            values = rows.square_() if self.objective == "loss" else rows.abs_()
+            acc[name].index_add_(0, keys, values)
+            done.add(name)
+        return done
+
+    def _fallback(self, acc, inputs, targets) -> None:
+        options = {"objective": self.objective, "loss_fn": self.loss_fn}
+        if self._vmap_works is not False:
+            partial = {n: torch.zeros_like(acc[n]) for n in self.rest}
+            try:
+                vmap_sums(self.model, self.params, self.rest, partial, inputs, targets,
+                          budget=self.budget, **options)  # fmt: skip
+            except Exception as error:  # vmap cannot trace this model: one sample at a time
+                if self._vmap_works:
+                    raise
+                self._no_vmap(error)
+            else:
+                self._vmap_works = True
+                for name, t in partial.items():
+                    acc[name].add_(t)
+                return
+        loop_sums(self.model, self.params, self.rest, acc, inputs, targets, **options)
+
+    def _no_vmap(self, error: Exception) -> None:
+        self._vmap_works = False
+        for name in self.rest:
+            self.paths[name] = "loop"
+            why = f"vmap failed: {str(error).splitlines()[0][:200] if str(error) else error!r}"
+            self.reasons[name] = f"{self.reasons[name]}; {why}" if name in self.reasons else why
+        log.info("per-sample gradients: vmap failed (%s); looping over samples", error)
+
+
+def _note(sums, kinds, name: str, total, kind: str) -> None:
+    """First chunk only: add to a parameter's batch gradient (``total`` may be a thunk)."""
+    if sums is None:
+        return
+    total = total() if callable(total) else total
+    sums[name] = total if name not in sums else sums[name] + total
+    kinds[name] = kind if name not in kinds else "hooks"  # several uses: summed per sample
+
+
+def _float(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
