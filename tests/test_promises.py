@@ -215,7 +215,7 @@ def test_torchrun_unlearn_writes_one_cache_and_one_output_equal_to_one_process(
     a, b = TabularModel.load(tmp_path / "two").model, TabularModel.load(tmp_path / "one").model
     differ = sum(int((~torch.isclose(x, y, rtol=1e-5, atol=1e-7)).sum())
                  for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
-    assert differ <= max(5, n_one // 20)  # measured: 13 of 478 dampened weights
+    assert differ <= max(5, n_one // 20)  # measured: 4 of 479 dampened weights
     for name, v in one["accuracy"].items():
         assert two["accuracy"][name]["n"] == v["n"]
         assert abs(two["accuracy"][name]["after"] - v["after"]) <= 2 / v["n"], name
