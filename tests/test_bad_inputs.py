@@ -670,7 +670,7 @@ def _(ws):
     model, x, y = tiny()
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assd.ASSD(train_mode=True).unlearn(model, forget=[(x[:6], y[:6])], data=[(x, y)])
+    assd.ASSD.paper(train_mode=True).unlearn(model, forget=[(x[:6], y[:6])], data=[(x, y)])
     assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 
