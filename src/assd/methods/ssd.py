@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 
 from torch import nn
@@ -201,7 +202,7 @@ class SSD:
             result.n_params,
             result.seconds,
         )
-        if result.n_dampened == 0:
+        if result.n_dampened == 0 and math.isfinite(alpha):  # inf: nothing asked
             log.warning(
                 "%s selected no weight (alpha=%.4g exceeds every I_Df/I_D): nothing was "
                 "forgotten. With I_D on all rows and the per-sample estimator the ratios "
