@@ -232,11 +232,11 @@ def evaluation_sets(evaluate: dict | None, forget, *, batch_fn=None) -> dict:
             that holds most of the forget rows (same input and target); a few
             shared rows (duplicates in the data) only draw a warning.
     """
-    sets = dict(evaluate or {})
-    bad = [k for k in sets if not isinstance(k, str)]
+    given = dict(evaluate or {})
+    bad = [k for k in given if not isinstance(k, str)]
     if bad:
         raise ValueError(f"evaluation set names must be strings, got {bad}.")
-    sets.setdefault("forget", forget)
+    sets = {"forget": given.pop("forget", forget), **given}  # forget first in every report
     forget_rows = _row_keys(sets["forget"], batch_fn)
     for name, data in sets.items():
         if name == "forget" or not forget_rows:
