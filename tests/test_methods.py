@@ -124,7 +124,7 @@ def test_bad_requests_are_refused_with_advice():
         ASSD.paper(reference="retain").unlearn(model, forget=forget, data=data)
     with pytest.raises(ValueError, match="chooses alpha itself"):
         ASSD(alpha=3.0)
-    loss_imp = assd.compute_importance(model, data)
+    loss_imp = assd.compute_importance(model, data, estimator="sample")
     with pytest.raises(ValueError, match="objective 'loss'"):
         assd.ALFSSD().unlearn(model, forget=forget, importance=loss_imp)
     with pytest.raises(ValueError, match="does not belong"):

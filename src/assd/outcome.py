@@ -61,7 +61,9 @@ class SetScore:
 
 
 @torch.no_grad()
-def score_sets(model: nn.Module, sets: dict, *, loss_fn=None, batch_fn=None) -> dict[str, SetScore]:
+def score_sets(
+    model: nn.Module, sets: dict, *, loss_fn=None, batch_fn=None, output_fn=None
+) -> dict[str, SetScore]:
     """Score ``model`` (in eval mode, restored afterwards) on every named set of batches.
 
     Args:
@@ -70,23 +72,28 @@ def score_sets(model: nn.Module, sets: dict, *, loss_fn=None, batch_fn=None) -> 
         loss_fn: ``loss_fn(outputs, targets)`` returning per-row losses; default
             cross-entropy for integer targets, squared error for float targets.
         batch_fn: how to split a batch into ``(inputs, targets)``.
+        output_fn: how to pick the logits from the model's output (:func:`assd.batches.forward`).
     """
     was_training = model.training
     model.eval()
     try:
-        return {name: _score(model, data, name, loss_fn, batch_fn) for name, data in sets.items()}
+        return {
+            name: _score(model, data, name, loss_fn, batch_fn, output_fn)
+            for name, data in sets.items()
+        }
     finally:
         model.train(was_training)
 
 
-def _score(model, data, name: str, loss_fn, batch_fn) -> SetScore:
+def _score(model, data, name: str, loss_fn, batch_fn, output_fn) -> SetScore:
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     n, correct, total, regression = 0, 0, 0.0, False
     for batch in data:
         inputs, y = split_batch(batch, batch_fn)
         if y is None:
             raise ValueError(f"evaluation set {name!r} has no targets; give labelled rows.")
-        out, y = forward(model, to_device(inputs, device)).float(), y.to(device)
+        out = forward(model, to_device(inputs, device), output_fn=output_fn).float()
+        y = y.to(device)
         regression = y.is_floating_point()
         losses = _losses(out, y, loss_fn, regression)
         n, total = n + len(y), total + float(losses.double().sum())

@@ -174,6 +174,7 @@ class AutoASSD(ASSD):
             done=guard_holds,
             epochs=self.repair_epochs,
             batch_fn=self.importance_options["batch_fn"],
+            output_fn=self.importance_options["output_fn"],
         )
         keys = ("strength", "alpha", "dampening", "selected")
         entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": epochs})

@@ -38,10 +38,11 @@ REPAIR_LR = 1e-3
 
 def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool],
             epochs: int = REPAIR_EPOCHS, lr: float = REPAIR_LR, batch_fn=None,
-            seed: int = 0) -> int:  # fmt: skip
+            output_fn=None, seed: int = 0) -> int:  # fmt: skip
     """Repair ``model`` in place; returns the number of epochs run (stops when ``done()``)."""
     device = next(model.parameters()).device
-    kept = _kept_outputs(model, forget, batch_fn, device)
+    run = lambda inputs: forward(model, inputs, output_fn=output_fn).float()  # noqa: E731
+    kept = _kept_outputs(run, model, forget, batch_fn, device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     torch.manual_seed(seed)
@@ -49,7 +50,7 @@ def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool],
     model.eval()
     try:
         for epoch in range(1, epochs + 1):
-            _epoch(model, retain, itertools.cycle(kept), optimizer, batch_fn, device)
+            _epoch(run, retain, itertools.cycle(kept), optimizer, batch_fn, device)
             if done():
                 return epoch
         return epochs
@@ -58,24 +59,24 @@ def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool],
 
 
 @torch.no_grad()
-def _kept_outputs(model, forget, batch_fn, device) -> list:
+def _kept_outputs(run, model, forget, batch_fn, device) -> list:
     model.eval()
     kept = []
     for batch in forget:
         inputs, _ = split_batch(batch, batch_fn)
         inputs = to_device(inputs, device)
-        kept.append((inputs, forward(model, inputs).float().detach()))
+        kept.append((inputs, run(inputs).detach()))
     if not kept:
         raise ValueError("the forget set is empty; there is nothing to keep forgotten.")
     return kept
 
 
-def _epoch(model, retain, kept, optimizer, batch_fn, device) -> None:
+def _epoch(run, retain, kept, optimizer, batch_fn, device) -> None:
     for batch in retain:
         inputs, y = split_batch(batch, batch_fn)
-        out = forward(model, to_device(inputs, device)).float()
+        out = run(to_device(inputs, device))
         forget_inputs, target = next(kept)
-        loss = _fit_loss(out, y.to(device)) + _keep_loss(forward(model, forget_inputs), target)
+        loss = _fit_loss(out, y.to(device)) + _keep_loss(run(forget_inputs), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -167,7 +167,8 @@ class SSD:
                             lam0=self.dampening, sets=sets, guard=self.guard,
                             target=self._target(sets),
                             loss_fn=self.importance_options["loss_fn"],
-                            batch_fn=self.importance_options["batch_fn"])  # fmt: skip
+                            batch_fn=self.importance_options["batch_fn"],
+                            output_fn=self.importance_options["output_fn"])  # fmt: skip
             try:
                 chosen = self._verified(trials, retain=retain)
             except BaseException:
