@@ -236,8 +236,8 @@ def evaluation_sets(evaluate: dict | None, forget, *, batch_fn=None) -> dict:
 
     Raises:
         ValueError: a name that is not a string, or a retained / held-out set
-            that holds most of the forget rows (same input and target); a few
-            shared rows (duplicates in the data) only draw a warning.
+            that holds every forget row (same input and target); some shared
+            rows (duplicates in the data) only draw a warning.
     """
     given = dict(evaluate or {})
     bad = [k for k in given if not isinstance(k, str)]
@@ -249,7 +249,7 @@ def evaluation_sets(evaluate: dict | None, forget, *, batch_fn=None) -> dict:
         if name == "forget" or not forget_rows:
             continue
         shared = len(forget_rows & _row_keys(data, batch_fn))
-        if 2 * shared > len(forget_rows):  # the forget rows themselves, not a few duplicates
+        if shared == len(forget_rows):  # every forget row: the set holds them, not duplicates
             raise ValueError(
                 f"evaluation set {name!r} holds {shared} of the {len(forget_rows)} forget rows; "
                 f"retained and held-out sets must not contain what is being forgotten "
