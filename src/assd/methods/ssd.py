@@ -205,7 +205,7 @@ class SSD:
             outcome = Outcome(before=trials.before, after=chosen["scores"],
                               layers=layer_changes(trials.original, target),
                               guard=chosen["guard"], target=chosen["target"],
-                              tries=trials.path() if len(trials.tries) > 1 else [])  # fmt: skip
+                              tries=trials.path())  # fmt: skip
         timings["select_dampen"] = time.perf_counter() - tick
         timings["dampen"] = timings["select_dampen"]
         result = UnlearnResult(

@@ -154,7 +154,7 @@ def _outcome_lines(outcome: dict | None) -> list[str]:
     share = 100 * outcome["n_changed"] / max(outcome["n_elements"], 1)
     lines = [f"- weights that changed value: {outcome['n_changed']} of "
              f"{outcome['n_elements']} ({share:.2f} %)"]  # fmt: skip
-    if outcome.get("tries"):
+    if len(outcome.get("tries") or []) > 1:
         lines.append(f"- strengths tried: {len(outcome['tries'])}")
     lines.append(f"- verdict: {outcome['verdict']}")
     return lines
