@@ -135,7 +135,8 @@ class SSD:
                 figures, weights changed and a verdict. Forward passes only.
         """
         request = dict(forget=forget, data=data, retain=retain, importance=importance,
-                       n_data=n_data, inplace=inplace, evaluate=evaluate)  # fmt: skip
+                       n_data=n_data, inplace=inplace, evaluate=evaluate,
+                       forget_importance=forget_importance)  # fmt: skip
         try:
             return self._unlearn(model, **request)
         except BatchError as error:
@@ -160,7 +161,8 @@ class SSD:
         )  # fmt: skip
         return fallback
 
-    def _unlearn(self, model, *, forget, data, retain, importance, n_data, inplace, evaluate):
+    def _unlearn(self, model, *, forget, data, retain, importance, n_data, inplace, evaluate,
+                 forget_importance):  # fmt: skip
         if self.guard is not None and evaluate is None:
             raise ValueError(
                 f"{self.name} has a retain guard but no evaluation sets: pass "
