@@ -524,14 +524,14 @@ def _(ws):
     imp = assd.compute_importance(model, [(x, y)])
     with torch.no_grad():
         model[0].weight[0, 0] += 1e-4
-    assd.ASSD().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
+    assd.ASSD.paper().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
 
 
 @api("api-foreign-importance", "importance of another model", r"does not belong to this model")
 def _(ws):
     model, x, y = tiny()
     imp = assd.compute_importance(nn.Linear(4, 3), [(x, y)])
-    assd.ASSD().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
+    assd.ASSD.paper().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
 
 
 @api("api-damaged-importance", "importance holding NaN", r"holds NaN, infinite or negative")
@@ -539,7 +539,7 @@ def _(ws):
     model, x, y = tiny()
     imp = assd.compute_importance(model, [(x, y)])
     imp.tensors["0.bias"][0] = float("nan")
-    assd.ASSD().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
+    assd.ASSD.paper().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
 
 
 @api("api-pickle", "loading a pickle checkpoint", r"allow_pickle=True", ValueError)
@@ -627,7 +627,7 @@ def _(ws):
         assert all(
             t.dtype == torch.float32 and torch.isfinite(t).all() for t in imp.tensors.values()
         )
-        result = assd.SSD(alpha=1.0).unlearn(
+        result = assd.SSD.paper(alpha=1.0).unlearn(
             model, forget=[(x[:6].to(dtype), y[:6])], importance=imp
         )
         assert result.model[0].weight.dtype == dtype and result.n_dampened > 0
@@ -670,7 +670,7 @@ def _(ws):
     model, x, y = tiny()
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assd.ASSD(train_mode=True).unlearn(model, forget=[(x[:6], y[:6])], data=[(x, y)])
+    assd.ASSD.paper(train_mode=True).unlearn(model, forget=[(x[:6], y[:6])], data=[(x, y)])
     assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 

@@ -206,7 +206,7 @@ def test_an_unused_parameter_gets_zero_importance_and_is_never_dampened():
     imp = compute_importance(model, TensorData(x, y, batch_size=8))
     assert torch.count_nonzero(imp.tensors["unused.weight"]) == 0
     assert torch.count_nonzero(imp.tensors["used.weight"]) > 0
-    out = assd.ASSD().unlearn(
+    out = assd.ASSD.paper().unlearn(
         model, forget=TensorData(x[:4], y[:4], batch_size=8), data=TensorData(x, y, batch_size=8)
     )
     assert torch.equal(out.model.unused.weight, model.unused.weight)
@@ -311,16 +311,14 @@ def test_an_importance_of_other_settings_is_refused_and_the_settings_are_reporte
     ):
         assd.ASSD(estimator="sample").unlearn(model, forget=forget, importance=imp)
     with pytest.raises(ValueError, match=r"loss='cross_entropy' but the request uses loss='torch"):
-        assd.SSD(loss_fn=F.nll_loss).unlearn(model, forget=forget, importance=imp)
-    with pytest.raises(
-        ValueError, match=r"reference='full' but the request uses reference='retain'"
-    ):
-        assd.ASSD(reference="retain").unlearn(model, forget=forget, importance=imp)
+        assd.SSD.paper(loss_fn=F.nll_loss).unlearn(model, forget=forget, importance=imp)
+    with pytest.raises(ValueError, match=r"derived from it, which needs estimator='sample'"):
+        assd.ASSD.paper(reference="retain").unlearn(model, forget=forget, importance=imp)
     with pytest.raises(ValueError, match=r"train_mode=False"):
-        assd.ASSD(train_mode=True).unlearn(model, forget=forget, importance=imp)
+        assd.ASSD.paper(train_mode=True).unlearn(model, forget=forget, importance=imp)
     path = tmp_path / "imp.safetensors"
     imp.save(path)
-    result = assd.ASSD().unlearn(model, forget=forget, importance=assd.Importance.load(path))
+    result = assd.ASSD.paper().unlearn(model, forget=forget, importance=assd.Importance.load(path))
     assert result.importance_settings == {
         "estimator": "batch", "objective": "loss", "loss": "cross_entropy", "reference": "full",
         "train_mode": False, "n_samples": 30, "batch_size": 30,
@@ -341,7 +339,8 @@ def test_an_importance_file_written_before_the_settings_were_recorded_still_load
     save_file(tensors, str(old), metadata={**meta, "info": json.dumps(info)})
     loaded = assd.Importance.load(old)
     assert (loaded.loss, loaded.reference, loaded.n_samples) == (None, None, 30)
-    assd.ASSD(loss_fn=F.nll_loss).unlearn(model, forget=TensorData(x[:3], y[:3]), importance=loaded)
+    forget = TensorData(x[:3], y[:3])
+    assd.ASSD.paper(loss_fn=F.nll_loss).unlearn(model, forget=forget, importance=loaded)
 
 
 # ------------------------------------------------------------------ baselines take any batch
@@ -423,7 +422,7 @@ def test_a_full_importance_minus_the_forget_rows_is_a_retain_importance():
     forget = TensorData(x[:4], y[:4])
     assd.ASSD(reference="retain", estimator="sample").unlearn(model, forget=forget, importance=rest)
     with pytest.raises(ValueError, match=r"reference='retain' but the request uses reference='fu"):
-        assd.ASSD(estimator="sample").unlearn(model, forget=forget, importance=rest)
+        assd.ASSD(reference="full").unlearn(model, forget=forget, importance=rest)
 
 
 def test_assd_own_messages_are_not_dressed_up_as_model_errors():

@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
     fives = split.y_train == 5
     forget = assd.TensorData(split.x_train[fives], split.y_train[fives], batch_size=64)
     out = {}
-    for method in (assd.ASSD(), assd.ASSD(estimator="sample"), assd.LFSSD()):
+    for method in (assd.ASSD.paper(), assd.ASSD(), assd.LFSSD.paper()):
         result = method.unlearn(model, forget=forget, data=train)
         digest = hashlib.sha256()
         for name, tensor in sorted(result.model.state_dict().items()):

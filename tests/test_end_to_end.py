@@ -35,6 +35,10 @@ def test_assd_forgets_a_digit_and_keeps_the_others(digit, capsys):
     assert after["retain_test"] >= original["retain_test"] - 0.03
     # the percentile for a ~10 % forget share, and a real but small set of weights touched
     assert 0.0 < after["dampened"] < 0.05
+    auto = rows["assd-auto"]  # searched until no forget row keeps its label, guard 1 point
+    assert auto["forget_train"] <= 0.01 and auto["forget_test"] <= 0.05
+    assert auto["retain_test"] >= original["retain_test"] - 0.015
+    assert "Retain guard holds" in auto["verdict"]
     printed = capsys.readouterr().out
     assert re.search(
         rf"^assd\s+{after['forget_test']:.3f}\s+{after['retain_test']:.3f}", printed, re.M

@@ -89,7 +89,7 @@ def test_random_forgetting_measures_df_on_the_forget_set(tmp_path):
     assert original["n_forget"] == round(0.02 * 1347) and original["forget_test_acc"] is None
     assert original["df_acc"] == original["forget_acc"]
     assert lfssd["alpha"] == 10 and 0 <= lfssd["zrf"] <= 1
-    run.run_one({**cell, "method": "lfssd:estimator=sample"})
+    run.run_one({**cell, "method": "lfssd:estimator=batch"})
     estimators = sorted(imp.estimator for imp, _ in run.importances.values())
     assert estimators == ["batch", "sample"]  # one shared importance per estimator
     other = ForgetConfig(**{**config.to_dict(), "forget": "3%"})  # same original

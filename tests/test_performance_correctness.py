@@ -242,11 +242,11 @@ def test_cached_request_refuses_importance_of_changed_weights(tmp_path):
     compute_importance(model, TensorData(x, y, batch_size=8)).save(tmp_path / "d.safetensors")
     forget = TensorData(x[:4], y[:4], batch_size=8)
     cached = assd.Importance.load(tmp_path / "d.safetensors")
-    fresh = assd.ASSD().unlearn(model, forget=forget, data=TensorData(x, y, batch_size=8))
-    reused = assd.ASSD().unlearn(model, forget=forget, importance=cached, n_data=40)
+    fresh = assd.ASSD.paper().unlearn(model, forget=forget, data=TensorData(x, y, batch_size=8))
+    reused = assd.ASSD.paper().unlearn(model, forget=forget, importance=cached, n_data=40)
     assert reused.alpha == fresh.alpha  # the cache gives the very same request
     changed = copy.deepcopy(model)
     with torch.no_grad():
         changed[2].bias[1] += 1e-6
     with pytest.raises(ValueError, match="stale"):
-        assd.ASSD().unlearn(changed, forget=forget, importance=cached, n_data=40)
+        assd.ASSD.paper().unlearn(changed, forget=forget, importance=cached, n_data=40)

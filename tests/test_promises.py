@@ -36,7 +36,7 @@ def _dampened(model, forget_imp, data_imp, alpha):
 def test_label_free_methods_match_the_independent_reference_loop(method, reference_loop):
     model, x, y, k = _setup()
     forget, data = TensorData(x[:k], y[:k], batch_size=6), TensorData(x, y, batch_size=6)
-    algorithm = LFSSD(alpha=2.0) if method == "lfssd" else ALFSSD()
+    algorithm = LFSSD.paper(alpha=2.0) if method == "lfssd" else ALFSSD.paper()
     result = algorithm.unlearn(model, forget=forget, data=data)
     f = reference_loop(model, x[:k], y[:k], 6, loss_free=True)
     d = reference_loop(model, x, y, 6, loss_free=True)

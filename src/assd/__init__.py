@@ -25,6 +25,7 @@ from .dampening import (
     select,
 )
 from .fingerprint import fingerprint
+from .guard import GuardRefused, RetainGuard
 from .importance import Importance, compute_importance
 from .membership import forget_retain_loaders
 from .methods import (
@@ -32,6 +33,7 @@ from .methods import (
     ASSD,
     LFSSD,
     SSD,
+    AutoASSD,
     FineTune,
     Retrain,
     UnlearnResult,
@@ -39,6 +41,7 @@ from .methods import (
     get_method,
     register,
 )
+from .outcome import Outcome
 from .percentile import exact_percentile, forget_percentile
 
 __version__ = "0.1.0"
@@ -48,9 +51,13 @@ __all__ = [
     "ASSD",
     "LFSSD",
     "SSD",
+    "AutoASSD",
     "BatchError",
     "FineTune",
+    "GuardRefused",
     "Importance",
+    "Outcome",
+    "RetainGuard",
     "Retrain",
     "TensorData",
     "UnlearnResult",

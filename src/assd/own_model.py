@@ -152,7 +152,10 @@ def unlearn_by_ids(
     sets |= {name: DataLoader(rows, **loader) for name, rows in (eval_sets or {}).items()}
     if isinstance(algorithm, registry.SSD):
         data = DataLoader(dataset, **loader)
-        result = algorithm.unlearn(model, forget=forget, data=data, retain=retain)
+        verified = algorithm.guard is not None or algorithm.needs_evaluation
+        evaluate = {"forget": forget, "retain": retain} if verified else None
+        result = algorithm.unlearn(model, forget=forget, data=data, retain=retain,
+                                   evaluate=evaluate)  # fmt: skip
     else:
         result = algorithm.unlearn(model, forget=forget, retain=retain)
     scores = {

@@ -62,8 +62,9 @@ def _options(pairs: tuple[str, ...], model: str = "") -> dict:
               help="Training batches, and the batches of every importance pass.")  # fmt: skip
 @click.option("--augment", is_flag=True, help="Random crops and flips when training the original.")
 @click.option("--image-size", type=int, default=None, help="Resize images to this side first.")
-@click.option("--estimator", type=click.Choice(["batch", "sample"]), default="batch",
-              show_default=True, help="Importance estimator of the SSD family.")  # fmt: skip
+@click.option("--estimator", type=click.Choice(["batch", "sample"]), default=None,
+              help="Importance estimator of the SSD family (default: each method's own, "
+                   "'sample'; 'batch' is the SSD/ASSD papers' setup).")  # fmt: skip
 @click.option(
     "--weights",
     type=click.Path(),

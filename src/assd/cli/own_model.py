@@ -90,6 +90,7 @@ def unlearn_own(own: dict, options: dict) -> None:
     """Forget rows of a data set of yours, with a model of yours; write an atomic folder."""
     from ..data.table import read_forget_ids
     from ..experiments.errors import parse_method
+    from ..methods import SSD, get_method
     from ..own_model import load_data_factory, load_model_factory, unlearn_by_ids
     from ..tabular.report import unlearn_markdown
 
@@ -99,6 +100,9 @@ def unlearn_own(own: dict, options: dict) -> None:
     opts = parse_method("x:" + ",".join(options["options"]))[1]
     picked = (("reference", options["reference"]), ("estimator", options["estimator"]))
     opts.update({k: v for k, v in picked if v})
+    guard = None if options.get("no_guard") else options.get("guard")
+    if guard is not None and issubclass(type(get_method(method)), SSD):
+        opts.setdefault("guard", guard)  # the retain guard, as for tables
     _require(
         {"weights": weights, "data_factory": data_factory},
         "--model-factory needs --weights (safetensors) and --data-factory (the training rows).",

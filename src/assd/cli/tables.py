@@ -106,9 +106,13 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, feat
               help="Folder for the importance cache (default: the model folder).")  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Do not read or write the importance cache.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
+@click.option("--guard", type=float, default=0.01, show_default=True,
+              help="SSD family: most retained / held-out accuracy the request may cost (0.01 = "
+                   "1 point); a request that would cost more backs off to a weaker dampening.")
+@click.option("--no-guard", is_flag=True, help="Dampen as asked, whatever it costs.")
 @click.pass_context
 def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, estimator, options,
-            eval_data, cache_dir, no_cache, overwrite) -> None:  # fmt: skip
+            eval_data, cache_dir, no_cache, overwrite, guard, no_guard) -> None:  # fmt: skip
     """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
     from ..data.table import read_forget_ids, read_table, row_ids
     from ..tabular import TabularModel, unlearn_rows
@@ -133,7 +137,7 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
             log.warning("cannot create the cache folder %s (%s); not caching", cache_dir, error)
     new, report = unlearn_rows(
         tabular, frame, ids, method=method, options=opts, eval_frames=evals, cache_folder=cache,
-        progress=show_progress(ctx),
+        progress=show_progress(ctx), guard=None if no_guard else guard,
     )  # fmt: skip
     if not is_main_process():
         return

@@ -45,7 +45,7 @@ from ..methods.ssd import SSD
 from ..metrics import accuracy
 from ..tabular.model import TrainConfig, train_mlp
 from ..tabular.task import Rows
-from ..tabular.unlearn import dampen_rows, method_options
+from ..tabular.unlearn import dampen_rows, evaluation_batches, method_options
 
 __all__ = [
     "ErrorsConfig",
@@ -58,7 +58,7 @@ __all__ = [
 
 log = logging.getLogger("assd")
 
-DEFAULT_METHODS = ["mistake", "assd", "ssd", "lfssd", "alfssd", "finetune", "retrain"]
+DEFAULT_METHODS = ["mistake", "assd", "assd-auto", "ssd", "lfssd", "alfssd", "finetune", "retrain"]
 FOUND = "found:"  # method prefix: forget the rows discovery finds, not the injected ones
 
 
@@ -187,6 +187,7 @@ class _Context:
 
     def __init__(self, data: ErrorsData, config: ErrorsConfig, cell: dict):
         rng = np.random.default_rng(cell["seed"])
+        self.held_out = data.test  # assd-auto compares the forget rows with held-out rows
         n = min(config.n_train, len(data.train))
         picked = np.sort(rng.choice(len(data.train), size=n, replace=False))
         self.clean = data.train.subset(picked)
@@ -286,15 +287,18 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     cfg = ctx.train_config
     forget = _loader(forget_rows, cfg)
     if isinstance(algorithm, SSD):
-        result, info = dampen_rows(
-            algorithm, ctx.model, ctx.noisy, forget_rows, retain_rows, cfg, memo=ctx.memo
-        )
+        evaluate = None
+        if algorithm.needs_evaluation or algorithm.guard is not None:  # assd-auto, a guard
+            evaluate = evaluation_batches(forget_rows, retain_rows, ctx.held_out, cfg)
+        result, info = dampen_rows(algorithm, ctx.model, ctx.noisy, forget_rows, retain_rows, cfg,
+                                   memo=ctx.memo, evaluate=evaluate)  # fmt: skip
         now = info["seconds"] if "seconds" in info and not info.get("hit") else 0.0
         ctx.importance_seconds = ctx.importance_seconds or now
         keys = ("alpha", "percentile", "n_dampened", "share_dampened")
         # importance_seconds: the pass over D made in this call (0 when reused);
         # pass_seconds: what that pass costs for this model, made here or before
         return result.model, {**{k: result.summary()[k] for k in keys},
+                              "n_changed": result.n_changed, "verdict": result.verdict,
                               "importance_seconds": now,
                               "pass_seconds": ctx.importance_seconds}  # fmt: skip
     retain = cfg.loader(retain_rows.x, retain_rows.y)

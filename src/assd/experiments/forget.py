@@ -41,7 +41,7 @@ __all__ = [
 log = logging.getLogger("assd")
 
 DEFAULT_METHODS = [
-    "assd", "ssd", "lfssd", "alfssd", "retrain", "finetune", "gradient-ascent",
+    "assd", "assd-auto", "ssd", "lfssd", "alfssd", "retrain", "finetune", "gradient-ascent",
     "random-labels", "bad-teacher", "amnesiac", "unsir", "scrub",
 ]  # fmt: skip
 VIT_ALPHA = {"full-class": 5.0, "sub-class": 25.0, "random": 10.0}
@@ -90,7 +90,7 @@ class ForgetConfig:
     batch_size: int = 64
     augment: bool = False
     image_size: int | None = None
-    estimator: str = "batch"
+    estimator: str | None = None  # None: each method's default; "batch": the papers' setup
     weights: str | None = None
     init: str | None = None
     allow_pickle: bool = False  # accept PyTorch pickles for weights/init (tensors only)
@@ -102,8 +102,8 @@ class ForgetConfig:
 
         Not ``forget``: the original learns the whole training set, so runs that
         forget different classes (or samples) can share one output folder and
-        its originals."""
-        skip = ("forget", "methods", "seeds", "data_dir", "device")
+        its originals. Nor the estimator: it only changes the SSD family's importances."""
+        skip = ("forget", "methods", "seeds", "data_dir", "device", "estimator")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
     def to_dict(self) -> dict:
@@ -140,15 +140,22 @@ class ForgetRun:
             return {**self.measure(self.original), "seconds": self.train_seconds}
         method = self._method(name, options, cell["seed"])
         importance_seconds, kwargs = 0.0, {}
-        if isinstance(method, SSD):
+        if isinstance(method, SSD) and self._retain_pass(method):
+            kwargs["retain"] = self._loader("retain")  # batch means do not subtract
+        elif isinstance(method, SSD):
             kwargs["importance"], importance_seconds = self._importance(method)
             kwargs["n_data"] = len(self.scenario.y_train)
         else:
             kwargs["retain"] = self._loader("retain", shuffle=True)
         forget = self._loader("forget", shuffle=not isinstance(method, SSD))
+        if getattr(method, "needs_evaluation", False) or getattr(method, "guard", None):
+            kwargs["evaluate"] = self._evaluation_sets()
         result = method.unlearn(self.original, forget=forget, **kwargs)
         summary = result.summary()
         extra = {k: summary[k] for k in ("alpha", "percentile", "n_dampened", "share_dampened")}
+        if result.outcome is not None:
+            extra.update(n_changed=result.n_changed, tries=len(result.outcome.tries) or 1,
+                         verdict=result.verdict)  # fmt: skip
         return {
             **self.measure(result.model), **extra, "seconds": result.seconds,
             "importance_seconds": importance_seconds,
@@ -176,14 +183,26 @@ class ForgetRun:
         incompetent = reinitialize_(copy.deepcopy(self.original), seed=seed)
         self.incompetent_logits = self._logits(incompetent, self._df_set())
 
+    def _evaluation_sets(self) -> dict:
+        """What a verified request (assd-auto, a guard) scores: Df, the retained training
+        rows and, for random forgetting only, the test rows as the held-out comparison
+        (the rows target needs one; class scenarios are judged without test rows)."""
+        sets = {"forget": self._loader("forget"), "retain": self._loader("retain")}
+        if self.config.scenario == "random":
+            sets["test"] = self._loader("retain_test")
+        return sets
+
     def _method(self, name: str, options: dict, seed: int):
         cls = type(get_method(name))
+        if name == "assd-auto" and self.config.scenario in ("full-class", "sub-class"):
+            options.setdefault("target", "group")  # the request forgets a class / sub-class
         if issubclass(cls, TrainingMethod):
             options.setdefault("seed", seed)
         if name == "retrain":
             options = {**self.config.training, **options}
         if issubclass(cls, SSD):
-            options.setdefault("estimator", self.config.estimator)
+            if self.config.estimator:
+                options.setdefault("estimator", self.config.estimator)
             options.setdefault("progress", self.progress)
             if not issubclass(cls, ASSD):
                 options.setdefault(
@@ -191,13 +210,19 @@ class ForgetRun:
                 )
         return get_method(name, **options)
 
+    @staticmethod
+    def _retain_pass(method: SSD) -> bool:
+        return method.reference == "retain" and method.importance_options["estimator"] == "batch"
+
     def _importance(self, method: SSD):
+        """The training set's importance, shared by every SSD-family method of the seed
+        (with ``reference="retain"`` the method derives the retain set's from it)."""
         opts = method.importance_options
-        key = (method.objective, method.reference, opts["estimator"], opts["train_mode"])
+        key = (method.objective, opts["estimator"], opts["train_mode"])
         if key not in self.importances:
             from ..importance import compute_importance
 
-            source = self._loader("retain" if method.reference == "retain" else "train")
+            source = self._loader("train")
             tick = time.perf_counter()
             imp = compute_importance(self.original, source, **method.importance_options)
             self.importances[key] = (imp, time.perf_counter() - tick)

@@ -167,6 +167,8 @@ def load_original(folder: Path, config, device):
         return None
     net, spec = load_model(folder)
     stored = spec.get("extra", {}).get("settings")
+    if isinstance(stored, dict):  # folders written before the estimator left the settings
+        stored = {k: v for k, v in stored.items() if k != "estimator"}
     if stored != _jsonable(config.settings()):
         raise ValueError(
             f"{folder} holds an original model trained with other settings ({stored}); "

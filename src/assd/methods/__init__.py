@@ -2,6 +2,7 @@
 
 from .amnesiac import Amnesiac
 from .assd import ALFSSD, ASSD
+from .auto import AutoASSD
 from .bad_teacher import BadTeacher
 from .gradient_ascent import GradientAscent
 from .random_labels import RandomLabels
@@ -20,6 +21,7 @@ __all__ = [
     "SSD",
     "UNSIR",
     "Amnesiac",
+    "AutoASSD",
     "BadTeacher",
     "FineTune",
     "GradientAscent",

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from ..outcome import Outcome
+
 __all__ = ["UnlearnResult"]
 
 
@@ -27,6 +29,10 @@ class UnlearnResult:
         n_data: samples in the whole training set used for the percentile, if known.
         importance_settings: how the reference importance was computed (estimator,
             objective, loss, reference, train_mode, n_samples, batch_size), SSD family.
+        outcome: scores before/after on the evaluation sets, weights that
+            actually changed, per-layer norms, guard and search story, and a
+            plain-language verdict (:class:`assd.outcome.Outcome`); None when
+            the request had no ``evaluate=`` sets.
     """
 
     model: nn.Module
@@ -40,11 +46,22 @@ class UnlearnResult:
     n_forget: int | None = None
     n_data: int | None = None
     importance_settings: dict | None = None
+    outcome: Outcome | None = None
 
     @property
     def n_dampened(self) -> int:
-        """Elements whose weight was multiplied by a factor below one (or selected)."""
+        """Elements *selected* for dampening (some keep their value: see ``n_changed``)."""
         return sum(s for s, _ in self.per_layer.values())
+
+    @property
+    def n_changed(self) -> int | None:
+        """Elements whose value actually changed (None without ``evaluate=``)."""
+        return None if self.outcome is None else self.outcome.n_changed
+
+    @property
+    def verdict(self) -> str | None:
+        """What the request did, in plain words (None without ``evaluate=``)."""
+        return None if self.outcome is None else self.outcome.verdict()
 
     @property
     def n_params(self) -> int:
@@ -72,4 +89,6 @@ class UnlearnResult:
             "per_layer": {
                 k: {"dampened": s, "elements": n} for k, (s, n) in self.per_layer.items()
             },
+            "outcome": None if self.outcome is None else self.outcome.summary(),
+            "verdict": self.verdict,
         }

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 
 from torch import nn
 
-from ..contract import describe_fn
+from ..contract import BatchError, describe_fn
 from ..dampening import dampen_parameters_
+from ..guard import GuardRefused, RetainGuard
 from ..importance import Importance, compute_importance
 from ..membership import check_forget_rows
+from ..outcome import Outcome, evaluation_sets, layer_changes
 from .registry import register
 from .result import UnlearnResult
+from .search import Trials, search
 
 __all__ = ["LFSSD", "SSD"]
 
 log = logging.getLogger("assd")
 
 REFERENCES = ("full", "retain")
+ON_GUARD = ("back-off", "refuse")
 
 
 @register("ssd")
@@ -36,10 +41,17 @@ class SSD:
         reference: what I_D is computed on: ``"full"`` (the paper: ``data=``,
             the whole training set) or ``"retain"`` (``retain=``, the training
             set without the forget rows).
-        estimator: ``"batch"`` (reference) or ``"sample"``.
+        estimator: ``"sample"`` (default: the mean of per-sample squared gradients,
+            batch-size invariant; measured better in docs/benchmarks.md) or ``"batch"``
+            (the SSD and ASSD reference code: squared batch-mean gradients).
         train_mode: compute importances with the model in train mode.
         loss_fn, batch_fn, output_fn, max_memory, progress: passed to
             ``compute_importance`` (batches and outputs: see :mod:`assd.batches`).
+        guard: the retain guard's limit (0.01 = one accuracy point, or 1 % more
+            loss for regression), or None for no guard. Needs ``evaluate=``.
+        on_guard: when the request would break the guard: ``"back-off"`` to the
+            strongest dampening (larger alpha, same importances) that respects
+            it, or ``"refuse"`` (raise :class:`assd.GuardRefused` with the figures).
 
     Example:
         >>> import torch, assd
@@ -59,17 +71,23 @@ class SSD:
         alpha: float = 10.0,
         dampening: float = 1.0,
         reference: str = "full",
-        estimator: str = "batch",
+        estimator: str = "sample",
         train_mode: bool = False,
         loss_fn=None,
         batch_fn=None,
         max_memory: int | None = None,
         progress: bool = False,
         output_fn=None,
+        guard: float | None = None,
+        on_guard: str = "back-off",
     ):
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
+        if on_guard not in ON_GUARD:
+            raise ValueError(f"on_guard must be one of {ON_GUARD}, got {on_guard!r}.")
         self.alpha, self.dampening, self.reference = alpha, dampening, reference
+        self.guard = None if guard is None else RetainGuard(guard)
+        self.on_guard = on_guard
         self.importance_options = dict(
             objective=self.objective,
             estimator=estimator,
@@ -92,63 +110,106 @@ class SSD:
         n_data: int | None = None,
         inplace: bool = False,
         forget_importance: Importance | None = None,
+        evaluate: dict | None = None,
     ) -> UnlearnResult:
         """Forget ``forget`` and return an :class:`UnlearnResult`.
 
         Args:
             model: the trained model. Left untouched unless ``inplace=True``.
             forget: batches of the samples to forget.
-            data: the whole training set (needed when ``reference="full"``).
+            data: the whole training set (needed when ``reference="full"``; with
+                ``reference="retain"`` and the sample estimator the retain
+                importance is derived from it exactly).
             retain: the training set without the forget samples (``reference="retain"``).
-            importance: a precomputed reference importance for these weights
-                (replaces ``data``/``retain``; refused if the weights changed).
+            importance: the whole training set's importance, precomputed for these
+                weights (replaces ``data``; refused if the weights changed). With
+                ``reference="retain"`` the retain-set importance is derived from it.
             n_data: size of the whole training set (retain + forget); by default
                 derived from the reference importance.
             inplace: dampen ``model`` itself instead of a copy.
             forget_importance: the importance of ``forget`` for these weights, when
                 the caller has it already (it saves the pass over ``forget``).
+            evaluate: labelled evaluation sets to score before and after,
+                ``{"forget": ..., "retain": ..., "test": ...}`` (``forget``
+                defaults to ``forget``); the result's ``outcome`` holds the
+                figures, weights changed and a verdict. Forward passes only.
         """
+        request = dict(forget=forget, data=data, retain=retain, importance=importance,
+                       n_data=n_data, inplace=inplace, evaluate=evaluate,
+                       forget_importance=forget_importance)  # fmt: skip
+        try:
+            return self._unlearn(model, **request)
+        except BatchError as error:
+            fallback = self._batch_fallback(error, retain)
+            if fallback is None:
+                raise
+            return fallback._unlearn(model, **request)
+
+    def _batch_fallback(self, error: BatchError, retain):
+        """The same method with the batch estimator, if ``error`` is the per-sample
+        estimator's torch.func tracing failing on this model (else None)."""
+        if self.importance_options["estimator"] != "sample" or "vmap" not in str(error):
+            return None
+        fallback = copy.copy(self)
+        fallback.importance_options = {**self.importance_options, "estimator": "batch"}
+        if self.reference == "retain" and retain is None:
+            fallback.reference = "full"  # batch means do not subtract: I_D on all rows
+        log.warning(
+            "%s: this model does not run under torch.func.vmap, which the per-sample "
+            "estimator needs; using the batch estimator (reference=%r) instead. Pass "
+            "estimator='batch' to choose it yourself.", self.name, fallback.reference,
+        )  # fmt: skip
+        return fallback
+
+    def _unlearn(self, model, *, forget, data, retain, importance, n_data, inplace, evaluate,
+                 forget_importance):  # fmt: skip
+        if self.guard is not None and evaluate is None:
+            raise ValueError(
+                f"{self.name} has a retain guard but no evaluation sets: pass "
+                "evaluate={'retain': ..., 'test': ...} (labelled rows kept or held out)."
+            )
         start = time.perf_counter()
         timings = {}
         check_forget_rows(forget, data=data if importance is None else None, retain=retain)
-        reference = self._reference_importance(model, data, retain, importance)
-        timings["importance_data"] = time.perf_counter() - start
-        options = {
-            **self.importance_options,
-            "estimator": reference.estimator,
-            "train_mode": reference.train_mode,
-        }
-        tick = time.perf_counter()
-        forgotten = forget_importance
-        if forgotten is None:
-            forgotten = compute_importance(
-                model, forget, fingerprint=False, label="the forget set (forget=)", **options
-            )
-        timings["importance_forget"] = time.perf_counter() - tick
-        expected_size = min(reference.batch_size, forgotten.n_samples)
-        if reference.estimator == "batch" and forgotten.batch_size != expected_size:
-            log.warning(
-                "forget batches (%d) and reference batches (%d) differ in size; the batch "
-                "estimator's scale depends on batch size: use equal sizes or "
-                "estimator='sample'.",
-                forgotten.batch_size,
-                reference.batch_size,
-            )
+        forgotten, reference = self._importances(
+            model, forget, data, retain, importance, timings, forget_importance
+        )
         n_total = self._n_data(reference, forgotten, n_data)
         tick = time.perf_counter()
         alpha, percentile = self._alpha(forgotten, reference, n_total)
         timings["alpha"] = time.perf_counter() - tick
         target = model if inplace else copy.deepcopy(model)
         timings["copy"] = time.perf_counter() - tick - timings["alpha"]
-        counts = dampen_parameters_(
-            {n: p for n, p in target.named_parameters() if n in reference.tensors},
-            forgotten.tensors,
-            reference.tensors,
-            alpha=alpha,
-            dampening=self.dampening,
-        )
+        tick = time.perf_counter()
+        if evaluate is None and not self.needs_evaluation:
+            counts = dampen_parameters_(
+                {n: p for n, p in target.named_parameters() if n in reference.tensors},
+                forgotten.tensors,
+                reference.tensors,
+                alpha=alpha,
+                dampening=self.dampening,
+            )
+            outcome, dampening = None, self.dampening
+        else:
+            sets = evaluation_sets(evaluate, forget, batch_fn=self.importance_options["batch_fn"])
+            trials = Trials(target, forgotten.tensors, reference.tensors, alpha0=alpha,
+                            lam0=self.dampening, sets=sets, guard=self.guard,
+                            target=self._target(sets),
+                            loss_fn=self.importance_options["loss_fn"],
+                            batch_fn=self.importance_options["batch_fn"],
+                            output_fn=self.importance_options["output_fn"])  # fmt: skip
+            try:
+                chosen = self._verified(trials, retain=retain)
+            except BaseException:
+                trials.restore()  # the user's weights, when inplace=True
+                raise
+            alpha, dampening, counts = chosen["alpha"], chosen["dampening"], trials.counts
+            outcome = Outcome(before=trials.before, after=chosen["scores"],
+                              layers=layer_changes(trials.original, target),
+                              guard=chosen["guard"], target=chosen["target"],
+                              tries=trials.path())  # fmt: skip
         timings["select_dampen"] = time.perf_counter() - tick
-        timings["dampen"] = timings["select_dampen"] - timings["alpha"] - timings["copy"]
+        timings["dampen"] = timings["select_dampen"]
         result = UnlearnResult(
             model=target,
             method=self.name,
@@ -156,11 +217,12 @@ class SSD:
             timings=timings,
             alpha=alpha,
             percentile=percentile,
-            dampening=self.dampening,
+            dampening=dampening,
             per_layer=counts,
             n_forget=forgotten.n_samples,
             n_data=n_total,
             importance_settings=reference.settings(),
+            outcome=outcome,
         )
         log.info(
             "%s: alpha=%.4g, dampened %d of %d weights in %.2fs",
@@ -170,37 +232,125 @@ class SSD:
             result.n_params,
             result.seconds,
         )
+        if result.n_dampened == 0 and math.isfinite(alpha):  # inf: nothing asked
+            log.warning(
+                "%s selected no weight (alpha=%.4g exceeds every I_Df/I_D): nothing was "
+                "forgotten. With I_D on all rows and the per-sample estimator the ratios "
+                "cannot exceed |D|/|Df| = %.3g; use reference='retain', a smaller alpha, "
+                "or assd-auto.", self.name, alpha, n_total / max(forgotten.n_samples, 1),
+            )  # fmt: skip
+        if outcome is not None:
+            log.info("%s: %s", self.name, outcome.verdict())
         return result
+
+    needs_evaluation = False
+
+    def _target(self, sets: dict):
+        """A forget target for the search (None: SSD and ASSD dampen as asked)."""
+        return None
+
+    def _verified(self, trials: Trials, *, retain=None) -> dict:
+        """Dampen as asked and score; if the guard breaks, back off or refuse."""
+        first = trials.apply(0.0)
+        if first["guard"] is None or first["guard"]["ok"]:
+            return first
+        if self.on_guard == "refuse":
+            trials.restore()
+            raise GuardRefused(
+                f"{self.name} refused: {first['guard']['verdict']} Nothing was changed. "
+                "Use a weaker request (larger alpha), a looser guard, or on_guard='back-off'.",
+                {
+                    **first["guard"],
+                    "alpha": first["alpha"],
+                    "before": {k: v.to_dict() for k, v in trials.before.items()},
+                    "after": first["after"],
+                },
+            )
+        chosen = search(trials, first=first)
+        log.warning("%s: the request broke the retain guard; backed off to alpha=%.4g",
+                    self.name, chosen["alpha"])  # fmt: skip
+        return chosen
+
+    def _importances(self, model, forget, data, retain, importance, timings, given=None):
+        """``(forget importance, reference importance)``, timed. The retain-set importance
+        comes from a pass over ``retain=``, or exactly from the whole training set's
+        (``importance=`` or a pass over ``data=``, per-sample estimator):
+        ``I_retain = (n I_D - k I_Df) / (n - k)``."""
+        start = time.perf_counter()
+        full, reference = self._full_or_reference(model, data, retain, importance)
+        timings["importance_data"] = time.perf_counter() - start
+        source = full if full is not None else reference
+        options = {**self.importance_options, "estimator": source.estimator,
+                   "train_mode": source.train_mode}  # fmt: skip
+        tick = time.perf_counter()
+        forgotten = given  # the caller's I_Df, if it has it: no pass over forget
+        if forgotten is None:
+            forgotten = compute_importance(
+                model, forget, fingerprint=False, label="the forget set (forget=)", **options
+            )
+        timings["importance_forget"] = time.perf_counter() - tick
+        if full is not None and self.reference == "retain":
+            self._n_data(full, forgotten, full.n_samples)  # refuses a forget set as large as D
+            reference = full.without(forgotten)
+        elif full is not None:
+            reference = full
+        self._check_batch_sizes(reference, forgotten)
+        return forgotten, reference
+
+    def _check_batch_sizes(self, reference: Importance, forgotten: Importance) -> None:
+        expected_size = min(reference.batch_size, forgotten.n_samples)
+        if reference.estimator == "batch" and forgotten.batch_size != expected_size:
+            log.warning(
+                "forget batches (%d) and reference batches (%d) differ in size; the batch "
+                "estimator's scale depends on batch size: use equal sizes or "
+                "estimator='sample'.",
+                forgotten.batch_size,
+                reference.batch_size,
+            )
+
+    @classmethod
+    def paper(cls, **options):
+        """This method as its paper's reference code ran it: the batch estimator, I_D on
+        the whole training set (``data=``).
+
+        Example:
+            >>> m = SSD.paper(alpha=10)
+            >>> m.importance_options["estimator"], m.reference
+            ('batch', 'full')
+        """
+        return cls(**{"estimator": "batch", "reference": "full", **options})
 
     def _alpha(self, forgotten: Importance, reference: Importance, n_data: int | None):
         return float(self.alpha), None
 
-    def _reference_importance(self, model, data, retain, importance) -> Importance:
+    def _full_or_reference(self, model, data, retain, importance):
+        """``(whole training set's importance, None)`` or ``(None, retain-set importance)``."""
         if importance is not None:
-            if importance.objective != self.objective:
-                raise ValueError(
-                    f"the importance was computed with objective {importance.objective!r}, "
-                    f"but {self.name} needs {self.objective!r}; recompute it."
-                )
-            importance.check_settings(**self._settings())
-            importance.check_fits(model)
-            return importance
-        source = data if self.reference == "full" else retain
-        if source is None:
-            keyword, what = (
-                ("data", "the whole training set")
-                if self.reference == "full"
-                else ("retain", "the training set without the forget samples")
-            )
-            raise ValueError(
-                f"{self.name} with reference={self.reference!r} needs {keyword}= ({what}) "
-                "or importance= (a precomputed reference importance)."
-            )
+            self._check_given(model, importance)
+            if self.reference == "retain" and importance.reference == "retain":
+                return None, importance  # already the retain set's
+            return importance, None
+        if self.reference == "retain" and retain is not None:
+            return None, self._compute(model, retain, "retain")
+        sample = self.importance_options["estimator"] == "sample"
+        if data is not None and (self.reference == "full" or sample):
+            return self._compute(model, data, "full"), None
+        keyword, what = (
+            ("data", "the whole training set")
+            if self.reference == "full"
+            else ("retain", "the training set without the forget samples")
+        )
+        raise ValueError(
+            f"{self.name} with reference={self.reference!r} needs {keyword}= ({what}) "
+            "or importance= (the whole training set's importance, precomputed)."
+        )
+
+    def _compute(self, model, source, reference: str) -> Importance:
         # not kept after the request, so no fingerprint (a hash of every weight) is needed
-        full = self.reference == "full"
+        full = reference == "full"
         label = "the training data (data=)" if full else "the retain set (retain=)"
         return compute_importance(
-            model, source, fingerprint=False, reference=self.reference, label=label,
+            model, source, fingerprint=False, reference=reference, label=label,
             **self.importance_options,
         )  # fmt: skip
 
@@ -215,6 +365,27 @@ class SSD:
             loss=loss if self.objective == "loss" else None,
             reference=self.reference,
         )
+
+    def _check_given(self, model, importance: Importance) -> None:
+        if importance.objective != self.objective:
+            raise ValueError(
+                f"the importance was computed with objective {importance.objective!r}, "
+                f"but {self.name} needs {self.objective!r}; recompute it."
+            )
+        settings = self._settings()
+        if self.reference == "retain":  # the whole set's (derived from) or the retain set's
+            settings["reference"] = None
+        importance.check_settings(**settings)
+        importance.check_fits(model)
+        if self.reference == "retain" and importance.reference != "retain" and (
+            importance.estimator != "sample"
+        ):
+            raise ValueError(
+                "importance= is the whole training set's importance; with reference='retain' "
+                "the retain-set importance is derived from it, which needs "
+                "estimator='sample' (batch means do not subtract). Pass retain= instead, or "
+                "use reference='full'."
+            )
 
     def _n_data(self, reference: Importance, forgotten: Importance, n_data: int | None) -> int:
         if n_data is None:

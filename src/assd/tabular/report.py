@@ -36,6 +36,7 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
             f"- parameters dampened: {result['n_dampened']} of {result['n_params']} "
             f"({100 * result['n_dampened'] / max(result['n_params'], 1):.2f} %)"
         )
+    lines += _outcome_lines(result.get("outcome"))
     if report.get("importance_cache"):
         lines.append(cache_line(report["importance_cache"]))
     lines += ["", "## Accuracy", ""]
@@ -144,3 +145,16 @@ def _f(value: float) -> str:
 
 def _pp(delta: float) -> str:
     return f"{100 * delta:+.2f}"
+
+
+def _outcome_lines(outcome: dict | None) -> list[str]:
+    """Weights that actually changed, the guard's verdict and the whole verdict (if measured)."""
+    if not outcome:
+        return []
+    share = 100 * outcome["n_changed"] / max(outcome["n_elements"], 1)
+    lines = [f"- weights that changed value: {outcome['n_changed']} of "
+             f"{outcome['n_elements']} ({share:.2f} %)"]  # fmt: skip
+    if len(outcome.get("tries") or []) > 1:
+        lines.append(f"- strengths tried: {len(outcome['tries'])}")
+    lines.append(f"- verdict: {outcome['verdict']}")
+    return lines

@@ -26,7 +26,6 @@ from .. import methods as registry
 from ..batches import TensorData
 from ..checkpoints import check_finite
 from ..fingerprint import fingerprint
-from ..importance import compute_importance
 from ..methods.ssd import SSD
 from ..metrics import accuracy
 from .cache import cached_importance, data_key
@@ -34,7 +33,14 @@ from .model import TabularModel, TrainConfig
 from .pipeline import data_changes, training_rows
 from .task import Rows, ids_digest
 
-__all__ = ["DEFAULT_OPTIONS", "dampen_rows", "method_options", "trained_ids", "unlearn_rows"]
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "dampen_rows",
+    "evaluation_batches",
+    "method_options",
+    "trained_ids",
+    "unlearn_rows",
+]
 
 log = logging.getLogger("assd")
 
@@ -59,6 +65,7 @@ def unlearn_rows(
     eval_frames: dict | None = None,
     cache_folder: str | os.PathLike | None = None,
     progress: bool = False,
+    guard: float | None = None,
 ) -> tuple[TabularModel, dict]:
     """Forget the training rows named by ``forget_ids``; the input model is not changed.
 
@@ -74,6 +81,10 @@ def unlearn_rows(
         eval_frames: more labelled tables to measure before and after: ``{name: frame}``.
         cache_folder: where the training-data importance is cached (None: no cache).
         progress: show progress bars.
+        guard: SSD family: the retain guard's limit (0.01 = one accuracy point on
+            the retained and held-out rows); a request that would break it backs
+            off to the strongest dampening that respects it. None: no guard
+            (``assd-auto`` keeps its own default guard). The CLI sets 0.01.
 
     Returns:
         ``(new TabularModel, report)``: the report is JSON-ready (method and
@@ -90,8 +101,12 @@ def unlearn_rows(
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
     options = method_options(method, options, tabular.config())
+    if guard is not None and issubclass(type(registry.get_method(method)), SSD):
+        options = {**options, "guard": guard}
+    held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
     result, cache_info = _run(
-        tabular, method, options, train, forget, retain, cache_folder, progress=progress
+        tabular, method, options, train, forget, retain, cache_folder, held_out,
+        progress=progress,
     )
     timings["unlearn"] = time.perf_counter() - start - timings["encode"]
     check_finite(result.model, what=f"the model unlearned with {method!r}")
@@ -120,13 +135,16 @@ def unlearn_rows(
 
 
 def _run(tabular: TabularModel, method: str, options: dict, train, forget, retain, folder,
-         *, progress: bool = False):  # fmt: skip
+         held_out, *, progress: bool = False):  # fmt: skip
     """Run the method; SSD-family methods take the training importance from the cache."""
     config = tabular.config()
     algorithm = registry.get_method(method, **options)
     if isinstance(algorithm, SSD):
+        evaluate = None
+        if algorithm.guard is not None or algorithm.needs_evaluation:
+            evaluate = evaluation_batches(forget, retain, held_out, config)
         return dampen_rows(algorithm, tabular.model, train, forget, retain, config,
-                           folder=folder, progress=progress)  # fmt: skip
+                           folder=folder, progress=progress, evaluate=evaluate)  # fmt: skip
     loader = config.loader(retain.x, retain.y)
     result = algorithm.unlearn(tabular.model, forget=_batches(forget, config), retain=loader)
     return result, None
@@ -164,8 +182,11 @@ def dampen_rows(
     folder=None,
     memo: dict | None = None,
     progress: bool = False,
+    evaluate: dict | None = None,
 ):
     """Run an SSD-family ``algorithm`` with the full-data importance from the cache.
+
+    ``evaluate``: evaluation sets for the outcome and guard (:func:`evaluation_batches`).
 
     With ``reference="retain"`` and the sample estimator, the retain importance
     is derived exactly from the cached full one (:meth:`assd.Importance.without`).
@@ -178,9 +199,8 @@ def dampen_rows(
     if algorithm.reference == "retain" and options["estimator"] != "sample":
         # batch-estimator importances do not subtract: pass over the retain rows instead
         info = {"path": None, "hit": False, "saved": False, "note": "retain set, not cached"}
-        result = algorithm.unlearn(
-            model, forget=forget_data, retain=_batches(retain, config), n_data=len(train)
-        )
+        result = algorithm.unlearn(model, forget=forget_data, retain=_batches(retain, config),
+                                   n_data=len(train), evaluate=evaluate)  # fmt: skip
         return result, info
     key = data_key(train.x, train.y)
     tick = time.perf_counter()
@@ -190,13 +210,32 @@ def dampen_rows(
     )  # fmt: skip
     info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
     info["paths"] = full.path_counts() or None  # per-sample paths, by parameter elements
-    reference, forgotten = full, None
-    if algorithm.reference == "retain":  # exact: I_retain = (n I_D - k I_Df) / (n - k)
-        forgotten = compute_importance(model, forget_data, fingerprint=False, **options)
-        reference = full.without(forgotten)  # and I_Df is passed on: one pass over Df
-    result = algorithm.unlearn(model, forget=forget_data, importance=reference,
-                               n_data=len(train), forget_importance=forgotten)  # fmt: skip
+    # with reference="retain" the method derives I_retain = (n I_D - k I_Df) / (n - k) exactly
+    result = algorithm.unlearn(
+        model, forget=forget_data, importance=full, n_data=len(train), evaluate=evaluate
+    )
     return result, info
+
+
+def evaluation_batches(forget: Rows, retain: Rows, held_out: Rows | None, config) -> dict:
+    """The outcome / guard sets of a table request: the forget rows, the retained rows
+    (a seeded sample of at most ``MAX_EVAL_ROWS``) and the labelled held-out rows."""
+    size = max(config.batch_size, 4096)
+    sets = {"forget": TensorData(forget.x, forget.y, batch_size=size),
+            "retain": _sample(retain, size)}  # fmt: skip
+    if held_out is not None and len(held_out):
+        sets["test"] = _sample(held_out, size)
+    return sets
+
+
+MAX_EVAL_ROWS = 50_000
+
+
+def _sample(rows: Rows, batch_size: int) -> TensorData:
+    if len(rows) <= MAX_EVAL_ROWS:
+        return TensorData(rows.x, rows.y, batch_size=batch_size)
+    keep = np.sort(np.random.default_rng(0).choice(len(rows), MAX_EVAL_ROWS, replace=False))
+    return TensorData(rows.x[keep], rows.y[keep], batch_size=batch_size)
 
 
 def _batches(rows: Rows, config: TrainConfig) -> TensorData:

@@ -1,0 +1,91 @@
+"""The retain guard: a limit on how much an unlearning request may cost the data kept.
+
+The guard compares a model's scores on the retained / held-out evaluation sets
+(every set but ``forget``) before and after a request. Classification: the
+accuracy may fall by at most ``max_drop`` (a share: 0.01 = 1 percentage
+point). Regression: the mean loss may rise by at most ``max_drop`` relative
+to its value before (0.01 = 1 %).
+
+Example:
+    >>> from assd.outcome import SetScore
+    >>> guard = RetainGuard(max_drop=0.01)
+    >>> before = {"retain": SetScore(100, 0.98, 0.1)}
+    >>> guard.check(before, {"retain": SetScore(100, 0.975, 0.12)})["ok"]
+    True
+    >>> guard.check(before, {"retain": SetScore(100, 0.95, 0.2)})["worst"]["drop"]
+    0.03
+"""
+
+from __future__ import annotations
+
+import math
+
+from .outcome import SetScore
+
+__all__ = ["DEFAULT_MAX_DROP", "GuardRefused", "RetainGuard"]
+
+DEFAULT_MAX_DROP = 0.01
+
+
+class GuardRefused(ValueError):
+    """The request would break the retain guard; nothing was changed.
+
+    Attributes:
+        figures: the guard's verdict (a dict: limit, worst set, drop, scores).
+    """
+
+    def __init__(self, message: str, figures: dict):
+        super().__init__(message)
+        self.figures = figures
+
+
+class RetainGuard:
+    """A limit on the retain / held-out drop.
+
+    Args:
+        max_drop: accuracy points (as a share) for classification, or the
+            relative increase of the mean loss for regression; >= 0.
+        sets: the evaluation sets it watches; default every set but ``forget``.
+    """
+
+    def __init__(self, max_drop: float = DEFAULT_MAX_DROP, *, sets: tuple[str, ...] | None = None):
+        if not isinstance(max_drop, (int, float)) or math.isnan(max_drop) or max_drop < 0:
+            raise ValueError(
+                f"the guard's max_drop must be a number >= 0 (0.01 = one accuracy point), "
+                f"got {max_drop!r}."
+            )
+        self.max_drop, self.sets = float(max_drop), sets
+
+    def watched(self, scores: dict[str, SetScore]) -> list[str]:
+        names = [n for n in scores if n != "forget"] if self.sets is None else list(self.sets)
+        missing = [n for n in names if n not in scores]
+        if missing or not names:
+            raise ValueError(
+                f"the retain guard needs labelled retained or held-out rows to watch "
+                f"(evaluate={{'retain': ..., 'test': ...}}); missing: {missing or ['retain']}."
+            )
+        return names
+
+    def drop(self, before: SetScore, after: SetScore) -> float:
+        """How much worse ``after`` is: accuracy points lost, or relative loss increase."""
+        if before.accuracy is not None:
+            return before.accuracy - after.accuracy
+        if before.loss == 0:
+            return 0.0 if after.loss == 0 else math.inf
+        return (after.loss - before.loss) / before.loss
+
+    def check(self, before: dict[str, SetScore], after: dict[str, SetScore]) -> dict:
+        """``{"ok", "limit", "worst": {"set", "drop", "kind"}, "verdict"}``."""
+        drops = {n: self.drop(before[n], after[n]) for n in self.watched(before)}
+        worst = max(drops, key=drops.get)
+        kind = "accuracy points" if before[worst].accuracy is not None else "relative loss"
+        ok = drops[worst] <= self.max_drop + 1e-12
+        figures = {"set": worst, "drop": round(drops[worst], 6), "kind": kind}
+        return {"ok": ok, "limit": self.max_drop, "worst": figures,
+                "verdict": self._sentence(ok, worst, drops[worst], kind)}  # fmt: skip
+
+    def _sentence(self, ok: bool, name: str, drop: float, kind: str) -> str:
+        scale, unit = (100, " pp") if kind == "accuracy points" else (100, " %")
+        state = "holds" if ok else "BROKEN"
+        return (f"Retain guard {state}: worst drop {scale * drop:.2f}{unit} on {name!r} "
+                f"(limit {scale * self.max_drop:.2f}{unit}).")  # fmt: skip

@@ -1,0 +1,244 @@
+"""``assd-auto``: ASSD that searches its dampening strength until a forget target is met.
+
+ASSD's one-shot alpha (a percentile of ``I_Df / I_D``) can forget too little
+(digits sub-class) or cost retained accuracy (random rows, batch estimator).
+``assd-auto`` keeps ASSD's rule and importances (computed once) and moves
+along one strength axis (:mod:`assd.methods.search`): ASSD's alpha first,
+then a bracketing search in steps of x4 and a bisection to alpha within a
+factor 1.105. Each try is the post-stage plus forward passes over the
+evaluation sets. It stops at the *weakest* dampening that meets the forget
+target while the retain guard holds.
+
+If the target lies beyond the guard (the weights that carry the forget rows
+also serve retained ones), it dampens at the weakest strength that meets the
+target and runs a bounded repair (:mod:`assd.methods.repair`): at most
+``repair_epochs`` epochs on the retained rows that hold the forget rows'
+outputs where the dampening put them, stopping as soon as the guard holds. If
+the guard still breaks, it returns the strongest dampening the guard allows
+and the verdict says the target was missed. The path of tries is in
+``result.outcome.tries``.
+
+The forget target says what a model that never trained on the forget rows
+would do with them; nothing in it is tuned per data set:
+
+- ``"group"`` (a class or a sub-class: rows that share something the rest of
+  the data lacks): the forget rows are predicted with their own label no more
+  often than that label occurs among the retained rows (at least 1 %, or one
+  row of the forget set): what
+  is left of them is no more than the label's base rate, not knowledge of
+  the group. For a whole class the share is 0 (retraining: 0 %); for a
+  sub-class retraining lands somewhat above it (resemblance to the retained
+  rows of the same label), which the repair may bring back.
+- ``"rows"`` (rows drawn like the rest): the forget rows are fitted no better
+  than held-out rows: their mean loss is at least the mean loss on the
+  held-out set ``evaluate["test"]``, so a loss-threshold membership test
+  cannot tell them apart on average. Rows with wrong labels: the loss is
+  taken on the labels as given, so it is met once the model no longer fits
+  those labels better than it fits unseen rows' labels.
+- ``"auto"`` (default): ``"group"`` when no retained row carries any of the
+  forget rows' labels (whole classes), else ``"rows"``. A sub-class shares
+  its label with retained rows, so say ``target="group"`` for one.
+
+Example:
+    >>> import torch, assd
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Linear(4, 3)
+    >>> x, y = torch.randn(120, 4), torch.arange(120) % 3
+    >>> sets = {"retain": assd.TensorData(x[y != 2], y[y != 2])}
+    >>> r = assd.get_method("assd-auto").unlearn(
+    ...     model, forget=assd.TensorData(x[y == 2], y[y == 2]),
+    ...     data=assd.TensorData(x, y), evaluate=sets)
+    >>> r.outcome.target["kind"]
+    'group'
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+from ..batches import split_batch
+from ..guard import DEFAULT_MAX_DROP, GuardRefused
+from .assd import ASSD
+from .registry import register
+from .repair import REPAIR_EPOCHS, repair_
+from .search import Trials, search
+
+__all__ = ["AutoASSD"]
+
+log = logging.getLogger("assd")
+
+TARGETS = ("auto", "rows", "group")
+MIN_BASE_RATE = 0.01  # a whole class: at most 1 % (or one row) may keep its label
+
+
+@register("assd-auto")
+class AutoASSD(ASSD):
+    """ASSD with a search over its dampening strength (see the module docstring).
+
+    Needs ``evaluate=`` with labelled retained rows (``"retain"``) for the guard
+    and, for ``target="rows"``, held-out rows (``"test"``).
+
+    Args:
+        target: ``"auto"``, ``"group"`` or ``"rows"``: what being forgotten means.
+        guard: the retain guard's limit (default 0.01: one accuracy point).
+        on_guard: ``"back-off"`` (default: stop at the strongest dampening the
+            guard allows) or ``"refuse"`` (raise if the target cannot be met within it).
+        repair_epochs: when the target lies beyond the guard, at most this many
+            epochs of :func:`assd.methods.repair.repair_` on the retained rows
+            (``retain=``, else ``evaluate["retain"]``); 0: never repair.
+        reference, estimator, ...: as :class:`ASSD` (default: per-sample
+            estimator, I_D on the retained rows).
+    """
+
+    needs_evaluation = True
+
+    def __init__(self, *, target: str = "auto", guard: float | None = DEFAULT_MAX_DROP,
+                 repair_epochs: int = REPAIR_EPOCHS, reference: str = "retain",
+                 estimator: str = "sample", **options):  # fmt: skip
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
+        if not isinstance(repair_epochs, int) or repair_epochs < 0:
+            raise ValueError(f"repair_epochs must be an integer >= 0, got {repair_epochs!r}.")
+        super().__init__(reference=reference, estimator=estimator, guard=guard, **options)
+        self.target_kind, self.repair_epochs = target, repair_epochs
+
+    def _target(self, sets: dict):
+        if "retain" not in sets:
+            raise ValueError(
+                "assd-auto needs labelled retained rows to judge the result: "
+                "evaluate={'retain': ..., 'test': ...}."
+            )
+        batch_fn = self.importance_options["batch_fn"]
+        forget_labels, retain_labels = (_labels(sets[k], batch_fn) for k in ("forget", "retain"))
+        kind = self._kind(forget_labels, retain_labels)
+        if kind == "rows":
+            if "test" not in sets:
+                raise ValueError(
+                    "assd-auto with target='rows' compares the forget rows with held-out rows: "
+                    "pass evaluate={'test': ...} (labelled rows the model never trained on), "
+                    "or target='group' for a class or sub-class."
+                )
+            return _rows_target
+        share = float(torch.isin(retain_labels, forget_labels.unique()).double().mean())
+        return _group_target(max(share, MIN_BASE_RATE, 1 / len(forget_labels)))
+
+    def _kind(self, forget_labels: torch.Tensor, retain_labels: torch.Tensor) -> str:
+        if self.target_kind != "auto":
+            if self.target_kind == "group" and forget_labels.is_floating_point():
+                raise ValueError("target='group' needs class labels; use 'rows' for regression.")
+            return self.target_kind
+        if forget_labels.is_floating_point():
+            return "rows"
+        return "rows" if torch.isin(forget_labels, retain_labels).any() else "group"
+
+    def _verified(self, trials: Trials, *, retain=None) -> dict:
+        if trials.target(trials.before, trials.before)["met"]:
+            log.warning("assd-auto: the forget target is already met; nothing to do")
+            return trials.apply(-math.inf)
+        chosen = search(trials)
+        if not chosen["target"]["met"] and self.repair_epochs and trials.guard is not None:
+            chosen = self._dampen_and_repair(trials, chosen, retain)
+        if not chosen["target"]["met"] and self.on_guard == "refuse":
+            trials.restore()
+            raise GuardRefused(
+                f"assd-auto refused: the forget target is not reachable within the retain guard "
+                f"({chosen['target']['verdict']} {chosen['guard']['verdict']}). Nothing was "
+                "changed; loosen the guard or use on_guard='back-off'.",
+                {"target": chosen["target"], "guard": chosen["guard"], "tries": trials.path()},
+            )
+        if not chosen["target"]["met"]:
+            log.warning("assd-auto: %s", chosen["target"]["verdict"])
+        return chosen
+
+    def _dampen_and_repair(self, trials: Trials, fallback: dict, retain) -> dict:
+        """The weakest dampening that meets the target (guard ignored), then a bounded repair
+        on the retained rows that keeps the forget rows' outputs; ``fallback`` (the strongest
+        dampening within the guard) if the guard still breaks after the repair. The target is
+        judged on the dampened model: the repair may bring back what the retained rows alone
+        teach about the forget rows (as retraining would), and the result reports it."""
+        reach = search(trials, first=trials.tries[0], use_guard=False)
+        if not reach["target"]["met"]:
+            trials.apply(_strength(fallback), record=False)
+            return fallback
+
+        def guard_holds() -> bool:
+            return trials.guard.check(trials.before, _scores(trials))["ok"]
+
+        epochs = repair_(
+            trials.model,
+            retain=retain if retain is not None else trials.sets["retain"],
+            forget=trials.sets["forget"],
+            done=guard_holds,
+            epochs=self.repair_epochs,
+            batch_fn=self.importance_options["batch_fn"],
+            output_fn=self.importance_options["output_fn"],
+        )
+        keys = ("strength", "alpha", "dampening", "selected")
+        entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": epochs})
+        after = entry["target"]
+        entry["target"] = {**reach["target"], "after_repair": after,
+                           "verdict": f"{reach['target']['verdict']} After {epochs} repair "
+                                      f"epoch(s): {_figure(after)}."}  # fmt: skip
+        if entry["guard"]["ok"]:
+            return entry
+        log.info("assd-auto: %d repair epochs did not restore the retained rows; keeping "
+                 "the strongest dampening within the guard", epochs)  # fmt: skip
+        trials.apply(_strength(fallback), record=False)
+        return fallback
+
+
+def _figure(target: dict) -> str:
+    if target["kind"] == "group":
+        return f"forget-row accuracy {100 * target['forget_accuracy']:.1f} %"
+    return (
+        f"forget-row mean loss {target['forget_loss']:.4g} (held-out {target['held_out_loss']:.4g})"
+    )
+
+
+def _strength(entry: dict) -> float:
+    return -math.inf if entry["strength"] is None else entry["strength"]
+
+
+def _scores(trials: Trials) -> dict:
+    from ..outcome import score_sets
+
+    return score_sets(trials.model, trials.sets, **trials.score_options)
+
+
+def _labels(data, batch_fn) -> torch.Tensor:
+    parts = []
+    for batch in data:
+        _, y = split_batch(batch, batch_fn)
+        if y is None:
+            raise ValueError("assd-auto's evaluation sets need targets (labels).")
+        parts.append(y.detach().cpu().reshape(len(y), -1).squeeze(1))
+    if not parts:
+        raise ValueError("an evaluation set is empty; give at least one row.")
+    return torch.cat(parts)
+
+
+def _rows_target(before: dict, after: dict) -> dict:
+    forget, held = after["forget"].loss, after["test"].loss
+    met = forget >= held
+    word = "met" if met else "NOT met"
+    return {"kind": "rows", "met": met, "forget_loss": round(forget, 6),
+            "held_out_loss": round(held, 6),
+            "verdict": f"Forget target (rows) {word}: mean loss on the forget rows {forget:.4g} "
+                       f"vs {held:.4g} on held-out rows."}  # fmt: skip
+
+
+def _group_target(base_rate: float):
+    def target(before: dict, after: dict) -> dict:
+        acc = after["forget"].accuracy
+        met = acc <= base_rate + 1e-12
+        word = "met" if met else "NOT met"
+        return {"kind": "group", "met": met, "forget_accuracy": round(acc, 6),
+                "base_rate": round(base_rate, 6),
+                "verdict": f"Forget target (group) {word}: forget-row accuracy "
+                           f"{100 * acc:.1f} % vs the label's base rate {100 * base_rate:.1f} % "
+                           "among retained rows."}  # fmt: skip
+
+    return target

@@ -1,0 +1,96 @@
+"""A bounded repair step after dampening: win back retained quality, keep the forgetting.
+
+Dampening strong enough to make a group of rows unrecognisable can also cost
+the retained rows some accuracy (the weights are shared). :func:`repair_`
+fine-tunes the dampened model on the retained rows (their loss) while holding
+the forget rows' outputs where the dampening put them (KL divergence to the
+dampened model's softmax, or squared error to its outputs for regression),
+one epoch at a time, and stops as soon as ``done()`` says so (the retain
+guard holds) or after ``epochs`` epochs. Adam at PyTorch's default learning
+rate (1e-3); the model stays in eval mode (no BatchNorm statistics move, no
+dropout), so the only change is to the trainable weights.
+
+Example:
+    >>> import torch
+    >>> from assd.batches import TensorData
+    >>> model = torch.nn.Linear(3, 2)
+    >>> rows = TensorData(torch.randn(8, 3), torch.randint(0, 2, (8,)), batch_size=4)
+    >>> repair_(model, retain=rows, forget=rows, done=lambda: True, epochs=3)
+    1
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..batches import forward, split_batch, to_device
+
+__all__ = ["REPAIR_EPOCHS", "REPAIR_LR", "repair_"]
+
+REPAIR_EPOCHS = 10
+REPAIR_LR = 1e-3
+
+
+def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool],
+            epochs: int = REPAIR_EPOCHS, lr: float = REPAIR_LR, batch_fn=None,
+            output_fn=None, seed: int = 0) -> int:  # fmt: skip
+    """Repair ``model`` in place; returns the number of epochs run (stops when ``done()``)."""
+    device = next(model.parameters()).device
+    run = lambda inputs: forward(model, inputs, output_fn=output_fn).float()  # noqa: E731
+    kept = _kept_outputs(run, model, forget, batch_fn, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        for epoch in range(1, epochs + 1):
+            _epoch(run, retain, itertools.cycle(kept), optimizer, batch_fn, device)
+            if done():
+                return epoch
+        return epochs
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def _kept_outputs(run, model, forget, batch_fn, device) -> list:
+    model.eval()
+    kept = []
+    for batch in forget:
+        inputs, _ = split_batch(batch, batch_fn)
+        inputs = to_device(inputs, device)
+        kept.append((inputs, run(inputs).detach()))
+    if not kept:
+        raise ValueError("the forget set is empty; there is nothing to keep forgotten.")
+    return kept
+
+
+def _epoch(run, retain, kept, optimizer, batch_fn, device) -> None:
+    for batch in retain:
+        inputs, y = split_batch(batch, batch_fn)
+        out = run(to_device(inputs, device))
+        forget_inputs, target = next(kept)
+        loss = _fit_loss(out, y.to(device)) + _keep_loss(run(forget_inputs), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def _fit_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if y.is_floating_point():
+        return F.mse_loss(out.reshape(y.shape), y)
+    return F.cross_entropy(out, y)
+
+
+def _keep_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    out = out.float()
+    if out.dim() < 2 or out.shape[1] == 1:
+        return F.mse_loss(out, target)
+    log_p = F.log_softmax(out, dim=1)
+    return F.kl_div(log_p, F.log_softmax(target, dim=1), log_target=True, reduction="batchmean")

@@ -1,0 +1,226 @@
+"""Outcome measurement, the retain guard and assd-auto's search, on tiny hand-made cases."""
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import assd
+from assd.methods.search import Trials, search
+from assd.train import fit
+
+
+def one_hot_data(seed: int = 0, n: int = 240):
+    """Four classes, each signalled by its own input feature (plus two noise features)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 4
+    x = torch.randn(n, 6, generator=g) * 0.5
+    x[:, :4] += 2 * F.one_hot(y, 4)
+    return x, y
+
+
+def trained(seed: int = 2):
+    x, y = one_hot_data(seed)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    fit(model, assd.TensorData(x, y, batch_size=60, shuffle=True), epochs=20, lr=0.02,
+        optimizer="adam")  # fmt: skip
+    return model, x, y
+
+
+def batches(x, y):
+    return assd.TensorData(x, y, batch_size=50)
+
+
+def acc_loss(model, x, y):
+    with torch.no_grad():
+        out = model(x)
+    return float((out.argmax(1) == y).double().mean()), float(F.cross_entropy(out, y))
+
+
+def test_outcome_figures_match_a_direct_computation():
+    model, x, y = trained()
+    keep = y != 3
+    test_x, test_y = one_hot_data(seed=9, n=80)
+    sets = {"retain": batches(x[keep], y[keep]), "test": batches(test_x, test_y)}
+    result = assd.SSD(alpha=2.0).unlearn(
+        model, forget=batches(x[~keep], y[~keep]), data=batches(x, y), evaluate=sets
+    )
+    out = result.outcome
+    for name, (xs, ys) in {"forget": (x[~keep], y[~keep]), "retain": (x[keep], y[keep]),
+                           "test": (test_x, test_y)}.items():  # fmt: skip
+        for when, m in (("before", model), ("after", result.model)):
+            score = getattr(out, when)[name]
+            acc, loss = acc_loss(m, xs, ys)
+            assert score.n == len(ys)
+            assert score.accuracy == pytest.approx(acc, abs=1e-12)
+            assert score.loss == pytest.approx(loss, rel=1e-5)
+    old, new = dict(model.named_parameters()), dict(result.model.named_parameters())
+    changed = sum(int((new[n] != old[n]).sum()) for n in old)
+    assert 0 < result.n_changed == changed <= result.n_dampened
+    for name, layer in out.layers.items():
+        assert layer.norm_before == pytest.approx(float(old[name].detach().norm()), rel=1e-6)
+        assert layer.norm_after == pytest.approx(float(new[name].detach().norm()), rel=1e-6)
+    assert "weights changed value" in result.verdict
+    assert result.summary()["outcome"]["n_changed"] == changed
+
+
+def test_outcome_for_regression_reports_the_mean_squared_error():
+    model = torch.nn.Linear(3, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0, 0.5]]))
+        model.bias.zero_()
+    x = torch.randn(60, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5]) + 0.1 * torch.randn(60)
+    x[:6, 2] += 3.0  # the forget rows lean on the third weight
+    mse = lambda out, t: ((out.squeeze(1) - t) ** 2).mean()  # noqa: E731
+    result = assd.SSD(alpha=1.0, loss_fn=mse).unlearn(
+        model, forget=assd.TensorData(x[:6], y[:6]), data=assd.TensorData(x, y),
+        evaluate={"retain": assd.TensorData(x[6:], y[6:])},
+    )  # fmt: skip
+    score = result.outcome.after["retain"]
+    assert score.accuracy is None
+    with torch.no_grad():
+        expected = float(((result.model(x[6:]).squeeze(1) - y[6:]) ** 2).mean())
+    assert score.loss == pytest.approx(expected, rel=1e-5)
+    assert "loss" in result.verdict
+
+
+def test_guard_backs_off_to_the_strongest_dampening_within_it():
+    model, x, y = trained()
+    forget, keep = y == 3, y != 3
+    args = dict(forget=batches(x[forget], y[forget]), data=batches(x, y),
+                evaluate={"retain": batches(x[keep], y[keep])})  # fmt: skip
+    base, _ = acc_loss(model, x[keep], y[keep])
+    unguarded = assd.SSD(alpha=0.05, dampening=0.05).unlearn(model, **args)
+    assert base - acc_loss(unguarded.model, x[keep], y[keep])[0] > 0.01  # the request breaks it
+    guarded = assd.SSD(alpha=0.05, dampening=0.05, guard=0.01).unlearn(model, **args)
+    assert base - acc_loss(guarded.model, x[keep], y[keep])[0] <= 0.01
+    assert guarded.alpha > 0.05 and guarded.outcome.guard["ok"]
+    stronger = [t for t in guarded.outcome.tries if t["alpha"] < guarded.alpha]
+    assert stronger and all(not t["guard"]["ok"] for t in stronger)
+    assert min(t["alpha"] for t in stronger) * 1.0 <= guarded.alpha
+    assert max(t["alpha"] for t in stronger) >= guarded.alpha / 1.2  # bisected to 1.105
+
+
+def test_guard_refusal_carries_the_figures_and_leaves_the_model_untouched():
+    model, x, y = trained()
+    saved = copy.deepcopy(model.state_dict())
+    forget, keep = y == 3, y != 3
+    method = assd.SSD(alpha=0.05, dampening=0.05, guard=0.01, on_guard="refuse")
+    with pytest.raises(assd.GuardRefused, match="Nothing was changed") as error:
+        method.unlearn(model, forget=batches(x[forget], y[forget]), data=batches(x, y),
+                       evaluate={"retain": batches(x[keep], y[keep])}, inplace=True)  # fmt: skip
+    assert error.value.figures["worst"]["drop"] > 0.01 == error.value.figures["limit"]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, saved[name])
+
+
+def test_assd_auto_forgets_a_class_that_one_shot_assd_keeps():
+    model, x, y = trained(seed=2)
+    forget, keep = y == 3, y != 3
+    args = dict(forget=batches(x[forget], y[forget]), data=batches(x, y),
+                evaluate={"retain": batches(x[keep], y[keep])})  # fmt: skip
+    one_shot = assd.ASSD(reference="retain").unlearn(model, **args)
+    assert acc_loss(one_shot.model, x[forget], y[forget])[0] > 0.5  # ASSD's alpha keeps it
+    auto = assd.get_method("assd-auto").unlearn(model, **args)
+    assert auto.outcome.target["kind"] == "group" and auto.outcome.target["met"]
+    assert acc_loss(auto.model, x[forget], y[forget])[0] <= 1 / forget.sum().item()
+    base = acc_loss(model, x[keep], y[keep])[0]
+    assert base - acc_loss(auto.model, x[keep], y[keep])[0] <= 0.01
+    tries = auto.outcome.tries
+    assert len(tries) > 1 and tries[0]["alpha"] == pytest.approx(one_shot.alpha)
+    assert auto.alpha < one_shot.alpha  # it had to dampen harder than ASSD's one shot
+
+
+def test_assd_auto_changes_nothing_when_the_target_is_already_met():
+    model, x, y = trained()
+    with torch.no_grad():
+        wrong = model(x).argmax(1) != y
+    flipped = (y + 1) % 4  # rows labelled wrongly: the model does not fit these labels
+    test_x, test_y = one_hot_data(seed=5, n=40)
+    result = assd.get_method("assd-auto", target="rows").unlearn(
+        model, forget=batches(x[:12], flipped[:12]), data=batches(x, y),
+        evaluate={"retain": batches(x[12:], y[12:]), "test": batches(test_x, test_y)},
+    )  # fmt: skip
+    assert not wrong[:12].any()
+    assert result.outcome.target["met"] and result.n_changed == 0
+    assert "did nothing" in result.verdict
+
+
+class FakeTrials:
+    """Target met from strength 2.3 on; guard holds up to ``guard_limit``."""
+
+    def __init__(self, guard_limit):
+        self.guard_limit, self.tries, self.current = guard_limit, [], None
+
+    def apply(self, t, record=True):
+        self.current = t
+        entry = {"strength": t if math.isfinite(t) else None, "alpha": math.exp(-t),
+                 "target": {"met": t >= 2.3}, "guard": {"ok": t <= self.guard_limit}}  # fmt: skip
+        self.tries.append(entry)
+        return entry
+
+
+@pytest.mark.parametrize(("guard_limit", "low", "high"), [(5.0, 2.3, 2.4), (1.0, 0.9, 1.0)])
+def test_search_finds_the_weakest_target_or_the_strongest_within_the_guard(guard_limit, low, high):
+    trials = FakeTrials(guard_limit)
+    chosen = search(trials)
+    assert low <= chosen["strength"] <= high
+    assert trials.current == chosen["strength"] and len(trials.tries) < 12
+
+
+def test_trials_restore_the_exact_weights():
+    model, x, y = trained()
+    before = copy.deepcopy(model.state_dict())
+    imp = assd.compute_importance(model, batches(x, y), estimator="sample")
+    forget = assd.compute_importance(model, batches(x[:20], y[:20]), estimator="sample")
+    sets = {"forget": batches(x[:20], y[:20])}
+    trials = Trials(model, forget.tensors, imp.tensors, alpha0=1.0, lam0=1.0, sets=sets, guard=None)
+    assert trials.apply(3.0)["selected"] > 0
+    trials.apply(-math.inf)
+    assert all(torch.equal(t, before[n]) for n, t in model.state_dict().items())
+
+
+def test_bad_evaluation_input_is_refused_clearly():
+    model, x, y = trained()
+    args = dict(forget=batches(x[:10], y[:10]), data=batches(x, y))
+    with pytest.raises(ValueError, match="holds 10 of the 10 forget rows"):
+        assd.SSD().unlearn(model, **args, evaluate={"retain": batches(x, y)})
+    with pytest.raises(ValueError, match="'test' is empty"):
+        assd.SSD().unlearn(model, **args, evaluate={"test": batches(x[:0], y[:0])})
+    with pytest.raises(ValueError, match="evaluate="):
+        assd.SSD(guard=0.01).unlearn(model, **args)
+    with pytest.raises(ValueError, match="held-out"):
+        assd.get_method("assd-auto", target="rows").unlearn(
+            model, **args, evaluate={"retain": batches(x[10:], y[10:])}
+        )
+    with pytest.raises(ValueError, match="max_drop"):
+        assd.SSD(guard=-0.01)
+    with pytest.raises(ValueError, match="on_guard"):
+        assd.SSD(on_guard="ignore")
+
+
+def test_unlearn_rows_reports_the_guard_verdict():
+    pd = pytest.importorskip("pandas")
+    import numpy as np
+
+    from assd.tabular import TrainConfig, train_table, unlearn_rows
+    from assd.tabular.report import unlearn_markdown
+    from assd.tabular.unlearn import trained_ids
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.random(300), "c": rng.choice(["a", "b"], 300)})
+    frame["label"] = np.where(frame.x > 0.5, "high", "low")
+    tabular = train_table(frame, target="label", config=TrainConfig(epochs=3))
+    ids = [str(i) for i in trained_ids(tabular, frame)[:10]]
+    _, report = unlearn_rows(tabular, frame, ids, method="assd", guard=0.01)
+    outcome = report["result"]["outcome"]
+    assert outcome["guard"]["limit"] == 0.01 and outcome["guard"]["ok"]
+    assert outcome["before"]["retain"]["n"] == report["accuracy"]["retain"]["n"]
+    assert outcome["after"]["retain"]["accuracy"] == pytest.approx(
+        report["accuracy"]["retain"]["after"], abs=1e-6
+    )
+    assert "Retain guard holds" in unlearn_markdown(report)
