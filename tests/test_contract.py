@@ -201,9 +201,10 @@ class WithUnused(nn.Module):
         return self.used(x)
 
 
-def test_an_unused_parameter_gets_zero_importance_and_is_never_dampened():
+@pytest.mark.parametrize("estimator", ["batch", "sample"])
+def test_an_unused_parameter_gets_zero_importance_and_is_never_dampened(estimator):
     model, (x, y) = WithUnused(), toy(40)
-    imp = compute_importance(model, TensorData(x, y, batch_size=8))
+    imp = compute_importance(model, TensorData(x, y, batch_size=8), estimator=estimator)
     assert torch.count_nonzero(imp.tensors["unused.weight"]) == 0
     assert torch.count_nonzero(imp.tensors["used.weight"]) > 0
     out = assd.ASSD.paper().unlearn(

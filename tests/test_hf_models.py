@@ -137,3 +137,13 @@ def test_gpt2_causal_lm_through_loss_fn():
     result = assd.ASSD(loss_fn=next_token_loss).unlearn(model, forget=forget, data=data)
     assert result.n_forget == 2 and result.alpha > 0
     assert result.importance_settings["loss"].endswith("next_token_loss")
+
+
+def test_bert_per_sample_importance_equals_the_batch_estimator_at_batch_size_one():
+    model, rows = tiny_bert(transformers.BertForSequenceClassification, num_labels=3), Sentences(10)
+    padded = DataLoader(rows, batch_size=5, collate_fn=padder(12))  # masked padding
+    one_by_one = DataLoader(rows, batch_size=1, collate_fn=padder())  # no padding at all
+    sample = assd.compute_importance(model, padded, estimator="sample")
+    assert_close_importance(sample, assd.compute_importance(model, one_by_one), rtol=1e-3)
+    result = assd.ASSD(estimator="sample").unlearn(model, forget=[next(iter(padded))], data=padded)
+    assert result.importance_settings["estimator"] == "sample" and result.alpha > 0
