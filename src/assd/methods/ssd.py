@@ -9,7 +9,7 @@ import time
 
 from torch import nn
 
-from ..contract import BatchError, describe_fn
+from ..contract import describe_fn
 from ..dampening import dampen_parameters_
 from ..guard import GuardRefused, RetainGuard
 from ..importance import Importance, compute_importance
@@ -134,32 +134,9 @@ class SSD:
                 defaults to ``forget``); the result's ``outcome`` holds the
                 figures, weights changed and a verdict. Forward passes only.
         """
-        request = dict(forget=forget, data=data, retain=retain, importance=importance,
-                       n_data=n_data, inplace=inplace, evaluate=evaluate,
-                       forget_importance=forget_importance)  # fmt: skip
-        try:
-            return self._unlearn(model, **request)
-        except BatchError as error:
-            fallback = self._batch_fallback(error, retain)
-            if fallback is None:
-                raise
-            return fallback._unlearn(model, **request)
-
-    def _batch_fallback(self, error: BatchError, retain):
-        """The same method with the batch estimator, if ``error`` is the per-sample
-        estimator's torch.func tracing failing on this model (else None)."""
-        if self.importance_options["estimator"] != "sample" or "vmap" not in str(error):
-            return None
-        fallback = copy.copy(self)
-        fallback.importance_options = {**self.importance_options, "estimator": "batch"}
-        if self.reference == "retain" and retain is None:
-            fallback.reference = "full"  # batch means do not subtract: I_D on all rows
-        log.warning(
-            "%s: this model does not run under torch.func.vmap, which the per-sample "
-            "estimator needs; using the batch estimator (reference=%r) instead. Pass "
-            "estimator='batch' to choose it yourself.", self.name, fallback.reference,
-        )  # fmt: skip
-        return fallback
+        return self._unlearn(model, forget=forget, data=data, retain=retain,
+                             importance=importance, n_data=n_data, inplace=inplace,
+                             evaluate=evaluate, forget_importance=forget_importance)  # fmt: skip
 
     def _unlearn(self, model, *, forget, data, retain, importance, n_data, inplace, evaluate,
                  forget_importance):  # fmt: skip
