@@ -255,9 +255,10 @@ def evaluation_sets(evaluate: dict | None, forget, *, batch_fn=None) -> dict:
                 f"retained and held-out sets must not contain what is being forgotten "
                 f"(drop the forget rows from {name!r})."
             )
-        if shared:
-            log.warning("evaluation set %r has %d row(s) identical to forget rows (duplicates in "
-                        "the data?); they blur its before/after figures", name, shared)  # fmt: skip
+        if shared:  # a warning once they are enough to move the figures (>= 5 % of Df)
+            level = logging.WARNING if 20 * shared >= len(forget_rows) else logging.INFO
+            log.log(level, "evaluation set %r has %d row(s) identical to forget rows (duplicates "
+                    "in the data?); they blur its before/after figures", name, shared)  # fmt: skip
     return sets
 
 

@@ -8,7 +8,10 @@ ERRORS_LEGEND = """\
 What the columns mean (details: docs/errors.md):
 - mistake: the model trained on the table with the wrong labels; retrain: a
   model trained from scratch without the wrong rows (the target to reach);
-  finetune: one epoch of training on the rows kept.
+  finetune: one epoch of training on the rows kept; assd: one-shot ASSD
+  (alpha from the forget share); assd-auto: ASSD searching its strength until
+  the wrong rows are fitted no better than held-out rows, under a 1-point
+  retain guard ("nothing to do" when they already are); ssd: alpha = 10.
 - test acc: accuracy on the held-out rows; clean-train acc: accuracy on the
   training rows with their true labels (mean ± sd over seeds).
 - Δ test (pp), Δ clean (pp): the gain over the mistake model, in percentage
