@@ -224,3 +224,20 @@ def test_unlearn_rows_reports_the_guard_verdict():
         report["accuracy"]["retain"]["after"], abs=1e-6
     )
     assert "Retain guard holds" in unlearn_markdown(report)
+
+
+def test_verdict_says_when_weights_changed_but_the_forget_rows_did_not_move():
+    model, x, y = trained(seed=2)
+    forget, keep = y == 3, y != 3
+    result = assd.ASSD(reference="retain").unlearn(
+        model, forget=batches(x[forget], y[forget]), data=batches(x, y),
+        evaluate={"retain": batches(x[keep], y[keep])})  # fmt: skip
+    before = acc_loss(model, x[forget], y[forget])[0]
+    after = acc_loss(result.model, x[forget], y[forget])[0]
+    moved = abs(after - before) >= 0.005
+    assert result.n_changed > 0
+    assert ("nothing measurable was forgotten" in result.verdict) is not moved
+    # the same sentence for a hand-built outcome whose forget accuracy did not move
+    out = copy.copy(result.outcome)
+    out.after = dict(out.after, forget=out.before["forget"])
+    assert "nothing measurable was forgotten" in out.verdict()

@@ -191,6 +191,9 @@ class Outcome:
             parts.append(_set_sentence(name, self.before[name], self.after[name]))
         if self.target is not None:
             parts.append(self.target.get("verdict", ""))
+        elif self.n_changed and _forget_unmoved(self):
+            parts.append("The forget rows are predicted as before: nothing measurable was "
+                         "forgotten (assd-auto searches for a strength that does forget).")
         if self.guard is not None:
             parts.append(self.guard.get("verdict", ""))
         return " ".join(p for p in parts if p)
@@ -217,6 +220,14 @@ def _change_sentence(outcome: Outcome) -> str:
     share = n / total if total else 0.0
     prefix = "Changed almost nothing: " if share < NEGLIGIBLE_SHARE else ""
     return f"{prefix}{n} of {total} weights changed value ({100 * share:.3g} %)."
+
+
+def _forget_unmoved(outcome: Outcome) -> bool:
+    """Forget-set accuracy (classification) moved by less than the negligible amount."""
+    before = outcome.before.get("forget")
+    if before is None or before.accuracy is None:
+        return False
+    return abs(outcome.moved("forget")) < NEGLIGIBLE_POINTS
 
 
 def _set_sentence(name: str, before: SetScore, after: SetScore) -> str:
