@@ -164,3 +164,46 @@ def test_retain_importance_is_full_minus_forget_for_the_sample_estimator():
         )
     with pytest.raises(ValueError, match="only estimator='sample'"):
         compute_importance(model, TensorData(x, y)).without(forget)
+
+
+def test_without_is_bit_identical_to_the_plain_expression():
+    g = torch.Generator().manual_seed(3)
+    shapes = {"a": (7, 5), "b": (5,), "c": (0,)}
+    whole = {n: torch.rand(s, generator=g) for n, s in shapes.items()}
+    part = {n: 3 * torch.rand(s, generator=g) for n, s in shapes.items()}  # some ratios < 0
+    full = Importance(whole, "loss", "sample", 30, 3, 11)
+    derived = full.without(Importance(part, "loss", "sample", 7, 1, 7))
+    for name, t in whole.items():
+        assert torch.equal(derived.tensors[name], ((30 * t - 7 * part[name]) / 23).clamp_(min=0))
+    assert (derived.tensors["a"] == 0).any()  # the clip ran
+    assert derived.tensors["a"].data_ptr() != whole["a"].data_ptr()  # the whole is untouched
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), -1e-30])
+@pytest.mark.parametrize("where", [0, 4, -1])
+def test_check_fits_refuses_any_nan_infinite_or_negative_value(bad, where):
+    model = nn.Linear(2, 3)
+    tensors = {n: torch.rand_like(p) for n, p in model.named_parameters()}
+    Importance(dict(tensors), "loss", "sample", 4, 1, 4).check_fits(model)
+    tensors["weight"].view(-1)[where] = bad
+    with pytest.raises(ValueError, match="NaN, infinite or negative"):
+        Importance(tensors, "loss", "sample", 4, 1, 4).check_fits(model)
+
+
+def test_weights_edited_in_place_after_a_check_are_refused_however_edited():
+    # `.data` and NumPy edits do not bump `tensor._version`, so the fingerprint is
+    # hashed on every check, never remembered from an earlier one
+    model, (x, y) = small_model(), toy_data()
+    imp = compute_importance(model, TensorData(x, y, batch_size=8))
+    edits = [
+        lambda w: w.data.add_(1e-3),
+        lambda w: w.detach().numpy().__setitem__((0, 0), 7.0),
+        lambda w: torch.no_grad()(w.mul_)(1.5),
+    ]
+    for edit in edits:
+        fresh = small_model()
+        fresh.load_state_dict(model.state_dict())
+        imp.check_fits(fresh)  # fits before the edit
+        edit(fresh[0].weight)
+        with pytest.raises(ValueError, match="stale"):
+            imp.check_fits(fresh)
