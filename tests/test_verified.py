@@ -241,3 +241,70 @@ def test_verdict_says_when_weights_changed_but_the_forget_rows_did_not_move():
     out = copy.copy(result.outcome)
     out.after = dict(out.after, forget=out.before["forget"])
     assert "nothing measurable was forgotten" in out.verdict()
+
+
+def test_score_counts_true_and_predicted_label_pairs():
+    model, x, y = trained()
+    from assd.outcome import score_sets
+
+    score = score_sets(model, {"all": batches(x, y)})["all"]
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    for t, p in zip(y.tolist(), pred.tolist(), strict=True):
+        expected[t, p] += 1
+    assert torch.equal(score.confusion, expected)
+
+
+def test_chance_of_wrong_label_is_each_labels_false_positive_rate():
+    from assd.methods.auto import chance_of_wrong_label
+
+    counts = torch.tensor([[50, 3, 7], [10, 20, 0], [5, 5, 40]])
+    labels = torch.tensor([0, 2, 2, 1])
+    # label 0: (10 + 5) of the 80 rows of labels 1 and 2; label 1: (3 + 5) of 110; label 2: 7 of 90
+    expected = (15 / 80 + 7 / 90 + 7 / 90 + 8 / 110) / 4
+    assert chance_of_wrong_label(counts, labels) == pytest.approx(expected, rel=1e-12)
+
+
+def mislabelled_model(seed: int = 0):
+    """Rows of class 0 with a marker feature, labelled 1 (wrongly), memorised by the model."""
+    x, y = one_hot_data(seed, n=320)
+    wrong = torch.zeros(len(y), dtype=torch.bool)
+    wrong[torch.nonzero(y == 0).squeeze(1)[:24]] = True
+    x = torch.cat([x, wrong.float().unsqueeze(1) * 3], dim=1)
+    given = torch.where(wrong, torch.tensor(1), y)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(7, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    fit(model, assd.TensorData(x, given, batch_size=64, shuffle=True), epochs=60, lr=0.02,
+        optimizer="adam")  # fmt: skip
+    test_x, test_y = one_hot_data(seed + 50, n=200)
+    test_x = torch.cat([test_x, torch.zeros(len(test_y), 1)], dim=1)
+    return model, x, given, wrong, test_x, test_y
+
+
+def test_assd_auto_mislabelled_target_stops_predicting_the_wrong_labels():
+    model, x, given, wrong, test_x, test_y = mislabelled_model()
+    assert acc_loss(model, x[wrong], given[wrong])[0] > 0.9  # the wrong labels were learnt
+    with torch.no_grad():
+        pred = model(test_x).argmax(1).numpy()
+    truth = test_y.numpy()
+    # the wrong label is 1 for every forget row: how often held-out rows of other labels get 1
+    mistake_rate = float(((pred == 1) & (truth != 1)).sum() / (truth != 1).sum())
+    sets = {"retain": batches(x[~wrong], given[~wrong]), "test": batches(test_x, test_y)}
+    result = assd.get_method("assd-auto", target="mislabelled").unlearn(
+        model, forget=batches(x[wrong], given[wrong]), data=batches(x, given), evaluate=sets)
+    target = result.outcome.target
+    assert target["kind"] == "mislabelled"
+    assert target["mistake_rate"] == pytest.approx(mistake_rate, abs=1e-6)
+    assert target["met"]
+    assert acc_loss(result.model, x[wrong], given[wrong])[0] <= mistake_rate + 1e-9
+    retain_before = acc_loss(model, x[~wrong], given[~wrong])[0]
+    assert acc_loss(result.model, x[~wrong], given[~wrong])[0] >= retain_before - 0.01 - 1e-9
+
+
+def test_mislabelled_target_needs_held_out_rows_and_class_labels():
+    model, x, given, wrong, _, _ = mislabelled_model()
+    method = assd.get_method("assd-auto", target="mislabelled")
+    with pytest.raises(ValueError, match="held-out rows"):
+        method.unlearn(model, forget=batches(x[wrong], given[wrong]), data=batches(x, given),
+                       evaluate={"retain": batches(x[~wrong], given[~wrong])})  # fmt: skip

@@ -35,6 +35,15 @@ would do with them; nothing in it is tuned per data set:
   cannot tell them apart on average. Rows with wrong labels: the loss is
   taken on the labels as given, so it is met once the model no longer fits
   those labels better than it fits unseen rows' labels.
+- ``"mislabelled"`` (rows whose labels are known to be wrong, e.g. found by
+  ``assd find-errors``): the forget rows are predicted with their given label
+  no more often than a model that never saw them would predict it by mistake.
+  That rate is read off the held-out rows ``evaluate["test"]`` before any
+  dampening: for each label, the share of held-out rows of *other* labels that
+  the model predicts as it (the label's false-positive rate), averaged over the
+  forget rows' labels. The "rows" target stops too early here: wrong labels
+  stop being fitted better than held-out rows long before the model stops
+  predicting them.
 - ``"auto"`` (default): ``"group"`` when no retained row carries any of the
   forget rows' labels (whole classes), else ``"rows"``. A sub-class shares
   its label with retained rows, so say ``target="group"`` for one.
@@ -70,7 +79,7 @@ __all__ = ["AutoASSD"]
 
 log = logging.getLogger("assd")
 
-TARGETS = ("auto", "rows", "group")
+TARGETS = ("auto", "rows", "group", "mislabelled")
 MIN_BASE_RATE = 0.01  # a whole class: at most 1 % (or one row) may keep its label
 
 
@@ -82,7 +91,8 @@ class AutoASSD(ASSD):
     and, for ``target="rows"``, held-out rows (``"test"``).
 
     Args:
-        target: ``"auto"``, ``"group"`` or ``"rows"``: what being forgotten means.
+        target: ``"auto"``, ``"group"``, ``"rows"`` or ``"mislabelled"``: what being
+            forgotten means.
         guard: the retain guard's limit (default 0.01: one accuracy point).
         on_guard: ``"back-off"`` (default: stop at the strongest dampening the
             guard allows) or ``"refuse"`` (raise if the target cannot be met within it).
@@ -114,21 +124,24 @@ class AutoASSD(ASSD):
         batch_fn = self.importance_options["batch_fn"]
         forget_labels, retain_labels = (_labels(sets[k], batch_fn) for k in ("forget", "retain"))
         kind = self._kind(forget_labels, retain_labels)
+        if kind in ("rows", "mislabelled") and "test" not in sets:
+            raise ValueError(
+                f"assd-auto with target={kind!r} compares the forget rows with held-out rows: "
+                "pass evaluate={'test': ...} (labelled rows the model never trained on), "
+                "or target='group' for a class or sub-class."
+            )
         if kind == "rows":
-            if "test" not in sets:
-                raise ValueError(
-                    "assd-auto with target='rows' compares the forget rows with held-out rows: "
-                    "pass evaluate={'test': ...} (labelled rows the model never trained on), "
-                    "or target='group' for a class or sub-class."
-                )
             return _rows_target
+        if kind == "mislabelled":
+            return _mislabelled_target(forget_labels)
         share = float(torch.isin(retain_labels, forget_labels.unique()).double().mean())
         return _group_target(max(share, MIN_BASE_RATE, 1 / len(forget_labels)))
 
     def _kind(self, forget_labels: torch.Tensor, retain_labels: torch.Tensor) -> str:
         if self.target_kind != "auto":
-            if self.target_kind == "group" and forget_labels.is_floating_point():
-                raise ValueError("target='group' needs class labels; use 'rows' for regression.")
+            if self.target_kind in ("group", "mislabelled") and forget_labels.is_floating_point():
+                raise ValueError(f"target={self.target_kind!r} needs class labels; use 'rows' "
+                                 "for regression.")  # fmt: skip
             return self.target_kind
         if forget_labels.is_floating_point():
             return "rows"
@@ -191,7 +204,7 @@ class AutoASSD(ASSD):
 
 
 def _figure(target: dict) -> str:
-    if target["kind"] == "group":
+    if target["kind"] in ("group", "mislabelled"):
         return f"forget-row accuracy {100 * target['forget_accuracy']:.1f} %"
     return (
         f"forget-row mean loss {target['forget_loss']:.4g} (held-out {target['held_out_loss']:.4g})"
@@ -242,3 +255,39 @@ def _group_target(base_rate: float):
                            "among retained rows."}  # fmt: skip
 
     return target
+
+
+def _mislabelled_target(forget_labels: torch.Tensor):
+    def target(before: dict, after: dict) -> dict:
+        limit = chance_of_wrong_label(before["test"].confusion, forget_labels)
+        acc = after["forget"].accuracy
+        met = acc <= limit + 1e-12
+        word = "met" if met else "NOT met"
+        verdict = (f"Forget target (mislabelled) {word}: the forget rows' given labels are "
+                   f"predicted for {100 * acc:.1f} % of them vs {100 * limit:.1f} % expected by "
+                   "mistake (held-out false-positive rate of those labels).")  # fmt: skip
+        return {"kind": "mislabelled", "met": met, "forget_accuracy": round(acc, 6),
+                "mistake_rate": round(limit, 6), "verdict": verdict}  # fmt: skip
+
+    return target
+
+
+def chance_of_wrong_label(confusion: torch.Tensor | None, labels: torch.Tensor) -> float:
+    """How often a model predicts each of ``labels`` for a row whose true label differs,
+    averaged over ``labels``: from a held-out ``(true, predicted)`` count matrix.
+
+    Example:
+        >>> counts = torch.tensor([[8, 2], [4, 6]])  # 2 of 10 zeros called 1, 4 of 10 ones called 0
+        >>> chance_of_wrong_label(counts, torch.tensor([1, 1, 0]))  # (0.2 + 0.2 + 0.4) / 3
+        0.26666666666666666
+    """
+    if confusion is None:
+        raise ValueError("target='mislabelled' needs class predictions on the held-out rows "
+                         "(evaluate['test'] with one integer label per row).")  # fmt: skip
+    confusion = confusion.double()
+    predicted = confusion.sum(0) - confusion.diagonal()  # rows of other labels predicted as c
+    others = confusion.sum() - confusion.sum(1)  # held-out rows whose label is not c
+    if int(labels.max()) >= len(others):
+        raise ValueError("a forget row's label is outside the model's classes.")
+    rate = predicted / others.clamp(min=1)
+    return float(rate[labels.long()].mean())
