@@ -308,3 +308,29 @@ def test_mislabelled_target_needs_held_out_rows_and_class_labels():
     with pytest.raises(ValueError, match="held-out rows"):
         method.unlearn(model, forget=batches(x[wrong], given[wrong]), data=batches(x, given),
                        evaluate={"retain": batches(x[~wrong], given[~wrong])})  # fmt: skip
+
+
+def test_train_mode_importance_on_batchnorm_keeps_running_statistics_and_the_guard():
+    """train_mode=True once moved BatchNorm's running statistics during the importance passes
+    and collapsed retain accuracy silently; the statistics must stay and the guard must hold."""
+    x, y = one_hot_data(seed=4, n=300)
+    x = x * 5 + 3  # far from zero mean / unit variance: moved statistics would show
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.BatchNorm1d(32),
+                                torch.nn.ReLU(), torch.nn.Linear(32, 4))  # fmt: skip
+    fit(model, assd.TensorData(x, y, batch_size=60, shuffle=True), epochs=15, lr=0.02,
+        optimizer="adam")  # fmt: skip
+    model.eval()
+    user_state = copy.deepcopy(model.state_dict())
+    keep = y != 3
+    result = assd.ASSD(train_mode=True, estimator="batch", reference="full", guard=0.01).unlearn(
+        model, forget=batches(x[~keep], y[~keep]), data=batches(x, y),
+        evaluate={"retain": batches(x[keep], y[keep])})  # fmt: skip
+    for name, value in user_state.items():
+        assert torch.equal(model.state_dict()[name], value), name  # the user's model untouched
+    new_buffers = dict(result.model.named_buffers())
+    for name, value in model.named_buffers():
+        assert torch.equal(new_buffers[name], value), name  # running statistics not moved
+    before, after = acc_loss(model, x[keep], y[keep])[0], acc_loss(result.model, x[keep], y[keep])[0]
+    assert result.outcome.after["retain"].accuracy == pytest.approx(after, abs=1e-12)
+    assert after >= before - 0.01 - 1e-9
