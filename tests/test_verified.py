@@ -331,6 +331,7 @@ def test_train_mode_importance_on_batchnorm_keeps_running_statistics_and_the_gua
     new_buffers = dict(result.model.named_buffers())
     for name, value in model.named_buffers():
         assert torch.equal(new_buffers[name], value), name  # running statistics not moved
-    before, after = acc_loss(model, x[keep], y[keep])[0], acc_loss(result.model, x[keep], y[keep])[0]
+    before = acc_loss(model, x[keep], y[keep])[0]
+    after = acc_loss(result.model, x[keep], y[keep])[0]
     assert result.outcome.after["retain"].accuracy == pytest.approx(after, abs=1e-12)
     assert after >= before - 0.01 - 1e-9
