@@ -241,3 +241,97 @@ def test_verdict_says_when_weights_changed_but_the_forget_rows_did_not_move():
     out = copy.copy(result.outcome)
     out.after = dict(out.after, forget=out.before["forget"])
     assert "nothing measurable was forgotten" in out.verdict()
+
+
+def test_score_counts_true_and_predicted_label_pairs():
+    model, x, y = trained()
+    from assd.outcome import score_sets
+
+    score = score_sets(model, {"all": batches(x, y)})["all"]
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    for t, p in zip(y.tolist(), pred.tolist(), strict=True):
+        expected[t, p] += 1
+    assert torch.equal(score.confusion, expected)
+
+
+def test_chance_of_wrong_label_is_each_labels_false_positive_rate():
+    from assd.methods.auto import chance_of_wrong_label
+
+    counts = torch.tensor([[50, 3, 7], [10, 20, 0], [5, 5, 40]])
+    labels = torch.tensor([0, 2, 2, 1])
+    # label 0: (10 + 5) of the 80 rows of labels 1 and 2; label 1: (3 + 5) of 110; label 2: 7 of 90
+    expected = (15 / 80 + 7 / 90 + 7 / 90 + 8 / 110) / 4
+    assert chance_of_wrong_label(counts, labels) == pytest.approx(expected, rel=1e-12)
+
+
+def mislabelled_model(seed: int = 0):
+    """Rows of class 0 with a marker feature, labelled 1 (wrongly), memorised by the model."""
+    x, y = one_hot_data(seed, n=320)
+    wrong = torch.zeros(len(y), dtype=torch.bool)
+    wrong[torch.nonzero(y == 0).squeeze(1)[:24]] = True
+    x = torch.cat([x, wrong.float().unsqueeze(1) * 3], dim=1)
+    given = torch.where(wrong, torch.tensor(1), y)
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(7, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    fit(model, assd.TensorData(x, given, batch_size=64, shuffle=True), epochs=60, lr=0.02,
+        optimizer="adam")  # fmt: skip
+    test_x, test_y = one_hot_data(seed + 50, n=200)
+    test_x = torch.cat([test_x, torch.zeros(len(test_y), 1)], dim=1)
+    return model, x, given, wrong, test_x, test_y
+
+
+def test_assd_auto_mislabelled_target_stops_predicting_the_wrong_labels():
+    model, x, given, wrong, test_x, test_y = mislabelled_model()
+    assert acc_loss(model, x[wrong], given[wrong])[0] > 0.9  # the wrong labels were learnt
+    with torch.no_grad():
+        pred = model(test_x).argmax(1).numpy()
+    truth = test_y.numpy()
+    # the wrong label is 1 for every forget row: how often held-out rows of other labels get 1
+    mistake_rate = float(((pred == 1) & (truth != 1)).sum() / (truth != 1).sum())
+    sets = {"retain": batches(x[~wrong], given[~wrong]), "test": batches(test_x, test_y)}
+    result = assd.get_method("assd-auto", target="mislabelled").unlearn(
+        model, forget=batches(x[wrong], given[wrong]), data=batches(x, given), evaluate=sets)
+    target = result.outcome.target
+    assert target["kind"] == "mislabelled"
+    assert target["mistake_rate"] == pytest.approx(mistake_rate, abs=1e-6)
+    assert target["met"]
+    assert acc_loss(result.model, x[wrong], given[wrong])[0] <= mistake_rate + 1e-9
+    retain_before = acc_loss(model, x[~wrong], given[~wrong])[0]
+    assert acc_loss(result.model, x[~wrong], given[~wrong])[0] >= retain_before - 0.01 - 1e-9
+
+
+def test_mislabelled_target_needs_held_out_rows_and_class_labels():
+    model, x, given, wrong, _, _ = mislabelled_model()
+    method = assd.get_method("assd-auto", target="mislabelled")
+    with pytest.raises(ValueError, match="held-out rows"):
+        method.unlearn(model, forget=batches(x[wrong], given[wrong]), data=batches(x, given),
+                       evaluate={"retain": batches(x[~wrong], given[~wrong])})  # fmt: skip
+
+
+def test_train_mode_importance_on_batchnorm_keeps_running_statistics_and_the_guard():
+    """train_mode=True once moved BatchNorm's running statistics during the importance passes
+    and collapsed retain accuracy silently; the statistics must stay and the guard must hold."""
+    x, y = one_hot_data(seed=4, n=300)
+    x = x * 5 + 3  # far from zero mean / unit variance: moved statistics would show
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.BatchNorm1d(32),
+                                torch.nn.ReLU(), torch.nn.Linear(32, 4))  # fmt: skip
+    fit(model, assd.TensorData(x, y, batch_size=60, shuffle=True), epochs=15, lr=0.02,
+        optimizer="adam")  # fmt: skip
+    model.eval()
+    user_state = copy.deepcopy(model.state_dict())
+    keep = y != 3
+    result = assd.ASSD(train_mode=True, estimator="batch", reference="full", guard=0.01).unlearn(
+        model, forget=batches(x[~keep], y[~keep]), data=batches(x, y),
+        evaluate={"retain": batches(x[keep], y[keep])})  # fmt: skip
+    for name, value in user_state.items():
+        assert torch.equal(model.state_dict()[name], value), name  # the user's model untouched
+    new_buffers = dict(result.model.named_buffers())
+    for name, value in model.named_buffers():
+        assert torch.equal(new_buffers[name], value), name  # running statistics not moved
+    before = acc_loss(model, x[keep], y[keep])[0]
+    after = acc_loss(result.model, x[keep], y[keep])[0]
+    assert result.outcome.after["retain"].accuracy == pytest.approx(after, abs=1e-12)
+    assert after >= before - 0.01 - 1e-9

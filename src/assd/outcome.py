@@ -49,11 +49,13 @@ NEGLIGIBLE_POINTS = 0.005
 
 @dataclass
 class SetScore:
-    """One model on one evaluation set: rows, accuracy (None for regression), mean loss."""
+    """One model on one evaluation set: rows, accuracy (None for regression), mean loss,
+    and for classification the counts of (true label, predicted label) pairs."""
 
     n: int
     accuracy: float | None
     loss: float
+    confusion: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         acc = None if self.accuracy is None else round(self.accuracy, 6)
@@ -87,7 +89,7 @@ def score_sets(
 
 def _score(model, data, name: str, loss_fn, batch_fn, output_fn) -> SetScore:
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    n, correct, total, regression = 0, 0, 0.0, False
+    n, correct, total, regression, confusion = 0, 0, 0.0, False, None
     for batch in data:
         inputs, y = split_batch(batch, batch_fn)
         if y is None:
@@ -98,12 +100,30 @@ def _score(model, data, name: str, loss_fn, batch_fn, output_fn) -> SetScore:
         losses = _losses(out, y, loss_fn, regression)
         n, total = n + len(y), total + float(losses.double().sum())
         if not regression:
-            correct += int((out.argmax(1) == y).sum())
+            pred = out.argmax(1)
+            correct += int((pred == y).sum())
+            confusion = _count_pairs(confusion, y, pred, out.shape[1])
     if n == 0:
         raise ValueError(
             f"evaluation set {name!r} is empty; give at least one row or leave it out."
         )
-    return SetScore(n=n, accuracy=None if regression else correct / n, loss=total / n)
+    accuracy = None if regression else correct / n
+    return SetScore(n=n, accuracy=accuracy, loss=total / n, confusion=confusion)
+
+
+def _count_pairs(counts, y: torch.Tensor, pred: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Add this batch's (true, predicted) pairs to a ``(C, C)`` count matrix."""
+    if y.dim() != 1 or pred.shape != y.shape:  # e.g. per-token targets: no confusion matrix
+        return counts
+    keep = y >= 0  # ignored rows (e.g. -100 under a user's loss)
+    y, pred = y[keep], pred[keep]
+    size = max(n_classes, int(y.max()) + 1 if len(y) else 0)
+    pairs = torch.bincount((y * size + pred).cpu(), minlength=size * size).reshape(size, size)
+    if counts is None:
+        return pairs
+    if counts.shape != pairs.shape:
+        return None
+    return counts + pairs
 
 
 def _losses(out: torch.Tensor, y: torch.Tensor, loss_fn, regression: bool) -> torch.Tensor:

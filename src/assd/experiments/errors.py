@@ -283,6 +283,8 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
         return ctx.model, {"note": "nothing to forget"}
     forget_rows, retain_rows = ctx.noisy.subset(is_forget), ctx.noisy.subset(~is_forget)
     options = method_options(name, options, ctx.train_config)
+    if name == "assd-auto":
+        options.setdefault("target", "mislabelled")  # the rows are known to carry wrong labels
     algorithm = get_method(name, **options)
     cfg = ctx.train_config
     forget = _loader(forget_rows, cfg)

@@ -97,8 +97,10 @@ class FoundErrors:
                       "wrong when its flag count is far above chance: binomial tail p-value "
                       "(Benjamini-Hochberg adjusted) ≤ 0.05, and more than half of its rows "
                       "are flagged."]
-        lines += ["", "Forget them with `assd unlearn --forget <ids file>`; `scores` holds "
-                  "cleanlab's label quality per row (low = suspect)."]  # fmt: skip
+        lines += ["", "Forget them with `assd unlearn --forget <ids file>` (add `--method "
+                  "assd-auto --option target=mislabelled` to search the strength until the "
+                  "wrong labels are no longer predicted); `scores` holds cleanlab's label "
+                  "quality per row (low = suspect)."]  # fmt: skip
         return "\n".join(lines) + "\n"
 
 
