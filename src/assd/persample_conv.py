@@ -144,14 +144,12 @@ def _grouped(module: nn.Module, a: torch.Tensor, delta: torch.Tensor, geometry):
 
 def _looped(module, a, delta, geometry, *, absolute: bool, keep: bool):
     """One sample at a time: its gradient (one product per group) added, squared, to the
-    sum while in cache; also the plain sum if ``keep``."""
+    sum while in cache; also the plain sum (one product over all samples) if ``keep``."""
     columns, d = _unfolded(module, a, delta, geometry)
     weight = columns.new_zeros(d.shape[1], d.shape[2], columns.shape[2])
-    total = torch.zeros_like(weight) if keep else None
+    total = torch.einsum("bgol,bgil->goi", d, columns) if keep else None
     for i in range(len(d)):
         g = torch.bmm(d[i], columns[i].transpose(1, 2))
-        if keep:
-            total.add_(g)
         if absolute:
             weight.add_(g.abs_())
         else:
