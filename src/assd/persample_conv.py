@@ -79,21 +79,14 @@ def conv_sums(module: nn.Module, a: torch.Tensor, delta: torch.Tensor, *,
     method = method or conv_method(module, delta)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    rule = {"grouped": _grouped, "loop": _looped, "unfold": _unfold}[method]
     keep = totals is not None
-    if method == "loop":
-        weight, total = _looped(module, a, delta, geometry, absolute=absolute, keep=keep)
-    elif method == "grouped":
-        weight, total = _grouped(module, a, delta, geometry, absolute=absolute, keep=keep)
-    else:
-        columns, d = _unfolded(module, a, delta, geometry)
-        grads = torch.einsum("bgol,bgil->bgoi", d, columns).flatten(1)
-        total = grads.sum(0) if keep else None
-        weight = (grads.abs_() if absolute else grads.square_()).sum(0)
+    weight, total = rule(module, a, delta, geometry, absolute=absolute, keep=keep)
     sums = {"weight": weight.reshape(module.weight.shape)}
     if keep:
         totals["weight"] = total.reshape(module.weight.shape)
     if module.bias is not None:
-        bias = delta.sum((2, 3))
+        bias = delta.sum((2, 3))  # (B, out)
         if keep:
             totals["bias"] = bias.sum(0)
         sums["bias"] = (bias.abs_() if absolute else bias.square_()).sum(0)
@@ -128,6 +121,14 @@ def _unfolded(module: nn.Module, a: torch.Tensor, delta: torch.Tensor, geometry)
     columns = F.unfold(a, kernel, dilation=dilation, padding=padding, stride=stride)
     columns = columns.view(batch, groups, -1, columns.shape[-1])
     return columns, delta.reshape(batch, groups, -1, columns.shape[-1])
+
+
+def _unfold(module, a, delta, geometry, *, absolute: bool, keep: bool):
+    """Every sample's gradient at once (one batched product), squared and summed."""
+    columns, d = _unfolded(module, a, delta, geometry)
+    grads = torch.einsum("bgol,bgil->bgoi", d, columns).flatten(1)
+    total = grads.sum(0) if keep else None
+    return (grads.abs_() if absolute else grads.square_()).sum(0), total
 
 
 def _grouped(module, a, delta, geometry, *, absolute: bool, keep: bool):
