@@ -9,11 +9,11 @@ output gradient against the unfolded input). The sample estimator needs only
 ``grouped``  many output positions (ResNet18's first stages, 32x32 and 16x16):
              a convolution backward with one group per sample forms the ``g_i``
              of a few samples (4 MiB of them) at a time, without ``unfold``
-             (2-3x faster there than the batched product).
+             (1.8-3x faster there than the batched product).
 ``loop``     few positions and large weights (the last stages, 8x8 and 4x4): one
              small product per sample, squared into the sum while it is still in
              cache, instead of writing ``B`` copies of the weight to memory and
-             reading them back (2.5x faster there).
+             reading them back (1.4-3x faster there).
 ``unfold``   small weights: every ``g_i`` by one batched product over ``unfold``'s
              columns, then squared and summed.
 
@@ -160,7 +160,7 @@ def _looped(module, a, delta, geometry, *, absolute: bool, keep: bool):
     columns, d = _unfolded(module, a, delta, geometry)
     weight = columns.new_zeros(d.shape[1], d.shape[2], columns.shape[2])
     total = torch.einsum("bgol,bgil->goi", d, columns) if keep else None
-    g = torch.empty_like(weight)  # reused: 20 % faster on ResNet18's last stage
+    g = torch.empty_like(weight)  # one buffer for all samples: faster than one each
     for i in range(len(d)):
         torch.bmm(d[i], columns[i].transpose(1, 2), out=g)
         if absolute:
