@@ -8,7 +8,7 @@ gradients at all), ``hooks`` (per-layer per-sample gradients from hooks),
 ``torch.func`` (``vmap``) and ``loop`` (one backward per sample).
 
     python benchmarks/sample_estimator.py [--models mlp cnn resnet18 vit-b bert]
-                                          [--rounds 5] [--quick]
+                                          [--rounds 5] [--rows N] [--quick]
 """
 
 from __future__ import annotations
@@ -71,9 +71,10 @@ def measure(name: str, *, rounds: int, rows: int) -> dict:
             "ratio": ratio(times, "sample", "batch"), "paths": paths}  # fmt: skip
 
 
-def run(*, models: list[str], rounds: int, scale: str) -> str:
+def run(*, models: list[str], rounds: int, scale: str, n_rows: int | None = None) -> str:
     shrink = 8 if scale == "quick" else 1
-    results = [measure(m, rounds=rounds, rows=max(SAMPLES[m] // shrink, 8)) for m in models]
+    results = [measure(m, rounds=rounds, rows=n_rows or max(SAMPLES[m] // shrink, 8))
+               for m in models]  # fmt: skip
     rows = []
     for r in results:
         target = TARGETS.get(r["name"])
@@ -88,10 +89,15 @@ def run(*, models: list[str], rounds: int, scale: str) -> str:
                       markdown_table(head, rows), ""])  # fmt: skip
 
 
+def _rows_option(parser) -> None:
+    parser.add_argument("--rows", type=int, default=None,
+                        help="Rows per pass, for every model (default: SAMPLES).")  # fmt: skip
+
+
 def main() -> None:
-    args = arguments(__doc__)
+    args = arguments(__doc__, extra=_rows_option)
     models = args.models if args.models != ["cnn", "mlp", "resnet18", "vit-b"] else MODELS
-    print(run(models=models, rounds=args.rounds, scale=args.scale))
+    print(run(models=models, rounds=args.rounds, scale=args.scale, n_rows=args.rows))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from torch import nn
 
 from .batches import batch_size_of, forward
 from .objectives import objective_value
+from .persample_conv import conv_sums
 from .persample_fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
 from .persample_layers import embedding_rows, per_sample, unsupported_reason
 from .persample_records import loss_reduction, recorder, same_total
@@ -282,6 +283,14 @@ class SampleEngine:
                 else:
                     acc[name].add_(squares.sum(0))
                     _note(sums, kinds, name, lambda: delta.sum(0), "hooks")
+                done.add(name)
+        elif type(module) in (nn.Conv1d, nn.Conv2d) and single:
+            a, delta = _float(record.a), record.delta.float()
+            totals = {} if sums is not None else None  # first chunk: the batch gradient
+            squares = conv_sums(module, a, delta, absolute=self.objective != "loss", totals=totals)
+            for key, name in single:
+                acc[name].add_(squares[key])
+                _note(sums, kinds, name, lambda key=key: totals[key], "hooks")
                 done.add(name)
         elif isinstance(module, nn.Embedding) and single:
             name = single[0][1]

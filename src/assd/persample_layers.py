@@ -11,7 +11,9 @@ to the layer's output, ``delta`` (one slice per sample), and the layer's input
 - Everything else here (``Linear`` on sequences, ``Conv1d``/``Conv2d`` with any
   stride, dilation, padding and groups, eval-mode ``BatchNorm``, ``LayerNorm``)
   shares its weight across positions: the per-sample gradient is a sum over
-  positions, formed with one batched product per layer (:func:`per_sample`).
+  positions, formed with one batched product per layer (:func:`per_sample`;
+  for convolutions :mod:`assd.persample_conv`, which also sums their squares
+  without holding every sample's gradient).
 - ``Embedding`` gradients are sparse: per sample, the rows it looked up
   (padding rows excluded) with the summed output gradients of their
   positions (:func:`embedding_rows`).
@@ -30,6 +32,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .persample_conv import per_sample_conv
 
 __all__ = ["embedding_rows", "linear_squares", "per_sample", "unsupported_reason"]
 
@@ -70,7 +74,7 @@ def per_sample(module: nn.Module, a: torch.Tensor, delta: torch.Tensor) -> dict:
     if isinstance(module, nn.Linear):
         return _linear(module, a, delta)
     if type(module) in _INPUT_DIMS:
-        return _conv(module, a, delta)
+        return per_sample_conv(module, a, delta)
     if type(module) in _BATCH_NORMS:
         shape = (1, -1) + (1,) * (a.dim() - 2)
         scale = torch.rsqrt(module.running_var.view(shape) + module.eps)
@@ -117,30 +121,6 @@ def _linear(module: nn.Linear, a: torch.Tensor, delta: torch.Tensor) -> dict:
     grads = {"weight": torch.bmm(d3.transpose(1, 2), a3)}
     if module.bias is not None:
         grads["bias"] = d3.sum(1)
-    return grads
-
-
-def _conv(module: nn.Module, a: torch.Tensor, delta: torch.Tensor) -> dict:
-    if a.dim() != _INPUT_DIMS[type(module)]:
-        raise ValueError("unbatched convolution input")
-    kernel, stride, padding, dilation = (
-        module.kernel_size,
-        module.stride,
-        module.padding,
-        module.dilation,
-    )
-    if isinstance(module, nn.Conv1d):  # as a 2-D convolution of height 1
-        a, delta = a.unsqueeze(2), delta.unsqueeze(2)
-        kernel, stride = (1, *kernel), (1, *stride)
-        padding, dilation = (0, *padding), (1, *dilation)
-    batch, groups = a.shape[0], module.groups
-    columns = F.unfold(a, kernel, dilation=dilation, padding=padding, stride=stride)
-    columns = columns.view(batch, groups, -1, columns.shape[-1])  # (B, G, in/G * k, L)
-    d = delta.reshape(batch, groups, -1, columns.shape[-1])  # (B, G, out/G, L)
-    weight = torch.einsum("bgol,bgil->bgoi", d, columns).reshape(batch, *module.weight.shape)
-    grads = {"weight": weight}
-    if module.bias is not None:
-        grads["bias"] = d.sum(-1).reshape(batch, -1)
     return grads
 
 
