@@ -26,6 +26,7 @@ from .. import methods as registry
 from ..batches import TensorData
 from ..checkpoints import check_finite
 from ..fingerprint import fingerprint
+from ..importance import compute_importance
 from ..methods.ssd import SSD
 from ..metrics import accuracy
 from .cache import cached_importance, data_key
@@ -202,12 +203,16 @@ def dampen_rows(
         result = algorithm.unlearn(model, forget=forget_data, retain=_batches(retain, config),
                                    n_data=len(train), evaluate=evaluate)  # fmt: skip
         return result, info
-    key = data_key(train.x, train.y)
     tick = time.perf_counter()
-    full, info = cached_importance(
-        model, _batches(train, config), options=options, data_key=key, folder=folder, memo=memo,
-        progress=progress,
-    )  # fmt: skip
+    if folder is None and memo is None:  # no cache to look up or fill: no data key to hash
+        full = compute_importance(model, _batches(train, config), fingerprint=False,
+                                  progress=progress, **options)  # fmt: skip
+        info = {"path": None, "hit": False, "saved": False}
+    else:
+        full, info = cached_importance(
+            model, _batches(train, config), options=options, data_key=data_key(train.x, train.y),
+            folder=folder, memo=memo, progress=progress,
+        )  # fmt: skip
     info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
     info["paths"] = full.path_counts() or None  # per-sample paths, by parameter elements
     # with reference="retain" the method derives I_retain = (n I_D - k I_Df) / (n - k) exactly
