@@ -134,3 +134,26 @@ def test_table_request_without_a_cache_hashes_no_data_key(monkeypatch, tmp_path)
     assert report["importance_cache"]["hit"] is False
     for a, b in zip(cached.model.parameters(), new.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_table_cache_key_is_the_order_free_digest_of_the_training_rows(tmp_path):
+    """The check that the table is the training data already hashes its rows in id order;
+    the sample estimator's cached importance (a sum over rows) is keyed by that digest, so
+    a re-sorted copy of the table finds it, and an edited one does not."""
+    from assd.tabular import TrainConfig, train_table, unlearn_rows
+    from assd.tabular.unlearn import trained_ids
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(200)], "x": rng.random(200),
+                          "c": rng.choice(["a", "b"], 200)})  # fmt: skip
+    frame["label"] = np.where(frame.x > 0.5, "high", "low")
+    trained = train_table(frame, target="label", id_column="id", config=TrainConfig(epochs=1))
+    forget = [str(i) for i in trained_ids(trained, frame)[:8]]
+    first = unlearn_rows(trained, frame, forget, cache_folder=tmp_path)[1]["importance_cache"]
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    again = unlearn_rows(trained, shuffled, forget, cache_folder=tmp_path)[1]["importance_cache"]
+    assert (first["hit"], again["hit"]) == (False, True) and again["path"] == first["path"]
+    row = frame.id == trained_ids(trained, frame)[20]  # a training row, not forgotten
+    edited = frame.assign(x=frame.x.where(~row, 0.123))
+    other = unlearn_rows(trained, edited, forget, cache_folder=tmp_path)[1]["importance_cache"]
+    assert other["hit"] is False and other["path"] != first["path"]
