@@ -137,11 +137,10 @@ class _Rows:
     The sample estimator is a sum over samples, so how rows are grouped does not
     change it (up to float rounding); every step has a fixed cost (hooks, and on
     a CPU each operation on a large tensor wakes the thread pool), so fewer,
-    larger steps are faster: the flights MLP at batch 1024 took 1.3-1.5 s joined
-    into 4,096 rows against 1.6-1.9 s batch by batch (docs/performance.md,
-    section 6). Only 2-D floating-point inputs (rows of features) with 1-D or no
+    larger steps are faster (docs/performance.md, section 6: the flights
+    request). Only 2-D floating-point inputs (rows of features) with 1-D or no
     targets are joined: their models' activations are small per row. Anything
-    else (images, token ids, dict batches) is stepped batch by batch. An error
+    else (images, token ids, several input tensors) is stepped batch by batch. An error
     in a joined step names its first batch.
     """
 

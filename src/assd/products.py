@@ -3,12 +3,12 @@
 The factorised per-sample squares of a ``Linear`` weight (and autograd's own
 weight gradient) are a product that reduces over the batch: ``(B, out)^T``
 times ``(B, in)``, with ``B`` much larger than ``out`` and ``in``. On CPU,
-MKL runs this shape badly with more than one thread under
-``OMP_WAIT_POLICY=PASSIVE``: 1024 x 100 x 3 took 0.53 ms on two threads and
-0.03 ms on one (``benchmarks/table_request.py``'s machine, torch 2.13). Cut
-into one equal slice of rows per thread and run as one batched product
-(each thread takes a slice), then summed, it took 0.02 ms; the 134 x 100
-layer of the flights MLP went from 1.1 ms to 0.23 ms.
+MKL runs this shape slowly with more than one thread (on 2 shared cores under
+``OMP_WAIT_POLICY=PASSIVE``, 0.55 ms for 1024 x 3 x 100). Cut into one equal
+slice of rows per thread, run as one batched product (each thread takes a
+slice) and summed, it took 0.036 ms, and the flights MLP's 1024 x 100 x 134
+layer 0.30 ms instead of 0.83 ms (``python benchmarks/row_product.py
+--rounds 5``; docs/performance.md, section 6).
 
 Example:
     >>> import torch
