@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
-from .contract import check_targets, model_errors
+from .contract import BatchError, check_targets, model_errors
 from .objectives import OBJECTIVES, add_, objective_value
 from .parameters import all_finite, model_device, set_mode
 from .persample import SampleEngine, rows_per_chunk
@@ -141,11 +141,12 @@ class _Rows:
     request). Only 2-D floating-point inputs (rows of features) with 1-D or no
     targets are joined: their models' activations are small per row. Anything
     else (images, token ids, several input tensors) is stepped batch by batch. An error
-    in a joined step names its first batch.
+    in a joined step is named by the batch that raises it on its own (the
+    step's batches are rerun one by one to find it; the sums are abandoned).
     """
 
     def __init__(self, step):
-        self.step, self.parts, self.size, self.index = step, [], 0, 0
+        self.step, self.parts, self.size = step, [], 0
 
     def add(self, index: int, inputs, targets, size: int) -> None:
         if not self._joins(inputs, targets):
@@ -154,9 +155,7 @@ class _Rows:
                 with model_errors("importance pass", index):
                     self.step(inputs, targets)
                 return
-        if not self.parts:
-            self.index = index
-        self.parts.append((inputs, targets))
+        self.parts.append((index, inputs, targets))
         self.size += size
         if self.size >= MERGE_ROWS:
             self.flush()
@@ -164,7 +163,7 @@ class _Rows:
     def _joins(self, inputs, targets) -> bool:
         if not self.parts:
             return True
-        x, y = self.parts[0]
+        _, x, y = self.parts[0]
         if not _table_rows(inputs, targets) or (targets is None) != (y is None):
             return False
         same = [(inputs, x)] + ([] if y is None else [(targets, y)])
@@ -175,12 +174,20 @@ class _Rows:
     def flush(self) -> None:
         if not self.parts:
             return
-        xs, ys = zip(*self.parts, strict=True)
-        x = xs[0] if len(xs) == 1 else torch.cat(xs)
-        y = None if ys[0] is None else ys[0] if len(ys) == 1 else torch.cat(ys)
-        self.parts, self.size = [], 0
-        with model_errors("importance pass", self.index):
-            self.step(x, y)
+        parts, self.parts, self.size = self.parts, [], 0
+        if len(parts) == 1:
+            with model_errors("importance pass", parts[0][0]):
+                self.step(*parts[0][1:])
+            return
+        _, xs, ys = zip(*parts, strict=True)
+        try:
+            with model_errors("importance pass", parts[0][0]):
+                self.step(torch.cat(xs), None if ys[0] is None else torch.cat(ys))
+        except BatchError:
+            for index, x, y in parts:  # name the batch that fails on its own, if one does
+                with model_errors("importance pass", index):
+                    self.step(x, y)
+            raise
 
 
 def _table_rows(inputs, targets) -> bool:
