@@ -71,8 +71,8 @@ DEFAULT_BUDGET = 512 * 2**20
 # gradient (an extra backward with weight gradients), is this many rows at most; the rest of
 # the first batch takes the ordinary path. Any row that reaches a parameter through a use
 # outside its layer shows the mismatch, and on small tensors the check's extra operations
-# run single-threaded (a pass over 1,000 MLP rows: 2.7x a plain pass before, see
-# docs/performance.md, section 6).
+# run single-threaded (the pass over the MLP's 1,000 forget rows was 2.8x a plain pass with
+# the check on the whole batch: docs/performance.md, section 1).
 CHECK_ROWS = 64
 
 
