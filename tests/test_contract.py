@@ -218,24 +218,29 @@ class Fails(nn.Module):
     def __init__(self, fail_on: int):
         super().__init__()
         self.linear, self.fail_on, self.seen = nn.Linear(4, 3), fail_on, 0
+        self.armed = False  # then also fail on any batch holding a MARK row
 
     def forward(self, x):
         self.seen += 1
-        if self.seen == self.fail_on:
+        if self.seen == self.fail_on or (self.armed and (x[:, 0] == MARK).any()):
             raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x5 and 4x3)")
         return self.linear(x)
 
 
+MARK = 999.0  # an input row Fails cannot take once armed
+
+
 def test_an_error_inside_the_model_names_the_pass_the_batch_and_the_fix():
     x, y = toy(12)
-    data = TensorData(x, y, batch_size=4)  # 3 batches, plus one probe call before the first
-    model = Fails(fail_on=100)
-    forget = TensorData(x[:8], y[:8], batch_size=4)
-    model.fail_on = 1 + 3 + 1 + 2  # data: probe + 3 batches; forget: probe, batch 0, batch 1
+    x[5, 0] = MARK  # a row of batch 1 (batches of 4)
+    model = Fails(fail_on=-1)
+    saved = compute_importance(model, TensorData(x, y), estimator="sample", reference="full")
+    model.armed = True  # the pass over the forget set fails on batch 1, and says so
     with pytest.raises(
         BatchError, match=r"forget set \(forget=\), batch 1.*RuntimeError: mat1"
     ) as info:
-        assd.ASSD().unlearn(model, forget=forget, data=data)
+        assd.ASSD().unlearn(model, forget=TensorData(x[:8], y[:8], batch_size=4),
+                            importance=saved)  # fmt: skip
     assert "Likely fix: the batch's inputs do not fit the model" in str(info.value)
     assert isinstance(info.value.__cause__, RuntimeError)
 

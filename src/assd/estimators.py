@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
-from .contract import check_targets, model_errors
+from .contract import BatchError, check_targets, model_errors
 from .objectives import OBJECTIVES, add_, objective_value
 from .parameters import all_finite, model_device, set_mode
 from .persample import SampleEngine, rows_per_chunk
@@ -97,6 +97,7 @@ def accumulate(
     if estimator == "sample":
         budget = default_memory_budget(device) if max_memory is None else max_memory
         engine = SampleEngine(model, params, objective=objective, loss_fn=loss_fn, budget=budget)
+        rows = _Rows(lambda x, y: engine.step(by_name, x, y))
         by_name = dict(zip(names, acc, strict=True))
     n_classes = None  # the output width, probed once when the default cross-entropy is used
     with set_mode(model, train=train_mode):
@@ -112,17 +113,89 @@ def accumulate(
                     check_targets(targets, n_rows=size, n_classes=None, index=index)
                     n_classes = _output_width(model, inputs, index) or 0
                 check_targets(targets, n_rows=size, n_classes=n_classes or None, index=index)
-            with model_errors("importance pass", index):  # say where it failed, and the fix
-                if engine is None:
+            if engine is None:
+                with model_errors("importance pass", index):  # say where it failed, and the fix
                     logits = forward(model, inputs)
                     _batch_step(params, names, acc, logits, targets, objective, loss_fn)
-                else:
-                    engine.step(by_name, inputs, targets)
+            else:
+                rows.add(index, inputs, targets, size)
             n_samples += size
             n_batches += 1
             first_size = first_size or size
+        if engine is not None:
+            rows.flush()
     paths = dict(engine.paths) if engine is not None else None
     return Sums(names, acc, n_samples, n_batches, first_size, paths)
+
+
+MERGE_ROWS = 4096  # rows of a table per step of the sample estimator (see _Rows)
+
+
+class _Rows:
+    """Consecutive batches of table rows, joined into steps of up to ``MERGE_ROWS`` rows.
+
+    The sample estimator is a sum over samples, so how rows are grouped does not
+    change it (up to float rounding); every step has a fixed cost (hooks, and on
+    a CPU each operation on a large tensor wakes the thread pool), so fewer,
+    larger steps are faster (docs/performance.md, section 6: the flights
+    request). Only 2-D floating-point inputs (rows of features) with 1-D or no
+    targets are joined: their models' activations are small per row. Anything
+    else (images, token ids, several input tensors) is stepped batch by batch. An error
+    in a joined step is named by the batch that raises it on its own (the
+    step's batches are rerun one by one to find it; the sums are abandoned).
+    """
+
+    def __init__(self, step):
+        self.step, self.parts, self.size = step, [], 0
+
+    def add(self, index: int, inputs, targets, size: int) -> None:
+        if not self._joins(inputs, targets):
+            self.flush()
+            if not _table_rows(inputs, targets):
+                with model_errors("importance pass", index):
+                    self.step(inputs, targets)
+                return
+        self.parts.append((index, inputs, targets))
+        self.size += size
+        if self.size >= MERGE_ROWS:
+            self.flush()
+
+    def _joins(self, inputs, targets) -> bool:
+        if not self.parts:
+            return True
+        _, x, y = self.parts[0]
+        if not _table_rows(inputs, targets) or (targets is None) != (y is None):
+            return False
+        same = [(inputs, x)] + ([] if y is None else [(targets, y)])
+        return inputs.shape[1] == x.shape[1] and all(
+            a.dtype == b.dtype and a.device == b.device for a, b in same
+        )
+
+    def flush(self) -> None:
+        if not self.parts:
+            return
+        parts, self.parts, self.size = self.parts, [], 0
+        if len(parts) == 1:
+            with model_errors("importance pass", parts[0][0]):
+                self.step(*parts[0][1:])
+            return
+        _, xs, ys = zip(*parts, strict=True)
+        try:
+            with model_errors("importance pass", parts[0][0]):
+                self.step(torch.cat(xs), None if ys[0] is None else torch.cat(ys))
+        except BatchError:
+            for index, x, y in parts:  # name the batch that fails on its own, if one does
+                with model_errors("importance pass", index):
+                    self.step(x, y)
+            raise
+
+
+def _table_rows(inputs, targets) -> bool:
+    """Whether a batch is rows of features: a 2-D float tensor, 1-D or no targets."""
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() != 2:
+        return False
+    one_d = targets is None or (isinstance(targets, torch.Tensor) and targets.dim() == 1)
+    return inputs.is_floating_point() and one_d
 
 
 def _output_width(model: nn.Module, inputs, index: int) -> int | None:

@@ -59,6 +59,7 @@ from .persample_conv import conv_sums
 from .persample_fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
 from .persample_layers import embedding_rows, per_sample, unsupported_reason
 from .persample_records import loss_reduction, recorder, same_total
+from .products import add_row_product_
 
 __all__ = ["PATHS", "SampleEngine", "rows_per_chunk"]
 
@@ -66,6 +67,13 @@ log = logging.getLogger("assd")
 
 PATHS = ("factorised", "hooks", "torch.func", "loop", "unused")
 DEFAULT_BUDGET = 512 * 2**20
+# The first chunk, which decides the paths and checks the hooks against autograd's batch
+# gradient (an extra backward with weight gradients), is this many rows at most; the rest of
+# the first batch takes the ordinary path. Any row that reaches a parameter through a use
+# outside its layer shows the mismatch, and on small tensors the check's extra operations
+# run single-threaded (the pass over the MLP's 1,000 forget rows was 2.8x a plain pass with
+# the check on the whole batch: docs/performance.md, section 1).
+CHECK_ROWS = 64
 
 
 class SampleEngine:
@@ -97,8 +105,9 @@ class SampleEngine:
         size = batch_size_of(inputs)
         start = 0
         while self.owned and start < size:
-            rows = self._hook_rows()
-            self._hook_pass(acc, *slice_batch(inputs, targets, start, rows), first=not self.paths)
+            first = not self.paths  # checked on a small slice: see CHECK_ROWS
+            rows = min(self._hook_rows(), CHECK_ROWS) if first else self._hook_rows()
+            self._hook_pass(acc, *slice_batch(inputs, targets, start, rows), first=first)
             start += rows
         if not self.paths:  # nothing on the hooks: every parameter takes the fallback
             self._settle({})
@@ -278,8 +287,9 @@ class SampleEngine:
             squares = delta.square() if single else None
             for key, name in single:
                 if key == "weight":
-                    acc[name].addmm_(squares.T, a.square())  # = linear_squares(a, delta)
-                    _note(sums, kinds, name, lambda: delta.T @ a, "factorised")
+                    add_row_product_(acc[name], squares, a.square())  # = linear_squares(a, delta)
+                    total = lambda w=acc[name]: add_row_product_(torch.zeros_like(w), delta, a)  # noqa: E731
+                    _note(sums, kinds, name, total, "factorised")
                 else:
                     acc[name].add_(squares.sum(0))
                     _note(sums, kinds, name, lambda: delta.sum(0), "hooks")

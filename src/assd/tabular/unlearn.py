@@ -26,11 +26,12 @@ from .. import methods as registry
 from ..batches import TensorData
 from ..checkpoints import check_finite
 from ..fingerprint import fingerprint
+from ..importance import compute_importance
 from ..methods.ssd import SSD
 from ..metrics import accuracy
 from .cache import cached_importance, data_key
 from .model import TabularModel, TrainConfig
-from .pipeline import data_changes, training_rows
+from .pipeline import data_changes, train_set_digest, training_rows
 from .task import Rows, ids_digest
 
 __all__ = [
@@ -96,7 +97,7 @@ def unlearn_rows(
     start = time.perf_counter()
     rows = tabular.task.encode(frame)
     train = training_rows(rows)
-    _check_same_data(tabular, rows)
+    digest = _check_same_data(tabular, rows, train)
     is_forget = _forget_mask(train, rows, forget_ids)
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
@@ -106,7 +107,7 @@ def unlearn_rows(
     held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
     result, cache_info = _run(
         tabular, method, options, train, forget, retain, cache_folder, held_out,
-        progress=progress,
+        progress=progress, digest=digest,
     )
     timings["unlearn"] = time.perf_counter() - start - timings["encode"]
     check_finite(result.model, what=f"the model unlearned with {method!r}")
@@ -135,7 +136,7 @@ def unlearn_rows(
 
 
 def _run(tabular: TabularModel, method: str, options: dict, train, forget, retain, folder,
-         held_out, *, progress: bool = False):  # fmt: skip
+         held_out, *, progress: bool = False, digest: str | None = None):  # fmt: skip
     """Run the method; SSD-family methods take the training importance from the cache."""
     config = tabular.config()
     algorithm = registry.get_method(method, **options)
@@ -144,7 +145,8 @@ def _run(tabular: TabularModel, method: str, options: dict, train, forget, retai
         if algorithm.guard is not None or algorithm.needs_evaluation:
             evaluate = evaluation_batches(forget, retain, held_out, config)
         return dampen_rows(algorithm, tabular.model, train, forget, retain, config,
-                           folder=folder, progress=progress, evaluate=evaluate)  # fmt: skip
+                           folder=folder, progress=progress, evaluate=evaluate,
+                           digest=digest)  # fmt: skip
     loader = config.loader(retain.x, retain.y)
     result = algorithm.unlearn(tabular.model, forget=_batches(forget, config), retain=loader)
     return result, None
@@ -183,10 +185,15 @@ def dampen_rows(
     memo: dict | None = None,
     progress: bool = False,
     evaluate: dict | None = None,
+    digest: str | None = None,
 ):
     """Run an SSD-family ``algorithm`` with the full-data importance from the cache.
 
     ``evaluate``: evaluation sets for the outcome and guard (:func:`evaluation_batches`).
+    ``digest``: the order-free digest of ``train`` if already computed (the check
+    that the table is the training data computes it): the sample estimator's
+    cache key, since its importance is a sum over rows and does not depend on
+    their order; otherwise the rows are hashed in order for the key.
 
     With ``reference="retain"`` and the sample estimator, the retain importance
     is derived exactly from the cached full one (:meth:`assd.Importance.without`).
@@ -202,12 +209,16 @@ def dampen_rows(
         result = algorithm.unlearn(model, forget=forget_data, retain=_batches(retain, config),
                                    n_data=len(train), evaluate=evaluate)  # fmt: skip
         return result, info
-    key = data_key(train.x, train.y)
     tick = time.perf_counter()
-    full, info = cached_importance(
-        model, _batches(train, config), options=options, data_key=key, folder=folder, memo=memo,
-        progress=progress,
-    )  # fmt: skip
+    if folder is None and memo is None:  # no cache to look up or fill: no data key to hash
+        full = compute_importance(model, _batches(train, config), fingerprint=False,
+                                  progress=progress, **options)  # fmt: skip
+        info = {"path": None, "hit": False, "saved": False}
+    else:
+        full, info = cached_importance(
+            model, _batches(train, config), options=options, folder=folder, memo=memo,
+            data_key=_rows_key(train, options, digest), progress=progress,
+        )  # fmt: skip
     info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
     info["paths"] = full.path_counts() or None  # per-sample paths, by parameter elements
     # with reference="retain" the method derives I_retain = (n I_D - k I_Df) / (n - k) exactly
@@ -215,6 +226,12 @@ def dampen_rows(
         model, forget=forget_data, importance=full, n_data=len(train), evaluate=evaluate
     )
     return result, info
+
+
+def _rows_key(train: Rows, options: dict, digest: str | None) -> str:
+    if digest is not None and options.get("estimator") == "sample":
+        return f"set:{digest}"  # any order of the same rows: the same sums
+    return data_key(train.x, train.y)
 
 
 def evaluation_batches(forget: Rows, retain: Rows, held_out: Rows | None, config) -> dict:
@@ -268,7 +285,14 @@ def _member(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return np.asarray(pd.Index(values, dtype=object).isin(candidates), dtype=bool)
 
 
-def _check_same_data(tabular: TabularModel, rows: Rows) -> None:
+def _check_same_data(tabular: TabularModel, rows: Rows, train: Rows) -> str | None:
+    """Warn if the training rows of ``rows`` are not the model's; their order-free digest
+    if it matches the one stored at training time, else None."""
+    stored = tabular.extra.get("data", {}).get("train_set_sha256")
+    if stored is not None:
+        digest = train_set_digest(train)
+        if digest == stored:
+            return digest
     change = data_changes(tabular, rows)
     if change:
         log.warning(
@@ -276,6 +300,7 @@ def _check_same_data(tabular: TabularModel, rows: Rows) -> None:
             "and its figures will not be what you expect",
             change,
         )
+    return None
 
 
 def _evaluation_sets(tabular, rows: Rows, retain: Rows, forget: Rows, eval_frames) -> dict:
