@@ -122,6 +122,15 @@ def test_attention_projections_equal_the_definition(options):
     assert paths[weight] == paths["attn.in_proj_bias"] == paths["attn.out_proj.weight"] == "hooks"
 
 
+def test_frozen_input_projection_leaves_out_proj_on_the_hooks():
+    torch.manual_seed(0)
+    model = AttentionNet().eval()
+    model.attn.in_proj_weight.requires_grad_(False)
+    model.attn.in_proj_bias.requires_grad_(False)
+    paths = _check(model, torch.randn(8, 5, 4), torch.randint(0, 3, (8,)), batch_size=4)
+    assert "attn.in_proj_weight" not in paths and paths["attn.out_proj.weight"] == "hooks"
+
+
 def test_vit_is_wholly_on_the_hooks_and_equals_the_definition():
     torch.manual_seed(0)
     model = ViT(n_classes=3, image_size=8, patch_size=4, dim=8, depth=2, heads=2).eval()

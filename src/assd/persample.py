@@ -139,7 +139,8 @@ class SampleEngine:
         for module in self.model.modules():
             direct = [(k, names[id(p)]) for k, p in module._parameters.items()
                       if p is not None and id(p) in names]  # fmt: skip
-            reason, watch = _rule_reason(module) if direct else (None, False)
+            attention = isinstance(module, nn.MultiheadAttention)
+            reason, watch = _rule_reason(module) if direct or attention else (None, False)
             for key, name in direct:
                 if watch:
                     self._watch(owners, name, reason)
@@ -147,7 +148,7 @@ class SampleEngine:
                     blocked.setdefault(name, reason)
                 else:
                     owners[module].append((key, name))
-            if isinstance(module, nn.MultiheadAttention):
+            if attention:  # its out_proj too, even when its own weights are frozen
                 self._own_attention(module, reason, names, blocked)
         self.owned = {m: [(k, n) for k, n in kn if n not in blocked] for m, kn in owners.items()}
         self.owned = {m: kn for m, kn in self.owned.items() if kn}
