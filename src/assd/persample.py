@@ -64,11 +64,11 @@ from torch import nn
 
 from .batches import batch_size_of, forward
 from .objectives import objective_value
-from .persample_attention import attention_reason
-from .persample_broadcast import KEY, Shared, Watch
+from .persample_broadcast import Watch
 from .persample_direct import add_direct, as_float, note
 from .persample_fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
-from .persample_layers import per_sample, unsupported_reason
+from .persample_layers import per_sample
+from .persample_plan import plan
 from .persample_records import loss_reduction, recorder, same_total
 
 __all__ = ["PATHS", "SampleEngine", "rows_per_chunk"]
@@ -107,9 +107,9 @@ class SampleEngine:
         self.rest: list[str] = []
         self._reduction: str | None = None  # how the batch loss relates to per-sample losses
         self._vmap_works: bool | None = None
-        self._watched: dict = {}  # id(parameter) -> (parameter, Shared owner)
-        self._unwatched: dict[str, str] = {}  # the reason if a watched parameter is rejected
-        self._attention: dict = {}  # id(projection weight) -> nn.MultiheadAttention
+        self._watched: dict = {}  # see persample_plan.Plan
+        self._unwatched: dict[str, str] = {}
+        self._attention: dict = {}
         self._watching = True  # run the hook pass's forward under a Watch (see _hook_pass)
 
     def step(self, acc: dict[str, torch.Tensor], inputs, targets) -> None:
@@ -131,45 +131,12 @@ class SampleEngine:
     # -- planning -------------------------------------------------------------------------
 
     def _plan(self) -> None:
-        """Which layer owns each parameter; parameters of layers with a rule they do not meet
-        go to ``rest``; those of modules with no rule at all (a ViT's class token) are watched
-        for broadcasts over the batch (:mod:`assd.persample_broadcast`)."""
-        names = {id(p): n for n, p in self.params.items()}
-        owners, blocked = defaultdict(list), {}
-        for module in self.model.modules():
-            direct = [(k, names[id(p)]) for k, p in module._parameters.items()
-                      if p is not None and id(p) in names]  # fmt: skip
-            attention = isinstance(module, nn.MultiheadAttention)
-            reason, watch = _rule_reason(module) if direct or attention else (None, False)
-            for key, name in direct:
-                if watch:
-                    self._watch(owners, name, reason)
-                elif reason:
-                    blocked.setdefault(name, reason)
-                else:
-                    owners[module].append((key, name))
-            if attention:  # its out_proj too, even when its own weights are frozen
-                self._own_attention(module, reason, names, blocked)
-        self.owned = {m: [(k, n) for k, n in kn if n not in blocked] for m, kn in owners.items()}
-        self.owned = {m: kn for m, kn in self.owned.items() if kn}
-        self.rest = [n for n in self.params if n in blocked]
-        self.reasons.update(blocked)
-
-    def _watch(self, owners, name: str, reason: str) -> None:
-        owner = Shared(name)
-        owners[owner].append((KEY, name))
-        self._watched[id(self.params[name])] = (self.params[name], owner)
-        self._unwatched[name] = f"{reason}, and used other than by expand/add/sub over the batch"
-
-    def _own_attention(self, module, reason, names: dict, blocked: dict) -> None:
-        """An attention layer's projections are hooked together with its ``out_proj``."""
-        if reason:
-            for p in module.out_proj.parameters():
-                if id(p) in names:
-                    blocked.setdefault(names[id(p)], reason)
-        else:
-            weight = module.in_proj_weight if module._qkv_same_embed_dim else module.q_proj_weight
-            self._attention[id(weight)] = module
+        """Owners of the parameters (:mod:`assd.persample_plan`); the rest fall back."""
+        found = plan(self.model, self.params)
+        self.owned, self.rest = found.owned, found.rest
+        self.reasons.update(found.reasons)
+        self._watched, self._unwatched, self._attention = (
+            found.watched, found.unwatched, found.attention)  # fmt: skip
 
     def _hook_rows(self) -> int:
         largest = max(self.params[n].numel() for kn in self.owned.values() for _, n in kn)
@@ -360,15 +327,6 @@ class SampleEngine:
 
 
 _FRESH = (nn.Linear, nn.Conv1d, nn.Conv2d)  # layers whose per-sample weight gradients are new
-
-
-def _rule_reason(module: nn.Module) -> tuple[str | None, bool]:
-    """Why the hooks cannot take ``module``'s parameters (None: they can), and whether
-    they are plain parameters of a module with no rule at all (to watch for broadcasts)."""
-    if isinstance(module, nn.MultiheadAttention):
-        return attention_reason(module), False
-    reason = unsupported_reason(module)
-    return reason, reason is not None and reason.startswith("no per-sample rule")
 
 
 def _is_zero(t: torch.Tensor) -> bool:
