@@ -278,3 +278,20 @@ def test_first_chunk_keeps_what_the_accumulator_held():
     SampleEngine(model, params, objective="loss").step(held, x, y)
     for name in params:  # "offset" is rejected on the first chunk, the rest accepted
         torch.testing.assert_close(held[name], fresh[name] + 2.0)
+
+
+@pytest.mark.parametrize(("batch", "objective"), [(3, "loss"), (3, "output_norm"), (20, "loss")])
+def test_blocked_sequence_squares_equal_per_sample_gradients(batch, objective):
+    """Blocks of 2 rows (the last shorter), fused multiply-add or square-and-sum."""
+    from assd.persample_direct import shared_linear_squares
+
+    torch.manual_seed(0)
+    layer, a = nn.Linear(7, 5, bias=False), torch.randn(batch, 6, 7)
+    delta = torch.randn(batch, 6, 5)
+    want = torch.zeros(5, 7)
+    for i in range(batch):  # autograd, one sample at a time
+        (g,) = torch.autograd.grad(layer(a[i]), layer.weight, delta[i])
+        want += g.square() if objective == "loss" else g.abs()
+    got = torch.zeros(5, 7)
+    shared_linear_squares(a, delta, got, objective=objective, block=2 * 4 * batch * 7)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

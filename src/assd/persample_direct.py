@@ -9,8 +9,9 @@ batch here first:
   (:mod:`assd.persample_attention`): sample ``i``'s gradient
   ``g_i = sum_t delta_it a_it^T`` does not factorise, so each ``g_i`` is
   formed, but a block of output rows at a time, small enough to stay in cache
-  while it is squared and summed (:func:`shared_linear_squares`). Formed for the
-  whole weight at once (``B x out x in`` floats, 2.7 GB per batch of 8 on
+  while it is squared and summed (:func:`shared_linear_squares`; for up to 16
+  samples, one fused multiply-add per sample). Formed for the whole weight at
+  once (``B x out x in`` floats, 2.7 GB per batch of 8 on
   ViT-B), the product, the squares and the sum each stream that array through
   memory, and memory bandwidth sets the time;
 - a convolution: :func:`assd.persample_conv.conv_sums`;
@@ -43,7 +44,7 @@ from .products import add_row_product_
 
 __all__ = ["BLOCK", "add_direct", "as_float", "note", "shared_linear_squares"]
 
-BLOCK = 2 * 2**20  # bytes of per-sample gradients formed at once
+BLOCK = 4 * 2**20  # bytes of per-sample gradients formed at once
 _SEQUENCE = (nn.Linear, nn.MultiheadAttention)
 
 
@@ -123,12 +124,18 @@ def shared_linear_squares(a: torch.Tensor, delta: torch.Tensor, out: torch.Tenso
     columns = delta.transpose(1, 2).contiguous()  # (B, out, T): row blocks are contiguous
     total = columns.shape[1]
     g, summed = a.new_empty(batch, rows, width), a.new_empty(rows, width)  # reused, in cache
+    fused = objective == "loss" and batch <= 16  # one multiply-add pass per sample
     for lo in range(0, total, rows):
         if lo + rows > total:  # the last, shorter block
             g, summed = g[:, : total - lo].contiguous(), summed[: total - lo]
         torch.bmm(columns[:, lo : lo + rows], a, out=g)
-        g = g.square_() if objective == "loss" else g.abs_()
-        out[lo : lo + rows] += torch.sum(g, 0, out=summed)
+        target = out[lo : lo + rows]
+        if fused:
+            for sample in g:
+                target.addcmul_(sample, sample)
+        else:
+            g = g.square_() if objective == "loss" else g.abs_()
+            target += torch.sum(g, 0, out=summed)
 
 
 def note(sums, kinds, name: str, total, kind: str) -> None:
