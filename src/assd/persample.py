@@ -11,7 +11,14 @@ recorded in :attr:`SampleEngine.paths` (and so in the saved ``Importance``):
 ``hooks``       other layers with a rule in :mod:`assd.persample_layers`
                 (convolutions, sequence ``Linear``, eval ``BatchNorm``,
                 ``LayerNorm``, ``Embedding``): per-sample gradients formed one
-                layer at a time, in chunks of samples that fit the memory budget.
+                layer at a time, in chunks of samples that fit the memory budget
+                (sequence ``Linear``: in cache-sized blocks,
+                :mod:`assd.persample_direct`); ``nn.MultiheadAttention``'s
+                projections (:mod:`assd.persample_attention`); parameters of
+                modules without a rule that are broadcast over the batch
+                (``cls.expand(B, ...)``, ``x + pos``), and layers run once for
+                the whole batch whose output is (BERT's position embedding):
+                :mod:`assd.persample_broadcast`.
 ``torch.func``  everything else: ``vmap(grad(...))`` over chunks of samples.
 ``loop``        models ``vmap`` cannot trace (e.g. Hugging Face attention-mask
                 code): one backward per sample.
@@ -25,9 +32,10 @@ values, else every parameter takes ``torch.func``; ``output_norm`` takes
 ``|g|``, which does not factorise, so its layers form per-sample gradients. A
 parameter used by several layers or several times (tied weights) has its
 per-sample gradients summed before squaring. A parameter also used outside its
-layer (e.g. ``F.linear(x, layer.weight)`` elsewhere) is caught on the first
-chunk, where the hooks' sum over samples must equal autograd's batch
-gradient, and moves to ``torch.func``.
+layer (e.g. ``F.linear(x, layer.weight)`` elsewhere), or a watched parameter
+used other than by a broadcast (``x * scale``), is caught on the first chunk,
+where the hooks' sum over samples must equal autograd's batch gradient, and
+moves to ``torch.func``.
 
 Why not opacus (its grad samplers do the per-layer einsums): it forms and
 stores per-sample gradients for every layer (in ``.grad_sample`` on the user's
@@ -48,6 +56,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -55,11 +64,12 @@ from torch import nn
 
 from .batches import batch_size_of, forward
 from .objectives import objective_value
-from .persample_conv import conv_sums
+from .persample_broadcast import Watch
+from .persample_direct import add_direct, as_float, note
 from .persample_fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
-from .persample_layers import embedding_rows, per_sample, unsupported_reason
+from .persample_layers import per_sample
+from .persample_plan import plan
 from .persample_records import loss_reduction, recorder, same_total
-from .products import add_row_product_
 
 __all__ = ["PATHS", "SampleEngine", "rows_per_chunk"]
 
@@ -97,6 +107,10 @@ class SampleEngine:
         self.rest: list[str] = []
         self._reduction: str | None = None  # how the batch loss relates to per-sample losses
         self._vmap_works: bool | None = None
+        self._watched: dict = {}  # see persample_plan.Plan
+        self._unwatched: dict[str, str] = {}
+        self._attention: dict = {}
+        self._watching = True  # run the hook pass's forward under a Watch (see _hook_pass)
 
     def step(self, acc: dict[str, torch.Tensor], inputs, targets) -> None:
         """Add the batch's per-sample squared (or absolute) gradients to ``acc`` (by name)."""
@@ -117,22 +131,12 @@ class SampleEngine:
     # -- planning -------------------------------------------------------------------------
 
     def _plan(self) -> None:
-        """Which layer owns each parameter; parameters of layers without a rule go to ``rest``."""
-        names = {id(p): n for n, p in self.params.items()}
-        owners, blocked = defaultdict(list), {}
-        for module in self.model.modules():
-            direct = [(k, names[id(p)]) for k, p in module._parameters.items()
-                      if p is not None and id(p) in names]  # fmt: skip
-            reason = unsupported_reason(module) if direct else None
-            for key, name in direct:
-                if reason:
-                    blocked.setdefault(name, reason)
-                else:
-                    owners[module].append((key, name))
-        self.owned = {m: [(k, n) for k, n in kn if n not in blocked] for m, kn in owners.items()}
-        self.owned = {m: kn for m, kn in self.owned.items() if kn}
-        self.rest = [n for n in self.params if n in blocked]
-        self.reasons.update(blocked)
+        """Owners of the parameters (:mod:`assd.persample_plan`); the rest fall back."""
+        found = plan(self.model, self.params)
+        self.owned, self.rest = found.owned, found.rest
+        self.reasons.update(found.reasons)
+        self._watched, self._unwatched, self._attention = (
+            found.watched, found.unwatched, found.attention)  # fmt: skip
 
     def _hook_rows(self) -> int:
         largest = max(self.params[n].numel() for kn in self.owned.values() for _, n in kn)
@@ -150,13 +154,20 @@ class SampleEngine:
     # -- the hook pass ----------------------------------------------------------------------
 
     def _hook_pass(self, acc, inputs, targets, *, first: bool) -> None:
-        records = []
-        handles = [m.register_forward_hook(recorder(records)) for m in self.owned]
+        records, outputs = [], {}
+        layers = [m for m in self.owned if isinstance(m, nn.Module)  # not Shared owners
+                  and not isinstance(m, nn.MultiheadAttention)]  # (seen by the Watch)  # fmt: skip
+        handles = [m.register_forward_hook(recorder(records, outputs)) for m in layers]
+        watch = None
+        if self._watching:  # off after a first chunk where it saw nothing
+            watch = Watch(records, params=self._watched, outputs=outputs, attention=self._attention)
         try:
-            logits = forward(self.model, inputs)
+            with watch or nullcontext():
+                logits = forward(self.model, inputs)
         finally:
             for handle in handles:
                 handle.remove()
+        self._watching = self._watching and (not first or watch.seen)
         value = self._summed(logits, targets)
         if value is None:  # the loss is not a sum of per-sample losses: no hooks at all
             for name in [n for kn in self.owned.values() for _, n in kn]:
@@ -174,11 +185,16 @@ class SampleEngine:
         if value.requires_grad:  # autograd's batch gradients, to check the hooks against
             wanted = [self.params[n] for n in hooked]
             totals = torch.autograd.grad(value, wanted, allow_unused=True)
-        staged, sums, kinds = {n: torch.zeros_like(acc[n]) for n in hooked}, {}, {}
+        # kept apart until the check below accepts them; a zero accumulator is its own stage
+        staged = {n: acc[n] if _is_zero(acc[n]) else torch.zeros_like(acc[n]) for n in hooked}
+        sums, kinds = {}, {}
         self._accumulate(staged, records, rows, sums=sums, kinds=kinds)
         self._validate(records, dict(zip(hooked, totals, strict=True)), sums, kinds, rows)
         for name in hooked:
-            if name not in self.rest:
+            if staged[name] is acc[name]:
+                if name in self.rest:
+                    acc[name].zero_()
+            elif name not in self.rest:
                 acc[name].add_(staged[name])
 
     def _stops(self, records) -> list[torch.Tensor]:
@@ -225,7 +241,7 @@ class SampleEngine:
                     bad[name] = "its layer was called in a way the hooks cannot read"
         for name, total in totals.items():
             if name not in bad and not same_total(sums.get(name), total):
-                bad[name] = "also used outside its layer"
+                bad[name] = self._unwatched.get(name, "also used outside its layer")
         for name, reason in bad.items():
             self._reject(name, reason)
         self._settle({n: kinds.get(n, "unused") for n in totals if n not in bad})
@@ -246,8 +262,8 @@ class SampleEngine:
         """
         uses = defaultdict(int)
         for record in records:
-            for _, name in self.owned[record.module]:
-                uses[name] += record.delta is not None
+            for key, name in self.owned[record.module]:
+                uses[name] += record.delta is not None and record.touches(key)
         dense = {}
         for record in records:
             if record.delta is None:
@@ -260,58 +276,28 @@ class SampleEngine:
                     "first batch (e.g. without the batch dimension first); the per-sample hooks "
                     "cannot read it. Use estimator='batch', or report this model."
                 )
-            owned = self.owned[record.module]
+            owned = [(k, n) for k, n in self.owned[record.module] if record.touches(k)]
             single = [(k, n) for k, n in owned if uses[n] == 1]
-            done = self._add_direct(acc, record, single, sums, kinds)
+            done = add_direct(acc, record, single, self.objective, sums, kinds)
             others = [(k, n) for k, n in owned if n not in done]
             if not others:
                 continue
-            grads = per_sample(record.module, _float(record.a), record.delta.float())
-            fresh = isinstance(record.module, (nn.Linear, nn.Conv1d, nn.Conv2d))
+            a, delta = as_float(record.a), record.delta.float()
+            if record.rule is not None:  # attention projections, broadcast parameters
+                grads, fresh = record.rule(a, delta), {k for k, _ in others}
+            else:
+                grads = per_sample(record.module, a, delta)
+                fresh = {"weight"} if isinstance(record.module, _FRESH) else set()
             for key, name in others:
                 g = grads[key]
                 if uses[name] > 1:  # summed over uses first, squared below
                     dense[name] = g if name not in dense else dense[name] + g
                     continue
-                _note(sums, kinds, name, g.sum(0), "hooks")
-                add_squares(acc[name], g, self.objective, fresh=fresh and key == "weight")
+                note(sums, kinds, name, g.sum(0), "hooks")
+                add_squares(acc[name], g, self.objective, fresh=key in fresh)
         for name, g in dense.items():
-            _note(sums, kinds, name, g.sum(0), "hooks")
+            note(sums, kinds, name, g.sum(0), "hooks")
             add_squares(acc[name], g, self.objective, fresh=True)
-
-    def _add_direct(self, acc, record, single, sums, kinds) -> set[str]:
-        """Parameters used once whose squares need no dense per-sample gradients."""
-        module, done = record.module, set()
-        if isinstance(module, nn.Linear) and record.a.dim() == 2 and self.objective == "loss":
-            a, delta = _float(record.a), record.delta.float()
-            squares = delta.square() if single else None
-            for key, name in single:
-                if key == "weight":
-                    add_row_product_(acc[name], squares, a.square())  # = linear_squares(a, delta)
-                    total = lambda w=acc[name]: add_row_product_(torch.zeros_like(w), delta, a)  # noqa: E731
-                    _note(sums, kinds, name, total, "factorised")
-                else:
-                    acc[name].add_(squares.sum(0))
-                    _note(sums, kinds, name, lambda: delta.sum(0), "hooks")
-                done.add(name)
-        elif type(module) in (nn.Conv1d, nn.Conv2d) and single:
-            a, delta = _float(record.a), record.delta.float()
-            totals = {} if sums is not None else None  # first chunk: the batch gradient
-            squares = conv_sums(module, a, delta, absolute=self.objective != "loss", totals=totals)
-            for key, name in single:
-                acc[name].add_(squares[key])
-                _note(sums, kinds, name, lambda key=key: totals[key], "hooks")
-                done.add(name)
-        elif isinstance(module, nn.Embedding) and single:
-            name = single[0][1]
-            keys, rows, _ = embedding_rows(module, record.a, record.delta.float())
-            keys = keys % module.num_embeddings
-            _note(sums, kinds, name, lambda: torch.zeros_like(acc[name]).index_add_(0, keys, rows),
-                  "hooks")  # fmt: skip
-            values = rows.square_() if self.objective == "loss" else rows.abs_()
-            acc[name].index_add_(0, keys, values)
-            done.add(name)
-        return done
 
     def _fallback(self, acc, inputs, targets) -> None:
         options = {"objective": self.objective, "loss_fn": self.loss_fn}
@@ -340,14 +326,12 @@ class SampleEngine:
         log.info("per-sample gradients: vmap failed (%s); looping over samples", error)
 
 
-def _note(sums, kinds, name: str, total, kind: str) -> None:
-    """First chunk only: add to a parameter's batch gradient (``total`` may be a thunk)."""
-    if sums is None:
-        return
-    total = total() if callable(total) else total
-    sums[name] = total if name not in sums else sums[name] + total
-    kinds[name] = kind if name not in kinds else "hooks"  # several uses: summed per sample
+_FRESH = (nn.Linear, nn.Conv1d, nn.Conv2d)  # layers whose per-sample weight gradients are new
 
 
-def _float(t: torch.Tensor) -> torch.Tensor:
-    return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
+def _is_zero(t: torch.Tensor) -> bool:
+    """All zeros (one ``aminmax`` pass: twice as fast as ``any`` on CPU)."""
+    if t.numel() == 0:
+        return True
+    low, high = torch.aminmax(t)
+    return not (low or high)
