@@ -335,3 +335,15 @@ def test_train_mode_importance_on_batchnorm_keeps_running_statistics_and_the_gua
     after = acc_loss(result.model, x[keep], y[keep])[0]
     assert result.outcome.after["retain"].accuracy == pytest.approx(after, abs=1e-12)
     assert after >= before - 0.01 - 1e-9
+
+
+def test_repair_pace_rule_against_a_straight_line_projection():
+    from assd.methods.auto import out_of_pace
+
+    # gap falls 0.01 per epoch: after 6 epochs 0.05 is left and 19 epochs remain (0.19 reachable)
+    steady = [0.1 - 0.01 * e for e in range(6)]
+    assert not out_of_pace(steady, epochs=25)
+    # the same pace with only 4 epochs left reaches 0.04 < 0.05: hopeless
+    assert out_of_pace(steady, epochs=10)
+    assert not out_of_pace(steady[:5], epochs=6)  # too few epochs to judge a pace
+    assert out_of_pace([0.2, 0.2, 0.21, 0.2, 0.2, 0.2], epochs=25)  # no progress at all

@@ -13,7 +13,10 @@ If the target lies beyond the guard (the weights that carry the forget rows
 also serve retained ones), it dampens at the weakest strength that meets the
 target and runs a bounded repair (:mod:`assd.methods.repair`): at most
 ``repair_epochs`` epochs on the retained rows that hold the forget rows'
-outputs where the dampening put them, stopping as soon as the guard holds. If
+outputs where the dampening put them, stopping as soon as the guard holds, or
+as soon as the pace of its last five epochs could not make the guard hold
+by the bound (:func:`out_of_pace`; a repair run to its bound costs about a
+retraining, so a hopeless one is cut short). If
 the guard still breaks, it returns the strongest dampening the guard allows
 and the verdict says the target was missed. The path of tries is in
 ``result.outcome.tries``.
@@ -182,14 +185,18 @@ class AutoASSD(ASSD):
             trials.apply(_strength(fallback), record=False)
             return fallback
 
-        def guard_holds() -> bool:
-            return trials.guard.check(trials.before, _scores(trials))["ok"]
+        gaps: list[float] = []  # worst retained drop beyond the guard's limit, per epoch
+
+        def stop() -> bool:  # the guard holds, or the repair's pace cannot get there in time
+            check = trials.guard.check(trials.before, _scores(trials))
+            gaps.append(check["worst"]["drop"] - trials.guard.max_drop)
+            return check["ok"] or out_of_pace(gaps, self.repair_epochs)
 
         epochs = repair_(
             trials.model,
             retain=retain if retain is not None else trials.sets["retain"],
             forget=trials.sets["forget"],
-            done=guard_holds,
+            done=stop,
             epochs=self.repair_epochs,
             batch_fn=self.importance_options["batch_fn"],
             output_fn=self.importance_options["output_fn"],
@@ -206,6 +213,26 @@ class AutoASSD(ASSD):
                  "the strongest dampening within the guard", epochs)  # fmt: skip
         trials.apply(_strength(fallback), record=False)
         return fallback
+
+
+PACE_WINDOW = 5  # epochs over which the repair's recent progress is measured
+
+
+def out_of_pace(gaps: list[float], epochs: int, window: int = PACE_WINDOW) -> bool:
+    """Whether a repair whose remaining gap to the guard was ``gaps`` after each epoch so
+    far would not close it by ``epochs`` at the pace of its last ``window`` epochs.
+
+    Example:
+        >>> out_of_pace([0.05, 0.049, 0.048, 0.047, 0.046, 0.045], epochs=25)  # 0.001/epoch
+        True
+        >>> out_of_pace([0.4, 0.3, 0.2, 0.15, 0.12, 0.1], epochs=25)  # 0.06/epoch, 19 to go
+        False
+    """
+    done = len(gaps)
+    if done <= window:
+        return False
+    pace = (gaps[-1 - window] - gaps[-1]) / window
+    return gaps[-1] > pace * (epochs - done)
 
 
 def _figure(target: dict) -> str:
