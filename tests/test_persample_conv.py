@@ -55,7 +55,7 @@ def test_conv_method_by_shape_and_bad_input():
     wide = torch.zeros(32, 64, 16, 16)  # 256 output positions
     assert conv_method(nn.Conv2d(64, 64, 3), wide) == "grouped"
     assert conv_method(nn.Conv2d(512, 512, 3), torch.zeros(32, 512, 4, 4)) == "loop"
-    assert conv_method(nn.Conv2d(16, 32, 3), torch.zeros(64, 32, 8, 8)) == "unfold"
+    assert conv_method(nn.Conv2d(16, 32, 3), torch.zeros(64, 32, 8, 8)) == "grouped"
     layer = nn.Conv2d(2, 3, 3)
     with pytest.raises(ValueError, match="method must be one of"):
         conv_sums(layer, torch.zeros(2, 2, 5, 5), torch.zeros(2, 3, 3, 3), method="fast")
