@@ -204,9 +204,11 @@ class AutoASSD(ASSD):
         keys = ("strength", "alpha", "dampening", "selected")
         entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": epochs})
         after = entry["target"]
+        still = "still meets the target" if after["met"] else "no longer meets the target"
         entry["target"] = {**reach["target"], "after_repair": after,
-                           "verdict": f"{reach['target']['verdict']} After {epochs} repair "
-                                      f"epoch(s): {_figure(after)}."}  # fmt: skip
+                           "verdict": f"{reach['target']['verdict']} That was the dampened "
+                                      f"model; after {epochs} repair epoch(s), "
+                                      f"{_figure(after)}: {still}."}  # fmt: skip
         if entry["guard"]["ok"]:
             return entry
         log.info("assd-auto: %d repair epochs did not restore the retained rows; keeping "
