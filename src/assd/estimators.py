@@ -149,12 +149,13 @@ class _Rows:
         self.step, self.parts, self.size = step, [], 0
 
     def add(self, index: int, inputs, targets, size: int) -> None:
+        if not _table_rows(inputs, targets):  # stepped on its own, in order
+            self.flush()
+            with model_errors("importance pass", index):
+                self.step(inputs, targets)
+            return
         if not self._joins(inputs, targets):
             self.flush()
-            if not _table_rows(inputs, targets):
-                with model_errors("importance pass", index):
-                    self.step(inputs, targets)
-                return
         self.parts.append((index, inputs, targets))
         self.size += size
         if self.size >= MERGE_ROWS:
@@ -164,7 +165,7 @@ class _Rows:
         if not self.parts:
             return True
         _, x, y = self.parts[0]
-        if not _table_rows(inputs, targets) or (targets is None) != (y is None):
+        if (targets is None) != (y is None):
             return False
         same = [(inputs, x)] + ([] if y is None else [(targets, y)])
         return inputs.shape[1] == x.shape[1] and all(

@@ -316,10 +316,13 @@ def _group_target(base_rate: float, n: int):
 
 def _mislabelled_target(forget_labels: torch.Tensor):
     n = len(forget_labels)
+    known: list = [None, 0.0, 0.0]  # (held-out scores, rate, limit): the same on every try
 
     def target(before: dict, after: dict) -> dict:
-        rate = chance_of_wrong_label(before["test"].confusion, forget_labels)
-        limit = binomial_upper(n, rate) / n
+        if known[0] is not before["test"]:
+            rate = chance_of_wrong_label(before["test"].confusion, forget_labels)
+            known[:] = before["test"], rate, binomial_upper(n, rate) / n
+        _, rate, limit = known
         acc = after["forget"].accuracy
         met = acc <= limit + 1e-12
         word = "met" if met else "NOT met"

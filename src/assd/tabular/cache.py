@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -58,7 +59,7 @@ def cached_importance(
     data,
     *,
     options: dict,
-    data_key: str,
+    data_key: str | Callable[[], str],
     folder: str | os.PathLike | None,
     memo: dict | None = None,
     progress: bool = False,
@@ -69,7 +70,8 @@ def cached_importance(
         model: the model (its weights are part of the key).
         data: batches of the training data.
         options: keyword options of :func:`assd.compute_importance`.
-        data_key: identifies the data (see :func:`data_key`).
+        data_key: identifies the data (see :func:`data_key`), or a function giving it
+            (called only if there is a cache to look in: hashing the data costs time).
         folder: where the cache files live; None disables caching on disk.
         memo: a dict that keeps importances in memory too (key -> Importance).
         progress: show a progress bar while computing.
@@ -77,7 +79,10 @@ def cached_importance(
     Returns:
         ``(importance, info)``; info has ``path``, ``hit`` and ``saved``.
     """
-    key = _key(model, data, options, data_key)
+    if folder is None and memo is None:  # no cache: no key to hash, no fingerprint to store
+        imp = compute_importance(model, data, fingerprint=False, progress=progress, **options)
+        return imp, {"path": None, "hit": False, "saved": False}
+    key = _key(model, data, options, data_key() if callable(data_key) else data_key)
     path = None if folder is None else Path(folder) / f"importance-{key[:24]}.safetensors"
     info = {"path": None if path is None else str(path), "hit": False, "saved": False}
     if memo is not None and key in memo:

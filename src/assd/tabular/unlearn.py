@@ -26,7 +26,6 @@ from .. import methods as registry
 from ..batches import TensorData
 from ..checkpoints import check_finite
 from ..fingerprint import fingerprint
-from ..importance import compute_importance
 from ..methods.ssd import SSD
 from ..metrics import accuracy
 from .cache import cached_importance, data_key
@@ -210,15 +209,10 @@ def dampen_rows(
                                    n_data=len(train), evaluate=evaluate)  # fmt: skip
         return result, info
     tick = time.perf_counter()
-    if folder is None and memo is None:  # no cache to look up or fill: no data key to hash
-        full = compute_importance(model, _batches(train, config), fingerprint=False,
-                                  progress=progress, **options)  # fmt: skip
-        info = {"path": None, "hit": False, "saved": False}
-    else:
-        full, info = cached_importance(
-            model, _batches(train, config), options=options, folder=folder, memo=memo,
-            data_key=_rows_key(train, options, digest), progress=progress,
-        )  # fmt: skip
+    full, info = cached_importance(
+        model, _batches(train, config), options=options, folder=folder, memo=memo,
+        data_key=lambda: _rows_key(train, options, digest), progress=progress,
+    )  # fmt: skip
     info["seconds"] = round(time.perf_counter() - tick, 3)  # of the pass over D, or the load
     info["paths"] = full.path_counts() or None  # per-sample paths, by parameter elements
     # with reference="retain" the method derives I_retain = (n I_D - k I_Df) / (n - k) exactly
