@@ -14,7 +14,7 @@ from common import alternate, arguments, cases, header, median, ratio
 
 from assd.reports import markdown_table
 
-fingerprint = importlib.import_module("assd.fingerprint")
+fingerprint = importlib.import_module("assd.store.fingerprint")
 
 
 def run(*, rounds: int) -> str:

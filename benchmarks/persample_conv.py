@@ -1,7 +1,7 @@
 """Per-sample squared convolution gradients, layer by layer: which formulation is fastest.
 
 For every convolution of a model (one batch, the benchmark case's batch
-size), times the ways ``assd.persample_conv.conv_sums`` can form
+size), times the ways ``assd.importance.persample.conv.conv_sums`` can form
 ``sum_i g_i**2`` from the layer's input and output gradient, alternating
 round by round: ``unfold`` (all samples' gradients by one batched product,
 then squared and summed), ``grouped`` (one convolution backward with one group
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from common import alternate, arguments, cases, header, median
 from torch import nn
 
-from assd.persample_conv import conv_method, conv_sums
+from assd.importance.persample.conv import conv_method, conv_sums
 from assd.reports import markdown_table
 
 METHODS = ["unfold", "grouped", "loop", "auto"]

@@ -1,12 +1,12 @@
 """``out += left.T @ right`` over a batch of rows: one product against one slice per thread.
 
 The factorised per-sample squares of a ``Linear`` weight reduce over the batch
-(``(B, out)^T (B, in)``, see ``assd.products``). Alternating in one process,
+(``(B, out)^T (B, in)``, see ``assd.importance.persample.products``). Alternating in one process,
 for the layer shapes of the flights MLP (134 features, 3 x 100, 3 classes) at
 the CLI's batch of 1024 rows and at the sample estimator's 4096-row steps:
 
 - ``one product``: ``out.addmm_(left.T, right)``;
-- ``split``: ``assd.products.add_row_product_`` (one slice of rows per thread,
+- ``split``: ``assd.importance.persample.products.add_row_product_`` (one slice of rows per thread,
   one batched product, summed).
 
     python benchmarks/row_product.py [--rounds 5]
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from common import alternate, arguments, header, median, ratio
 
-from assd.products import add_row_product_
+from assd.importance.persample.products import add_row_product_
 from assd.reports import markdown_table
 
 SHAPES = [(rows, i, o) for rows in (1024, 4096) for i, o in ((134, 100), (100, 100), (100, 3))]

@@ -30,7 +30,7 @@ import retrain
 import sample_estimator
 from common import MODELS, load_average
 
-from assd.files import write_atomic
+from assd.store.files import write_atomic
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Both make one pass over the same data; the ratio is what batch-size
 invariance and exact subtraction (``Importance.without``) cost. The last
-column says which path of the per-sample engine (``assd.persample``) took how
+column says which path of the per-sample engine (``assd.importance.persample.engine``) took how
 many of the parameters: ``factorised`` (Linear on vectors: no per-sample
 gradients at all), ``hooks`` (per-layer per-sample gradients from hooks),
 ``torch.func`` (``vmap``) and ``loop`` (one backward per sample).

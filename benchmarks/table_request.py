@@ -30,7 +30,7 @@ from pathlib import Path
 
 from common import alternate, arguments, header, judged, median, plain_pass, ratio
 
-from assd.estimators import MERGE_ROWS
+from assd.importance.estimators import MERGE_ROWS
 from assd.reports import markdown_table
 
 EPOCHS = 25  # retraining, as the model was trained (the paper's protocol)

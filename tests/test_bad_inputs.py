@@ -545,7 +545,7 @@ def _(ws):
 @api("api-pickle", "loading a pickle checkpoint", r"allow_pickle=True", ValueError)
 def _(ws):
     torch.save({"w": torch.ones(2)}, ws.root / "api.pt")
-    assd.checkpoints.load_state_dict(ws.root / "api.pt")
+    assd.store.checkpoints.load_state_dict(ws.root / "api.pt")
 
 
 @api("api-corrupt-importance", "truncated importance file", r"truncated or corrupt")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from assd.checkpoints import load_model, load_state_dict, save_model
 from assd.models import build_model
+from assd.store.checkpoints import load_model, load_state_dict, save_model
 
 SPEC = {"n_features": 4, "n_classes": 3}
 

@@ -15,7 +15,7 @@ from torch import nn
 
 import assd
 from assd import TensorData, compute_importance
-from assd.distributed import shard
+from assd.importance.distributed import shard
 
 WORKER = textwrap.dedent(
     """

@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from assd import TensorData
-from assd.checkpoints import load_model
 from assd.cli.app import main
 from assd.data.scenarios import load_dataset, make_scenario
 from assd.experiments import ResultLog
 from assd.experiments.forget import ForgetConfig, ForgetRun, reference_alpha, split_methods
 from assd.experiments.forget_setup import load_original, load_weights_, random_crop_flip
 from assd.metrics import accuracy, mia_share
+from assd.store.checkpoints import load_model
 
 
 def test_split_methods_keeps_options_with_their_method():

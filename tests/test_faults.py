@@ -2,7 +2,7 @@
 
 Every entry of :data:`FAULTS` is one injected fault; ``docs/reliability.md``
 lists them (``tests/test_bad_inputs.py`` renders it). A crash is a real one: a
-forked child ``os._exit``s at the named step of :func:`assd.publish.publish_folder`
+forked child ``os._exit``s at the named step of :func:`assd.store.publish.publish_folder`
 without running any clean-up, and the parent inspects what is left.
 """
 
@@ -15,9 +15,9 @@ import threading
 
 import pytest
 
-from assd import publish
-from assd.checkpoints import load_model, save_model, write_folder
 from assd.models import build_model
+from assd.store import publish
+from assd.store.checkpoints import load_model, save_model, write_folder
 
 FAULTS: list[tuple[str, str, str]] = []  # (id, fault, what must hold) for the docs
 

@@ -161,7 +161,7 @@ def test_bad_inputs_get_clear_errors(tmp_path, capsys, found_case):
     bare = TabularModel(model.model, model.task, model.architecture, extra={})
     with pytest.raises(ValueError, match="no training recipe"):
         find_label_errors(bare, noisy)
-    from assd.checkpoints import save_model  # an own model: no task.json, no recipe
+    from assd.store.checkpoints import save_model  # an own model: no task.json, no recipe
 
     save_model(tmp_path / "own", model.model, architecture="mlp",
                kwargs={"n_features": len(model.task.preprocessor.feature_names),

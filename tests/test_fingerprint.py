@@ -6,9 +6,9 @@ import importlib
 import torch
 from torch import nn
 
-from assd.fingerprint import fingerprint, matches
+from assd.store.fingerprint import fingerprint, matches
 
-fingerprint_mod = importlib.import_module("assd.fingerprint")  # assd.fingerprint is also a function
+fingerprint_mod = importlib.import_module("assd.store.fingerprint")  # the name is also a function
 
 
 def _by_hand(model, piece):

@@ -24,8 +24,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assd.checkpoints import load_model
 from assd.cli import main
+from assd.store.checkpoints import load_model
 from assd.tabular.task import ids_digest
 
 NAME = st.text(st.characters(min_codepoint=32, max_codepoint=0x24F, blacklist_characters="\x7f"),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from assd import exact_percentile, forget_percentile
-from assd.percentile import percentile_of_chunks
+from assd.rule.percentile import percentile_of_chunks
 
 
 @pytest.mark.parametrize(("share", "expected"), [(0.01, 99.31), (0.05, 98.21), (0.10, 97.60)])

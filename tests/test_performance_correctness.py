@@ -18,13 +18,13 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import assd
-import assd.blocks
-import assd.percentile
+import assd.rule.blocks
+import assd.rule.percentile
 from assd import TensorData, compute_importance
-from assd.dampening import dampen_parameters_
-from assd.estimators import sample_chunk
+from assd.importance.estimators import sample_chunk
 from assd.parameters import all_finite, trainable_parameters
-from assd.percentile import exact_percentile, percentile_of_chunks, ratio_percentile
+from assd.rule.dampening import dampen_parameters_
+from assd.rule.percentile import exact_percentile, percentile_of_chunks, ratio_percentile
 
 
 class TorchLiveBytes(TorchDispatchMode):
@@ -61,8 +61,8 @@ def _storage(t) -> int | None:
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 97 elements, so that every pass walks many blocks and pooled pieces."""
-    monkeypatch.setattr(assd.blocks, "BLOCK", 97)
-    monkeypatch.setattr(assd.percentile, "BLOCK", 97)
+    monkeypatch.setattr(assd.rule.blocks, "BLOCK", 97)
+    monkeypatch.setattr(assd.rule.percentile, "BLOCK", 97)
 
 
 def importances(rng, sizes, *, zeros=0.1, ties=0.0):
@@ -124,7 +124,7 @@ def test_mixed_float32_and_float64_chunks_compare_exactly(small_blocks):
 def test_percentile_streams_in_bounded_memory(monkeypatch):
     """4M ratios (16 MiB as float32) pass through 2 MiB of NumPy memory: blocks of 2**16
     values, a window of at most 2**12, and the bracketing sample, whatever the model's size."""
-    monkeypatch.setattr(assd.blocks, "BLOCK", 2**16)
+    monkeypatch.setattr(assd.rule.blocks, "BLOCK", 2**16)
     rng = np.random.default_rng(0)
     forget, data = importances(rng, [3_000_000, 1_000_000, 17], ties=0.02)
     expected = float(np.percentile(numpy_ratios(forget, data), 98.2))
@@ -180,7 +180,7 @@ def test_blockwise_dampening_is_bit_identical_to_the_whole_tensor_rule(
 
 
 def test_dampening_streams_in_bounded_memory(monkeypatch):
-    monkeypatch.setattr(assd.blocks, "BLOCK", 2**16)
+    monkeypatch.setattr(assd.rule.blocks, "BLOCK", 2**16)
     rng = np.random.default_rng(1)
     forget, data = importances(rng, [2_000_000, 500_000])
     weights = {k: torch.ones(v.numel()) for k, v in forget.items()}
@@ -230,9 +230,9 @@ def test_sample_chunk_respects_the_memory_budget():
     assert sample_chunk(n, max_memory=400_000) == 10
     assert sample_chunk(n, max_memory=1) == 1  # always at least one sample
     assert sample_chunk(n, max_memory=400_000, itemsize=2) == 6  # half precision + float32 copy
-    default = assd.estimators.default_memory_budget()
+    default = assd.importance.estimators.default_memory_budget()
     assert sample_chunk(n) == default // (4 * n)
-    assert 0 < default <= assd.estimators.CHUNK_BYTES
+    assert 0 < default <= assd.importance.estimators.CHUNK_BYTES
 
 
 def test_cached_request_refuses_importance_of_changed_weights(tmp_path):

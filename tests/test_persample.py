@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from assd import Importance, TensorData, compute_importance
-from assd.persample_layers import linear_squares, per_sample
+from assd.importance.persample.layers import linear_squares, per_sample
 
 
 def _definition(model, batches, **options):

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from assd import TensorData, compute_importance
+from assd.importance.persample.attention import visible_attention
+from assd.importance.persample.engine import SampleEngine
 from assd.models.vit import ViT
-from assd.persample import SampleEngine
-from assd.persample_attention import visible_attention
 
 
 def _check(model, x, y=None, *, batch_size=7, **options):
@@ -283,7 +283,7 @@ def test_first_chunk_keeps_what_the_accumulator_held():
 @pytest.mark.parametrize(("batch", "objective"), [(3, "loss"), (3, "output_norm"), (20, "loss")])
 def test_blocked_sequence_squares_equal_per_sample_gradients(batch, objective):
     """Blocks of 2 rows (the last shorter), fused multiply-add or square-and-sum."""
-    from assd.persample_direct import shared_linear_squares
+    from assd.importance.persample.direct import shared_linear_squares
 
     torch.manual_seed(0)
     layer, a = nn.Linear(7, 5, bias=False), torch.randn(batch, 6, 7)

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-import assd.persample_conv as persample_conv
+import assd.importance.persample.conv as persample_conv
 from assd import TensorData, compute_importance
-from assd.persample_conv import METHODS, conv_method, conv_sums
+from assd.importance.persample.conv import METHODS, conv_method, conv_sums
 
 LAYERS = {
     "conv1d": (lambda: nn.Conv1d(4, 6, 3, stride=2, padding=1, dilation=2, groups=2), (5, 4, 11)),

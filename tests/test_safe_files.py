@@ -12,8 +12,8 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from assd.files import atomic_path
-    from assd.checkpoints import write_folder
+    from assd.store.files import atomic_path
+    from assd.store.checkpoints import write_folder
 
     kind, target = sys.argv[1], Path(sys.argv[2])
     if kind == "file":

@@ -3,7 +3,7 @@
 The definition (independent of the engine): the mean over samples of each
 sample's own squared gradient, from one ordinary ``autograd`` backward per
 sample (the batch estimator on batches of one). Checked here: the row-split
-product of :mod:`assd.products` against NumPy; batches larger than the first
+product of :mod:`assd.importance.persample.products` against NumPy; batches larger than the first
 chunk's check slice; table batches joined into larger steps (and other batches
 not joined); the table request without a cache hashing no data key.
 """
@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import assd.estimators
+import assd.importance.estimators
 import assd.tabular.unlearn
 from assd import TensorData, compute_importance
-from assd.persample import CHECK_ROWS
-from assd.products import add_row_product_
+from assd.importance.persample.engine import CHECK_ROWS
+from assd.importance.persample.products import add_row_product_
 
 
 def _definition(model, x, y):
@@ -82,18 +82,18 @@ def test_a_use_outside_the_layer_is_caught_on_a_large_first_batch():
 
 def _steps(monkeypatch):
     """Record the rows of every step the sample engine takes."""
-    sizes, step = [], assd.persample.SampleEngine.step
+    sizes, step = [], assd.importance.persample.engine.SampleEngine.step
 
     def recording(self, acc, inputs, targets):
         sizes.append(len(inputs))
         return step(self, acc, inputs, targets)
 
-    monkeypatch.setattr(assd.persample.SampleEngine, "step", recording)
+    monkeypatch.setattr(assd.importance.persample.engine.SampleEngine, "step", recording)
     return sizes
 
 
 def test_table_batches_are_joined_into_larger_steps(monkeypatch):
-    monkeypatch.setattr(assd.estimators, "MERGE_ROWS", 40)
+    monkeypatch.setattr(assd.importance.estimators, "MERGE_ROWS", 40)
     sizes = _steps(monkeypatch)
     x, y = torch.randn(107, 6), torch.randint(0, 3, (107,))
     batches = [(x[:3], y[:3]), (x[3:50], y[3:50]), (x[50:60], y[50:60]), (x[60:], y[60:])]

@@ -245,7 +245,7 @@ def test_verdict_says_when_weights_changed_but_the_forget_rows_did_not_move():
 
 def test_score_counts_true_and_predicted_label_pairs():
     model, x, y = trained()
-    from assd.outcome import score_sets
+    from assd.verify.outcome import score_sets
 
     score = score_sets(model, {"all": batches(x, y)})["all"]
     with torch.no_grad():

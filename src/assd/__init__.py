@@ -14,20 +14,10 @@ Compute the training-set importance once and reuse it::
     assd.ASSD().unlearn(model, forget=forget_loader, importance=imp)
 """
 
+from ._version import __version__
 from .batches import TensorData
 from .contract import BatchError
-from .dampening import (
-    adaptive_alpha,
-    dampen_,
-    dampen_parameters_,
-    dampening_factor,
-    relative_importance,
-    select,
-)
-from .fingerprint import fingerprint
-from .guard import GuardRefused, RetainGuard
-from .importance import Importance, compute_importance
-from .membership import forget_retain_loaders
+from .importance.core import Importance, compute_importance
 from .methods import (
     ALFSSD,
     ASSD,
@@ -41,10 +31,19 @@ from .methods import (
     get_method,
     register,
 )
-from .outcome import Outcome
-from .percentile import exact_percentile, forget_percentile
-
-__version__ = "0.1.0"
+from .rule.dampening import (
+    adaptive_alpha,
+    dampen_,
+    dampen_parameters_,
+    dampening_factor,
+    relative_importance,
+    select,
+)
+from .rule.percentile import exact_percentile, forget_percentile
+from .store.fingerprint import fingerprint
+from .verify.guard import GuardRefused, RetainGuard
+from .verify.membership import forget_retain_loaders
+from .verify.outcome import Outcome
 
 __all__ = [
     "ALFSSD",

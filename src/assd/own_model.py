@@ -36,8 +36,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import methods as registry
-from .membership import forget_retain_loaders
 from .metrics import accuracy
+from .verify.membership import forget_retain_loaders
 
 __all__ = ["import_factory", "load_data_factory", "load_model_factory", "unlearn_by_ids"]
 

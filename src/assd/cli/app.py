@@ -53,7 +53,7 @@ def write_experiment_report(
     import json
     from pathlib import Path
 
-    from ..files import write_atomic
+    from ..store.files import write_atomic
 
     folder = Path(folder)
     if legend:
@@ -72,7 +72,7 @@ def write_experiment_report(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning known errors into one-paragraph messages."""
-    from ..distributed import init_from_env
+    from ..importance.distributed import init_from_env
     from . import commands  # noqa: F401  (registers every command)
 
     init_from_env()  # under torchrun (WORLD_SIZE > 1): join the group; importance then splits

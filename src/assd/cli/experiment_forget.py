@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from ..data.scenarios import DATASETS, SCENARIOS
-from ..distributed import is_main_process
-from ..files import check_writable
+from ..importance.distributed import is_main_process
+from ..store.files import check_writable
 from .app import experiment, write_experiment_report
 
 MODELS = ("cnn", "resnet18", "vit", "vit-b")

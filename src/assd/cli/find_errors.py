@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..distributed import is_main_process
-from ..files import check_output
+from ..importance.distributed import is_main_process
+from ..store.files import check_output
 from .app import cli
 
 
@@ -51,7 +51,7 @@ def find_errors(model_dir, data_path, out, group_column, folds, seed, flagged_on
     ids to forget (--out), a score per row, and a short report.
     """
     from ..data.table import read_table
-    from ..files import write_atomic
+    from ..store.files import write_atomic
     from ..tabular import TabularModel
     from ..tabular.find_errors import find_label_errors
 

@@ -11,9 +11,9 @@ import json
 
 import click
 
-from ..checkpoints import check_finite
-from ..distributed import is_main_process
-from ..files import check_output
+from ..importance.distributed import is_main_process
+from ..store.checkpoints import check_finite
+from ..store.files import check_output
 
 __all__ = ["add_own_model_options", "evaluate_own", "unlearn_own"]
 
@@ -130,7 +130,7 @@ def unlearn_own(own: dict, options: dict) -> None:
 def _write(out, model, spec: dict, report: dict, markdown: str, overwrite: bool) -> None:
     from safetensors.torch import save_model
 
-    from ..checkpoints import write_folder
+    from ..store.checkpoints import write_folder
 
     with write_folder(out, overwrite=overwrite) as tmp:  # atomic: all files or none
         save_model(model, str(tmp / "model.safetensors"))
@@ -154,10 +154,10 @@ def evaluate_own(own: dict, options: dict) -> None:
     """Accuracy and per-class figures of a model of yours on each of its data sets."""
     from torch.utils.data import DataLoader
 
-    from ..files import write_atomic
     from ..metrics import classification_summary
     from ..metrics.accuracy import predict
     from ..own_model import load_data_factory, load_model_factory
+    from ..store.files import write_atomic
 
     model_factory, weights, data_factory, batch_size = (own[k] for k in OWN_KEYS)
     json_path, overwrite = options["json_path"], options["overwrite"]

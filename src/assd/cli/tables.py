@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..distributed import is_main_process
-from ..files import check_output
+from ..importance.distributed import is_main_process
+from ..store.files import check_output
 from .app import cli
 
 log = logging.getLogger("assd")
@@ -166,9 +166,9 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
 def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
     """Accuracy, balanced accuracy, macro-F1, recall per class, the majority-class baseline
     and the confusion matrix of a model on a table."""
-    from ..checkpoints import check_finite
     from ..data.table import read_table
-    from ..files import write_atomic
+    from ..store.checkpoints import check_finite
+    from ..store.files import write_atomic
     from ..tabular import TabularModel, classify, format_classification
     from ..tabular.evaluate import LEGEND, training_majority
     from ..tabular.pipeline import data_changes
@@ -250,7 +250,7 @@ def _eval_tables(paths, id_column) -> dict:
 
 
 def _write_frame(frame, out: str, *, overwrite: bool = False) -> None:
-    from ..files import atomic_path
+    from ..store.files import atomic_path
 
     if not is_main_process():
         return

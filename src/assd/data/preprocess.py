@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..files import write_atomic
+from ..store.files import write_atomic
 
 __all__ = ["MISSING", "OTHER", "Preprocessor", "split_columns"]
 

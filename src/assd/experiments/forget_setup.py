@@ -1,7 +1,7 @@
 """The original model of a forgetting benchmark: build, train or load weights, save, reload.
 
 The trained original of each seed is saved as a model folder
-(:func:`assd.checkpoints.save_model`) with the settings it was trained with;
+(:func:`assd.store.checkpoints.save_model`) with the settings it was trained with;
 a re-run loads it instead of training again, and refuses one trained with
 other settings.
 
@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..batches import TensorData
-from ..checkpoints import load_model, load_state_dict, save_model
 from ..models import build_model
+from ..store.checkpoints import load_model, load_state_dict, save_model
 from ..train import fit
 
 __all__ = [

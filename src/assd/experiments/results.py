@@ -19,7 +19,7 @@ import logging
 import os
 from pathlib import Path
 
-from ..files import not_writable
+from ..store.files import not_writable
 
 __all__ = ["ResultLog", "key_of"]
 

@@ -19,7 +19,7 @@ def environment() -> dict:
     import numpy
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "assd": __version__,

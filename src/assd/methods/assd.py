@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..dampening import adaptive_alpha
-from ..importance import Importance
+from ..importance.core import Importance
+from ..rule.dampening import adaptive_alpha
 from .registry import register
 from .ssd import SSD
 

@@ -77,7 +77,7 @@ import math
 import torch
 
 from ..batches import split_batch
-from ..guard import DEFAULT_MAX_DROP, GuardRefused
+from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused
 from .assd import ASSD
 from .registry import register
 from .repair import REPAIR_EPOCHS, repair_
@@ -250,7 +250,7 @@ def _strength(entry: dict) -> float:
 
 
 def _scores(trials: Trials) -> dict:
-    from ..outcome import score_sets
+    from ..verify.outcome import score_sets
 
     return score_sets(trials.model, trials.sets, **trials.score_options)
 

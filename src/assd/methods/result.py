@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..outcome import Outcome
+from ..verify.outcome import Outcome
 
 __all__ = ["UnlearnResult"]
 
@@ -31,7 +31,7 @@ class UnlearnResult:
             objective, loss, reference, train_mode, n_samples, batch_size), SSD family.
         outcome: scores before/after on the evaluation sets, weights that
             actually changed, per-layer norms, guard and search story, and a
-            plain-language verdict (:class:`assd.outcome.Outcome`); None when
+            plain-language verdict (:class:`assd.verify.outcome.Outcome`); None when
             the request had no ``evaluate=`` sets.
     """
 

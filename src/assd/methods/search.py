@@ -20,9 +20,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ..dampening import dampen_parameters_
-from ..guard import RetainGuard
-from ..outcome import score_sets, snapshot
+from ..rule.dampening import dampen_parameters_
+from ..verify.guard import RetainGuard
+from ..verify.outcome import score_sets, snapshot
 
 __all__ = ["RESOLUTION", "STEP", "Trials", "search"]
 

@@ -14,7 +14,7 @@ import logging
 import time
 
 from ..contract import describe_fn
-from ..importance import Importance, compute_importance
+from ..importance.core import Importance, compute_importance
 
 __all__ = ["ImportanceSources"]
 

@@ -9,11 +9,11 @@ import time
 
 from torch import nn
 
-from ..dampening import dampen_parameters_
-from ..guard import GuardRefused, RetainGuard
-from ..importance import Importance
-from ..membership import check_forget_rows
-from ..outcome import Outcome, evaluation_sets, layer_changes
+from ..importance.core import Importance
+from ..rule.dampening import dampen_parameters_
+from ..verify.guard import GuardRefused, RetainGuard
+from ..verify.membership import check_forget_rows
+from ..verify.outcome import Outcome, evaluation_sets, layer_changes
 from .registry import register
 from .result import UnlearnResult
 from .search import Trials, search

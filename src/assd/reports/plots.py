@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from ..files import atomic_path
+from ..store.files import atomic_path
 
 __all__ = ["box_plot"]
 

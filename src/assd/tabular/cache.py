@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..distributed import is_main_process
-from ..files import atomic_path
-from ..fingerprint import fingerprint, tensor_digest
-from ..importance import Importance, compute_importance
+from ..importance.core import Importance, compute_importance
+from ..importance.distributed import is_main_process
+from ..store.files import atomic_path
+from ..store.fingerprint import fingerprint, tensor_digest
 
 __all__ = ["cached_importance", "content_digest", "data_key"]
 

@@ -1,6 +1,6 @@
 """Training a tabular MLP and keeping it in a model folder beside its preprocessing.
 
-The folder is an ordinary :mod:`assd.checkpoints` model folder plus
+The folder is an ordinary :mod:`assd.store.checkpoints` model folder plus
 ``task.json`` (target, ids, split, classes and the fitted preprocessing, as
 JSON); training settings, split sizes and metrics go into ``model.json``'s
 ``extra``.
@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from ..batches import TensorData
-from ..checkpoints import load_model, save_model
 from ..models import build_model
+from ..store.checkpoints import load_model, save_model
 from ..train import fit
 from .task import TableTask
 

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import asdict, replace
 
-from ..checkpoints import check_finite
+from ..store.checkpoints import check_finite
 from .cache import data_key
 from .defaults import check_columns, check_target, fit_schedule, warn_few_steps
 from .evaluate import classify

@@ -24,10 +24,10 @@ import numpy as np
 
 from .. import methods as registry
 from ..batches import TensorData
-from ..checkpoints import check_finite
-from ..fingerprint import fingerprint
 from ..methods.ssd import SSD
 from ..metrics import accuracy
+from ..store.checkpoints import check_finite
+from ..store.fingerprint import fingerprint
 from .cache import cached_importance, data_key
 from .model import TabularModel, TrainConfig
 from .pipeline import data_changes, train_set_digest, training_rows

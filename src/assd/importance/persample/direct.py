@@ -1,12 +1,12 @@
 """Per-sample squares that need no array of every sample's whole gradient.
 
-The engine (:mod:`assd.persample`) sends a hooked parameter used once in the
+The engine (:mod:`assd.importance.persample.engine`) sends a hooked parameter used once in the
 batch here first:
 
 - a ``Linear`` weight on ``(B, in)`` inputs under a squared objective:
   ``sum_i (delta_i a_i^T)**2 = (delta**2)^T (a**2)``, one matrix product;
 - a ``Linear`` weight on sequences, or an attention projection
-  (:mod:`assd.persample_attention`): sample ``i``'s gradient
+  (:mod:`assd.importance.persample.attention`): sample ``i``'s gradient
   ``g_i = sum_t delta_it a_it^T`` does not factorise, so each ``g_i`` is
   formed, but a block of output rows at a time, small enough to stay in cache
   while it is squared and summed (:func:`shared_linear_squares`; for up to 16
@@ -14,12 +14,12 @@ batch here first:
   once (``B x out x in`` floats, 2.7 GB per batch of 8 on
   ViT-B), the product, the squares and the sum each stream that array through
   memory, and memory bandwidth sets the time;
-- a convolution: :func:`assd.persample_conv.conv_sums`;
+- a convolution: :func:`assd.importance.persample.conv.conv_sums`;
 - an ``Embedding``: the rows each sample looked up, summed per sample.
 
 On the first chunk each also notes the parameter's sum over samples for the
 engine's check against autograd; a sequence weight's as random projections
-(:class:`~assd.persample_records.Projected`), which cost two thin products
+(:class:`~assd.importance.persample.records.Projected`), which cost two thin products
 instead of one as large as the weight gradient.
 
 Example:
@@ -36,11 +36,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .persample_conv import conv_sums
-from .persample_fallback import add_squares
-from .persample_layers import embedding_rows
-from .persample_records import Projected, Summed
+from .conv import conv_sums
+from .fallback import add_squares
+from .layers import embedding_rows
 from .products import add_row_product_
+from .records import Projected, Summed
 
 __all__ = ["BLOCK", "add_direct", "as_float", "note", "shared_linear_squares"]
 

@@ -4,7 +4,7 @@ A forward hook on each hooked layer keeps a :class:`Record` of the call: the
 layer's input, and (through a tensor hook on the output, registered before any
 in-place change to it) the gradient of the summed objective with respect to
 its output. :func:`loss_reduction` and :func:`same_total` are the two checks
-of the first chunk (see :mod:`assd.persample`).
+of the first chunk (see :mod:`assd.importance.persample.engine`).
 
 Example:
     >>> import torch

@@ -4,7 +4,7 @@ A model folder holds ``model.safetensors`` (the state dict) and
 ``model.json`` (``{"architecture": name, "kwargs": {...}, "extra": {...}}``),
 so :func:`load_model` can rebuild it with :func:`assd.models.build_model`.
 Folders are written atomically: into a hidden sibling, then published in one
-step by :mod:`assd.publish` (never over a folder assd did not write).
+step by :mod:`assd.store.publish` (never over a folder assd did not write).
 
 Example:
     >>> import tempfile, pathlib
@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__
+from .._version import __version__
+from ..models import build_model
 from .files import not_writable
-from .models import build_model
 from .publish import clean_stale, new_temporary, publish_folder, refuse_foreign
 
 __all__ = ["check_finite", "load_model", "load_state_dict", "save_model", "write_folder"]
@@ -47,7 +47,7 @@ def write_folder(
     """Yield a hidden temporary folder; on success it becomes ``folder`` in one atomic step.
 
     Refuses an existing ``folder`` unless ``overwrite``, and even then one that
-    assd did not write. Publishing (:func:`assd.publish.publish_folder`)
+    assd did not write. Publishing (:func:`assd.store.publish.publish_folder`)
     re-checks both under a lock, so of two runs writing one new path only one
     wins. A full disk or another write error leaves ``folder`` as it was and
     nothing behind. Stable API: the own-model CLI path writes through it.
@@ -171,7 +171,7 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, dict]:
     if not spec_path.is_file():
         raise FileNotFoundError(
             f"{folder} is not a model folder (no {SPEC}); pass a folder written by "
-            "`assd train` or assd.checkpoints.save_model."
+            "`assd train` or assd.store.checkpoints.save_model."
         )
     try:
         spec = json.loads(spec_path.read_text(encoding="utf-8"))

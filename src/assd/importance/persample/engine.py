@@ -8,17 +8,17 @@ recorded in :attr:`SampleEngine.paths` (and so in the saved ``Importance``):
 ``factorised``  a ``Linear`` weight on ``(B, in)`` inputs under a squared
                 objective: ``(delta**2)^T (a**2)`` from forward/backward hooks
                 on a summed loss; no per-sample gradient is ever formed.
-``hooks``       other layers with a rule in :mod:`assd.persample_layers`
+``hooks``       other layers with a rule in :mod:`assd.importance.persample.layers`
                 (convolutions, sequence ``Linear``, eval ``BatchNorm``,
                 ``LayerNorm``, ``Embedding``): per-sample gradients formed one
                 layer at a time, in chunks of samples that fit the memory budget
                 (sequence ``Linear``: in cache-sized blocks,
-                :mod:`assd.persample_direct`); ``nn.MultiheadAttention``'s
-                projections (:mod:`assd.persample_attention`); parameters of
+                :mod:`assd.importance.persample.direct`); ``nn.MultiheadAttention``'s
+                projections (:mod:`assd.importance.persample.attention`); parameters of
                 modules without a rule that are broadcast over the batch
                 (``cls.expand(B, ...)``, ``x + pos``), and layers run once for
                 the whole batch whose output is (BERT's position embedding):
-                :mod:`assd.persample_broadcast`.
+                :mod:`assd.importance.persample.broadcast`.
 ``torch.func``  everything else: ``vmap(grad(...))`` over chunks of samples.
 ``loop``        models ``vmap`` cannot trace (e.g. Hugging Face attention-mask
                 code): one backward per sample.
@@ -62,14 +62,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batches import batch_size_of, forward
-from .objectives import objective_value
-from .persample_broadcast import Watch
-from .persample_direct import add_direct, as_float, note
-from .persample_fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
-from .persample_layers import per_sample
-from .persample_plan import plan
-from .persample_records import loss_reduction, recorder, same_total
+from ...batches import batch_size_of, forward
+from ..objectives import objective_value
+from .broadcast import Watch
+from .direct import add_direct, as_float, note
+from .fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
+from .layers import per_sample
+from .plan import plan
+from .records import loss_reduction, recorder, same_total
 
 __all__ = ["PATHS", "SampleEngine", "rows_per_chunk"]
 
@@ -131,7 +131,7 @@ class SampleEngine:
     # -- planning -------------------------------------------------------------------------
 
     def _plan(self) -> None:
-        """Owners of the parameters (:mod:`assd.persample_plan`); the rest fall back."""
+        """Owners of the parameters (:mod:`assd.importance.persample.plan`); the rest fall back."""
         found = plan(self.model, self.params)
         self.owned, self.rest = found.owned, found.rest
         self.reasons.update(found.reasons)

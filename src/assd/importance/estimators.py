@@ -11,7 +11,7 @@ Estimators (how gradients are averaged):
                 over batches (what the SSD/ASSD reference code does).
     ``sample``  one gradient per sample, averaged over samples: squared
                 per-sample gradients from layer hooks where the algebra allows,
-                ``torch.func`` or a per-sample loop elsewhere (:mod:`assd.persample`).
+                ``torch.func`` or a per-sample loop elsewhere (:mod:`assd.importance.persample`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from .batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
-from .contract import BatchError, check_targets, model_errors
+from ..batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
+from ..contract import BatchError, check_targets, model_errors
+from ..parameters import all_finite, model_device, set_mode
 from .objectives import OBJECTIVES, add_, objective_value
-from .parameters import all_finite, model_device, set_mode
-from .persample import SampleEngine, rows_per_chunk
+from .persample.engine import SampleEngine, rows_per_chunk
 
 __all__ = [
     "CHUNK_BYTES",

@@ -7,7 +7,7 @@ point). Regression: the mean loss may rise by at most ``max_drop`` relative
 to its value before (0.01 = 1 %).
 
 Example:
-    >>> from assd.outcome import SetScore
+    >>> from assd.verify.outcome import SetScore
     >>> guard = RetainGuard(max_drop=0.01)
     >>> before = {"retain": SetScore(100, 0.98, 0.1)}
     >>> guard.check(before, {"retain": SetScore(100, 0.975, 0.12)})["ok"]

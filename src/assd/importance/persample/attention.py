@@ -5,7 +5,7 @@
 differ from ``embed_dim``) and its output projection (``out_proj``) with
 ``F.linear`` inside ``F.multi_head_attention_forward``: there is no layer call
 a hook could see. During the engine's hook pass, a ``TorchFunctionMode``
-(:mod:`assd.persample_broadcast`) answers that function's calls for the
+(:mod:`assd.importance.persample.broadcast`) answers that function's calls for the
 attention layers the engine owns with :func:`attention_call`: the same
 computation, written batch first, whose input projections record their input
 and (by a tensor hook) their output gradient, and whose output projection is a
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .persample_records import Record
+from .records import Record
 
 __all__ = ["attention_call", "attention_reason", "visible_attention"]
 

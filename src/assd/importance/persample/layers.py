@@ -12,7 +12,7 @@ to the layer's output, ``delta`` (one slice per sample), and the layer's input
   stride, dilation, padding and groups, eval-mode ``BatchNorm``, ``LayerNorm``)
   shares its weight across positions: the per-sample gradient is a sum over
   positions, formed with one batched product per layer (:func:`per_sample`;
-  for convolutions :mod:`assd.persample_conv`, which also sums their squares
+  for convolutions :mod:`assd.importance.persample.conv`, which also sums their squares
   without holding every sample's gradient).
 - ``Embedding`` gradients are sparse: per sample, the rows it looked up
   (padding rows excluded) with the summed output gradients of their
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .persample_conv import per_sample_conv
+from .conv import per_sample_conv
 
 __all__ = ["embedding_rows", "linear_squares", "per_sample", "unsupported_reason"]
 

@@ -12,8 +12,8 @@ could see:
   with ids of shape ``(1, T)``. Its hook sees the batch's summed gradient;
   read from the add's output gradient instead, with the layer's input
   repeated per sample, the layer's own rule gives each sample's gradient
-  (:meth:`Record.lift <assd.persample_records.Record.lift>`);
-- ``nn.MultiheadAttention``'s projections (:mod:`assd.persample_attention`).
+  (:meth:`Record.lift <assd.importance.persample.records.Record.lift>`);
+- ``nn.MultiheadAttention``'s projections (:mod:`assd.importance.persample.attention`).
 
 :class:`Watch` is a ``TorchFunctionMode`` active around the hook pass's
 forward only: it records ``expand``/``expand_as`` of a watched parameter and
@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .persample_attention import attention_call
-from .persample_records import Record
+from .attention import attention_call
+from .records import Record
 
 __all__ = ["KEY", "Shared", "Watch", "broadcast_dims"]
 

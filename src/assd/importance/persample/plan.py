@@ -1,13 +1,13 @@
 """Which path each parameter of a model can take in the per-sample engine, before any data.
 
 :func:`plan` walks the model's modules once. A parameter is owned by the layer
-that holds it when that layer has a rule (:mod:`assd.persample_layers`,
-:mod:`assd.persample_attention`) and meets it; a parameter of a layer with a
+that holds it when that layer has a rule (:mod:`assd.importance.persample.layers`,
+:mod:`assd.importance.persample.attention`) and meets it; a parameter of a layer with a
 rule it does not meet (BatchNorm in train mode, attention with ``bias_k``) goes
 straight to the fallback, with the reason; a plain parameter of a module with
 no rule at all (a ViT's class token) is watched for broadcasts over the batch
-(:mod:`assd.persample_broadcast`) under a :class:`Shared` owner. The first chunk
-of data then checks every owned parameter (:mod:`assd.persample`).
+(:mod:`assd.importance.persample.broadcast`) under a :class:`Shared` owner. The first chunk
+of data then checks every owned parameter (:mod:`assd.importance.persample.engine`).
 
 Example:
     >>> import torch
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from .persample_attention import attention_reason
-from .persample_broadcast import KEY, Shared
-from .persample_layers import unsupported_reason
+from .attention import attention_reason
+from .broadcast import KEY, Shared
+from .layers import unsupported_reason
 
 __all__ = ["Plan", "plan"]
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batches import forward, split_batch, to_device
+from ..batches import forward, split_batch, to_device
 
 __all__ = [
     "LayerChange",

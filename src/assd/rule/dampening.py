@@ -78,7 +78,7 @@ def dampen_parameters_(
 ) -> dict[str, tuple[int, int]]:
     """Dampen every named parameter in place.
 
-    Works on blocks of at most ``assd.blocks.BLOCK`` (2**18) elements (small
+    Works on blocks of at most ``assd.rule.blocks.BLOCK`` (2**18) elements (small
     parameters pooled, large ones cut) and rewrites only selected elements, so
     its temporaries are a few MiB whatever the model's size. Results are bit-identical to applying
     :func:`select` and :func:`dampening_factor` to each whole tensor.

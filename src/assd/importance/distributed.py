@@ -25,7 +25,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from .batches import TensorData
+from ..batches import TensorData
 from .estimators import Sums
 
 __all__ = [
@@ -81,7 +81,7 @@ def resolve(distributed: bool | None) -> bool:
     if distributed and not is_distributed():
         raise ValueError(
             "distributed=True needs an initialised process group of more than one process: "
-            "launch with torchrun and call assd.distributed.init_from_env() first."
+            "launch with torchrun and call assd.importance.distributed.init_from_env() first."
         )
     return bool(distributed)
 

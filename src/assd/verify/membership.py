@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from .batches import TensorData
+from ..batches import TensorData
 
 __all__ = ["check_forget_rows", "forget_retain_loaders"]
 

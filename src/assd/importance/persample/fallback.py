@@ -1,7 +1,7 @@
 """The two fallbacks of the per-sample engine: ``torch.func`` and a loop over samples.
 
 Both compute the definition directly (each sample's own objective on a batch
-of one) for the parameters the layer hooks of :mod:`assd.persample` cannot
+of one) for the parameters the layer hooks of :mod:`assd.importance.persample.engine` cannot
 take. ``vmap(grad(...))`` runs chunks of samples at once; the loop, one
 backward per sample, is for models ``vmap`` cannot trace.
 
@@ -24,8 +24,8 @@ import torch
 from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_map
 
-from .batches import batch_size_of, forward
-from .objectives import add_, objective_value
+from ...batches import batch_size_of, forward
+from ..objectives import add_, objective_value
 
 __all__ = ["add_squares", "loop_sums", "rows_per_chunk", "slice_batch", "vmap_sums"]
 

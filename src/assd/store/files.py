@@ -20,7 +20,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     ``path`` is left as it was. With ``overwrite=False`` the rename is
     exclusive: if ``path`` appeared meanwhile (another run), FileExistsError
     and nothing is written. Temporaries of dead processes beside ``path`` are
-    removed first (:func:`assd.publish.clean_stale`).
+    removed first (:func:`assd.store.publish.clean_stale`).
 
     Example:
         >>> import tempfile, pathlib
@@ -117,7 +117,7 @@ def check_output(
         out: the file or folder about to be written.
         inputs: paths the command reads (None entries are skipped).
         overwrite: allow replacing an existing ``out``: for ``kind="folder"`` only a
-            folder assd wrote (:func:`assd.publish.is_assd_output`); for
+            folder assd wrote (:func:`assd.store.publish.is_assd_output`); for
             ``kind="file"`` only a plain file, never one inside an assd folder.
         flag: how the option is called, for the message.
         kind: ``"folder"`` or ``"file"``: what ``out`` will be.

@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..batches import using_output_fn
+from ..contract import BatchError, check_data, describe_fn
+from ..parameters import trainable_parameters
+from ..store.files import atomic_path
+from ..store.fingerprint import fingerprint as weights_fingerprint
+from ..store.fingerprint import matches as fingerprint_matches
 from . import distributed as distributed_
-from .batches import using_output_fn
-from .contract import BatchError, check_data, describe_fn
 from .estimators import ESTIMATORS, OBJECTIVES, accumulate
-from .files import atomic_path
-from .fingerprint import fingerprint as weights_fingerprint
-from .fingerprint import matches as fingerprint_matches
-from .parameters import trainable_parameters
 
 __all__ = ["Importance", "compute_importance"]
 
@@ -64,7 +64,7 @@ class Importance:
             training set) or ``"retain"`` (without the forget rows); None: not said.
         paths: ``estimator="sample"`` only: how each parameter's per-sample
             gradients were taken (``factorised``, ``hooks``, ``torch.func``,
-            ``loop`` or ``unused``; see :mod:`assd.persample`), else None.
+            ``loop`` or ``unused``; see :mod:`assd.importance.persample`), else None.
 
     A method given a precomputed importance refuses one whose ``estimator``,
     ``objective``, ``train_mode``, ``loss`` or ``reference`` differs from its own
@@ -295,7 +295,7 @@ def compute_importance(
         objective: ``"loss"`` (needs targets) or ``"output_norm"`` (label-free).
         estimator: ``"batch"`` (the SSD reference) or ``"sample"`` (per-sample
             empirical Fisher, batch-size invariant: layer hooks where they apply,
-            ``torch.func`` or a per-sample loop elsewhere; see :mod:`assd.persample`).
+            ``torch.func`` or a per-sample loop elsewhere; see :mod:`assd.importance.persample`).
         loss_fn: ``loss_fn(logits, targets) -> mean loss``; cross-entropy by default.
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
         train_mode: run the model in train mode (batch statistics); ``batch`` only.
