@@ -84,12 +84,13 @@ def test_bert_sequence_classification_on_padded_dict_batches():
     forget, _ = assd.forget_retain_loaders(rows, [0, 5, 11], batch_size=8, collate_fn=padder())
     data = DataLoader(rows, batch_size=8, collate_fn=padder())
     # the attention mask reaches the model: padding to 20 instead of the longest row changes nothing
-    longest = assd.compute_importance(model, data)
-    wide = assd.compute_importance(model, DataLoader(rows, batch_size=8, collate_fn=padder(20)))
+    longest = assd.compute_importance(model, data, estimator="batch")
+    wide = assd.compute_importance(model, DataLoader(rows, batch_size=8, collate_fn=padder(20)),
+                                   estimator="batch")
     assert_close_importance(longest, wide)
     unmasked = assd.compute_importance(
         model, DataLoader(rows, batch_size=8, collate_fn=padder(20)),
-        batch_fn=lambda b: ({"input_ids": b["input_ids"]}, b["labels"]),
+        batch_fn=lambda b: ({"input_ids": b["input_ids"]}, b["labels"]), estimator="batch"
     )  # fmt: skip
     assert not torch.allclose(
         unmasked.tensors["classifier.weight"], wide.tensors["classifier.weight"]
@@ -103,12 +104,12 @@ def test_bert_token_classification_needs_a_loss_for_ignored_labels():
     model, rows = tiny_bert(transformers.BertForTokenClassification, num_labels=4), Sentences(8)
     batch = padder(token_labels=True)([rows[i] for i in range(8)])
     with pytest.raises(ValueError, match=r"negative labels \(e\.g\. -100"):
-        assd.compute_importance(model, [batch])
+        assd.compute_importance(model, [batch], estimator="batch")
 
     def token_loss(logits, labels):
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
-    imp = assd.compute_importance(model, [batch], loss_fn=token_loss)
+    imp = assd.compute_importance(model, [batch], loss_fn=token_loss, estimator="batch")
     expected = hf_loss_importance(model, batch)
     for name, want in expected.items():
         torch.testing.assert_close(imp.tensors[name], want, rtol=1e-4, atol=1e-12)
@@ -129,7 +130,7 @@ def test_gpt2_causal_lm_through_loss_fn():
         )
 
     batch = lm_batches(range(6))
-    imp = assd.compute_importance(model, [batch], loss_fn=next_token_loss)
+    imp = assd.compute_importance(model, [batch], loss_fn=next_token_loss, estimator="batch")
     expected = hf_loss_importance(model, batch)
     for name, want in expected.items():
         torch.testing.assert_close(imp.tensors[name], want, rtol=1e-4, atol=1e-12)
@@ -144,6 +145,7 @@ def test_bert_per_sample_importance_equals_the_batch_estimator_at_batch_size_one
     padded = DataLoader(rows, batch_size=5, collate_fn=padder(12))  # masked padding
     one_by_one = DataLoader(rows, batch_size=1, collate_fn=padder())  # no padding at all
     sample = assd.compute_importance(model, padded, estimator="sample")
-    assert_close_importance(sample, assd.compute_importance(model, one_by_one), rtol=1e-3)
+    assert_close_importance(sample, assd.compute_importance(model, one_by_one,
+                                                            estimator="batch"), rtol=1e-3)
     result = assd.ASSD(estimator="sample").unlearn(model, forget=[next(iter(padded))], data=padded)
     assert result.importance_settings["estimator"] == "sample" and result.alpha > 0

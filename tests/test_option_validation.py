@@ -94,7 +94,7 @@ def test_key_values_reads_json_and_refuses_repeats_and_missing_equals():
         "alpha": 5, "on_guard": "refuse", "train_mode": True, "guard": None}  # fmt: skip
     with pytest.raises(ValueError, match="alpha is given twice"):
         key_values(["alpha=5", "alpha=50"])
-    with pytest.raises(ValueError, match="must look like KEY=VALUE"):
+    with pytest.raises(ValueError, match="must look like key=value"):
         key_values(["alpha"])
     assert parse_spec("SSD:alpha=5 , dampening=0.5") == ("ssd", {"alpha": 5, "dampening": 0.5})
     with pytest.raises(ValueError, match="alpha is given twice"):

@@ -239,7 +239,8 @@ def test_cached_request_refuses_importance_of_changed_weights(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
     x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
-    compute_importance(model, TensorData(x, y, batch_size=8)).save(tmp_path / "d.safetensors")
+    compute_importance(model, TensorData(x, y, batch_size=8),
+                       estimator="batch").save(tmp_path / "d.safetensors")
     forget = TensorData(x[:4], y[:4], batch_size=8)
     cached = assd.Importance.load(tmp_path / "d.safetensors")
     fresh = assd.ASSD.paper().unlearn(model, forget=forget, data=TensorData(x, y, batch_size=8))

@@ -201,7 +201,8 @@ def test_paths_are_saved_with_the_importance(tmp_path):
     imp.save(tmp_path / "imp.safetensors")
     loaded = Importance.load(tmp_path / "imp.safetensors")
     assert loaded.paths == imp.paths and loaded.path_counts()["factorised"] == 18
-    assert compute_importance(model, [(torch.randn(2, 4, 5), torch.tensor([0, 1]))]).paths is None
+    assert compute_importance(model, [(torch.randn(2, 4, 5), torch.tensor([0, 1]))],
+                              estimator="batch").paths is None
 
 
 def test_layer_rules_against_autograd_per_sample():

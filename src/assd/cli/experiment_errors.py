@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..importance.distributed import is_main_process
 from ..methods.options import check_spec
 from ..store.files import check_writable
@@ -56,7 +57,7 @@ def _words(text: str) -> list[str]:
               help="Out-of-fold models of found: methods.")
 @click.option("--n-train", default=20000, show_default=True, type=COUNT,
               help="Training rows drawn per seed.")
-@click.option("--max-levels", default=120, show_default=True, type=COUNT,
+@click.option("--max-levels", default=DEFAULT_MAX_LEVELS, show_default=True, type=COUNT,
               help="One-hot levels kept per categorical (rarer: 'other').")  # fmt: skip
 @click.option("--epochs", default=25, show_default=True, type=COUNT)
 @click.option("--lr", default=0.05, show_default=True, type=RATE)

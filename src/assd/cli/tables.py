@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..importance.distributed import is_main_process
 from ..store.files import check_output
 from .options import COUNT, RATE, SEED
@@ -56,7 +57,7 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--test-share", default=0.2, show_default=True, type=float)
 @click.option("--features", default=None, help="Comma-separated input columns (default: all).")
 @click.option("--categorical", default=None, help="Columns to one-hot even if numeric.")
-@click.option("--max-levels", default=200, show_default=True, type=COUNT,
+@click.option("--max-levels", default=DEFAULT_MAX_LEVELS, show_default=True, type=COUNT,
               help="Most frequent levels kept per category; the rest share 'other'.")  # fmt: skip
 @click.option("--epochs", default=None, type=COUNT,
               help="Default: 25, more on small tables (at least 500 steps, at most 200 epochs).")

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from ..data.label_errors import inject_label_errors
+from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..methods import get_method
 from ..methods.options import parse_spec
 from ..methods.ssd import SSD
@@ -78,9 +79,7 @@ class ErrorsConfig:
     id_column: str | None = None
     group_column: str | None = "dest"  # group errors are drawn on its values
     folds: int = 5  # out-of-fold models of the found: methods
-    # one-hot levels kept per categorical: 120 keeps all 104 destinations apart, so
-    # errors in a destination are learnable (docs/errors.md); rarer levels go to "other"
-    max_levels: int = 120
+    max_levels: int = DEFAULT_MAX_LEVELS  # one-hot levels kept per categorical (all 104 dests)
     with_dep_delay: bool = True
     training: dict = field(default_factory=dict)  # TrainConfig fields; model and seed per cell
 

@@ -33,7 +33,7 @@ from ..store.files import atomic_path
 from ..store.fingerprint import fingerprint as weights_fingerprint
 from ..store.fingerprint import matches as fingerprint_matches
 from . import distributed as distributed_
-from .estimators import ESTIMATORS, OBJECTIVES, accumulate
+from .estimators import DEFAULT_ESTIMATOR, ESTIMATORS, OBJECTIVES, accumulate
 
 __all__ = ["Importance", "compute_importance"]
 
@@ -272,7 +272,7 @@ def compute_importance(
     data,
     *,
     objective: str = "loss",
-    estimator: str = "batch",
+    estimator: str = DEFAULT_ESTIMATOR,
     loss_fn=None,
     batch_fn=None,
     train_mode: bool = False,
@@ -293,9 +293,10 @@ def compute_importance(
         model: any ``nn.Module``; inputs are moved to its device.
         data: an iterable of batches (DataLoader, :class:`~assd.TensorData`, ...).
         objective: ``"loss"`` (needs targets) or ``"output_norm"`` (label-free).
-        estimator: ``"batch"`` (the SSD reference) or ``"sample"`` (per-sample
+        estimator: ``"sample"`` (the default, as every method's: per-sample
             empirical Fisher, batch-size invariant: layer hooks where they apply,
-            ``torch.func`` or a per-sample loop elsewhere; see :mod:`assd.importance.persample`).
+            ``torch.func`` or a per-sample loop elsewhere; see :mod:`assd.importance.persample`)
+            or ``"batch"`` (the SSD reference code: squared batch-mean gradients).
         loss_fn: ``loss_fn(logits, targets) -> mean loss``; cross-entropy by default.
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
         train_mode: run the model in train mode (batch statistics); ``batch`` only.

@@ -58,7 +58,7 @@ def key_values(items, *, flag: str = "--option") -> dict:
         key, sep, value = str(item).partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"{flag} {item!r} must look like KEY=VALUE, e.g. {flag} alpha=10.")
+            raise ValueError(f"{flag} {item!r} must look like key=value, e.g. alpha=10.")
         if key in out:
             raise ValueError(f"{flag} {key} is given twice; give each key once.")
         try:

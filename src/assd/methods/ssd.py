@@ -10,6 +10,7 @@ import time
 from torch import nn
 
 from ..importance.core import Importance
+from ..importance.estimators import DEFAULT_ESTIMATOR
 from ..rule.dampening import dampen_parameters_
 from ..verify.guard import GuardRefused, RetainGuard
 from ..verify.membership import check_forget_rows
@@ -71,7 +72,7 @@ class SSD(ImportanceSources):
         alpha: float = 10.0,
         dampening: float = 1.0,
         reference: str = "full",
-        estimator: str = "sample",
+        estimator: str = DEFAULT_ESTIMATOR,
         train_mode: bool = False,
         loss_fn=None,
         batch_fn=None,
