@@ -408,7 +408,7 @@ def _(ws):
 
 
 @cli("unknown-option", "--option key the method does not take",
-     r"--option alpah: method 'assd' has no such option; it takes batch_fn, estimator, ")  # fmt: skip
+     r"--option alpah: method 'assd' has no such option; it takes batch_fn, ")  # fmt: skip
 def _(ws):
     return [*unlearn("o"), "--option", "alpah=5"]
 

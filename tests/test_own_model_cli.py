@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
+import assd
 from assd.cli import main
 
 USER_MODULE = '''
@@ -80,7 +81,8 @@ def acc(model, x, y):
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path):
+def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path, numpy_alpha,
+                                                        retain_importance):
     towers, trained, x, y, forget = user
     before = hashlib.sha256((tmp_path / "trained.safetensors").read_bytes()).hexdigest()
     own = ["--model-factory", "towers:make", "--data-factory", "towers:rows"]
@@ -93,7 +95,13 @@ def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path):
     assert hashlib.sha256((tmp_path / "trained.safetensors").read_bytes()).hexdigest() == before
     report = json.loads((tmp_path / "clean" / "report.json").read_text())
     assert report["n_forget"] == 25 and report["n_train"] == 320
-    assert report["result"]["alpha"] > 0 and report["result"]["n_dampened"] > 0
+    f = assd.compute_importance(trained, [(x[forget], y[forget])], fingerprint=False).tensors
+    whole = assd.compute_importance(trained, [(x, y)], fingerprint=False).tensors
+    d = retain_importance(whole, f, 320, 25)
+    alpha = numpy_alpha(f, d, 25, 320)
+    assert report["result"]["alpha"] == pytest.approx(alpha, rel=1e-5)
+    selected = sum(int((f[n] > report["result"]["alpha"] * d[n]).sum()) for n in f)
+    assert report["result"]["n_dampened"] == selected > 0
     assert report["result"]["importance_settings"]["estimator"] == "sample"  # the default
     clean = towers.make()
     from safetensors.torch import load_model
