@@ -880,7 +880,7 @@ def run_case(case: Case, ws) -> str:
     args = case.run(ws)
     before = ws.hashes()
     code, err = run_cli(args)
-    assert code != 0, f"{case.id}: exit code {code}"
+    assert code == 2, f"{case.id}: exit code {code} (the contract: 2 for every refused input)"
     assert "Traceback" not in err
     message = [line for line in err.splitlines() if line.startswith(("error:", "Error:"))]
     assert len(message) == 1, err

@@ -429,7 +429,13 @@ def test_a_full_importance_minus_the_forget_rows_is_a_retain_importance():
     for name in direct.tensors:  # the definition: the importance of the other rows
         torch.testing.assert_close(rest.tensors[name], direct.tensors[name], rtol=1e-4, atol=1e-7)
     forget = TensorData(x[:4], y[:4])
-    assd.ASSD(reference="retain", estimator="sample").unlearn(model, forget=forget, importance=rest)
+    derived = assd.ASSD(reference="retain", estimator="sample").unlearn(
+        model, forget=forget, importance=rest, n_data=40)
+    passed = assd.ASSD(reference="retain", estimator="sample").unlearn(
+        model, forget=forget, retain=TensorData(x[4:], y[4:]))  # one pass over the other rows
+    assert derived.n_data == passed.n_data == 40
+    assert derived.alpha == pytest.approx(passed.alpha, rel=1e-4)
+    assert derived.n_dampened == passed.n_dampened > 0
     with pytest.raises(ValueError, match=r"reference='retain' but the request uses reference='fu"):
         assd.ASSD(reference="full").unlearn(model, forget=forget, importance=rest)
 

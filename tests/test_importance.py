@@ -70,14 +70,6 @@ def test_only_trainable_parameters_count():
     assert "0.weight" not in imp.tensors and "0.bias" in imp.tensors
 
 
-def test_half_precision_model_accumulates_in_float32():
-    model, (x, y) = nn.Linear(5, 3).to(torch.bfloat16), toy_data()
-    imp = compute_importance(model, TensorData(x.to(torch.bfloat16), y, batch_size=8),
-                             estimator="batch")
-    assert all(t.dtype == torch.float32 for t in imp.tensors.values())
-    assert all(t.sum() > 0 for t in imp.tensors.values())
-
-
 class MaskedLinear(nn.Module):
     def __init__(self, inner: nn.Module):
         super().__init__()

@@ -125,7 +125,7 @@ def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path, numpy_al
 def test_own_model_bad_inputs_get_one_paragraph(user, tmp_path):
     own = ["unlearn", "--model-factory", "towers:make", "--forget", "ids.txt", "--out", "o"]
     code, _, err = run(own)
-    assert code != 0 and "--weights, --data-factory missing" in err
+    assert code == 2 and "--weights, --data-factory missing" in err
     torch.save(user[1].state_dict(), tmp_path / "w.pt")
     code, _, err = run([*own, "--weights", "w.pt", "--data-factory", "towers:rows"])
     assert code == 2 and "not a .safetensors file; assd reads no pickle" in err
@@ -138,7 +138,7 @@ def test_own_model_bad_inputs_get_one_paragraph(user, tmp_path):
     assert code == 2 and "forget ids are row positions" in err
     assert not (tmp_path / "o").exists()
     code, _, err = run(["unlearn", "--forget", "ids.txt", "--out", "o"])
-    assert code != 0 and "pass --model and --data" in err
+    assert code == 2 and "pass --model and --data" in err
 
 
 def test_own_model_with_nan_weights_is_refused(user, tmp_path):

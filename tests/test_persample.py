@@ -148,8 +148,10 @@ class OutsideUse(nn.Module):
         return self.b(h + F.linear(h, self.a.weight))
 
 
-def test_weight_used_outside_its_layer_moves_to_torch_func():
-    paths = _check(OutsideUse().eval(), torch.randn(20, 4), torch.randint(0, 3, (20,)))
+@pytest.mark.parametrize("rows, batch_size", [(20, 7), (300, 300)])  # 300: past the check slice
+def test_weight_used_outside_its_layer_moves_to_torch_func(rows, batch_size):
+    paths = _check(OutsideUse().eval(), torch.randn(rows, 4), torch.randint(0, 3, (rows,)),
+                   batch_size=batch_size)  # fmt: skip
     assert paths["a.weight"] == "torch.func" and paths["b.weight"] == "factorised"
 
 
