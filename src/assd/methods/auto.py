@@ -123,7 +123,7 @@ class AutoASSD(ASSD):
         super().__init__(reference=reference, estimator=estimator, guard=guard, **options)
         self.target_kind, self.repair_epochs = target, repair_epochs
 
-    def _target(self, sets: dict):
+    def forget_target(self, sets: dict):
         if "retain" not in sets:
             raise ValueError(
                 "assd-auto needs labelled retained rows to judge the result: "
@@ -155,7 +155,7 @@ class AutoASSD(ASSD):
             return "rows"
         return "rows" if torch.isin(forget_labels, retain_labels).any() else "group"
 
-    def _verified(self, trials: Trials, *, retain=None) -> dict:
+    def choose(self, trials: Trials, *, retain=None) -> dict:
         if trials.target(trials.before, trials.before)["met"]:
             log.warning("assd-auto: the forget target is already met; nothing to do")
             return trials.apply(-math.inf)
