@@ -62,7 +62,7 @@ def _storage(t) -> int | None:
 def small_blocks(monkeypatch):
     """Blocks of 97 elements, so that every pass walks many blocks and pooled pieces."""
     monkeypatch.setattr(assd.rule.blocks, "BLOCK", 97)
-    monkeypatch.setattr(assd.rule.percentile, "BLOCK", 97)
+    monkeypatch.setattr(assd.rule.value_blocks, "BLOCK", 97)
 
 
 def importances(rng, sizes, *, zeros=0.1, ties=0.0):
