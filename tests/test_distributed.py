@@ -45,7 +45,7 @@ WORKER = textwrap.dedent(
             "batch_train": dict(estimator="batch", train_mode=True),
             "lf_sample": dict(estimator="sample", objective="output_norm"),
         }.items():
-            imp = compute_importance(net, data, **options, estimator="batch")
+            imp = compute_importance(net, data, **{"estimator": "batch", **options})
             out[key] = (imp.tensors, imp.n_samples, imp.n_batches, imp.batch_size)
         own = [(x[i : i + 4], y[i : i + 4]) for i in range(rank * 4, 30, 8)]  # user-made shards
         out["own_shards"] = compute_importance(net, own, estimator="sample").tensors
@@ -117,8 +117,8 @@ def assert_same(a: dict, b: dict):
 )
 def test_two_processes_equal_one(ranks, key, options):
     x, y = toy()
-    single = compute_importance(model(), TensorData(x, y, batch_size=7), **options,
-                                estimator="batch")
+    single = compute_importance(model(), TensorData(x, y, batch_size=7),
+                                **{"estimator": "batch", **options})
     for r in ranks:
         tensors, n_samples, n_batches, batch_size = r[key]
         assert (n_samples, n_batches, batch_size) == (30, 5, 7)

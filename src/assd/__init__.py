@@ -17,7 +17,8 @@ Compute the training-set importance once and reuse it::
 from ._version import __version__
 from .batches import TensorData
 from .contract import BatchError
-from .importance.core import Importance, compute_importance
+from .importance.compute import compute_importance
+from .importance.core import Importance
 from .methods import (
     ALFSSD,
     ASSD,
