@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,13 @@ def test_every_module_imports(name):
     if name == "assd.__main__":
         pytest.skip("__main__ runs the CLI on import")
     importlib.import_module(name)
+
+
+def test_the_architecture_doc_names_every_subpackage_and_only_files_that_exist():
+    text = (ROOT.parents[1] / "docs" / "architecture.md").read_text(encoding="utf-8")
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert {p for p in packages if f"{p}/" not in text} == set()
+    named = set(re.findall(r"`([a-z_]+/(?:[a-z_]+/)?[a-z_]+\.py)", text))
+    missing = {n for n in named if not (ROOT / n).is_file() and not (ROOT.parents[1] / n).is_file()
+               and not (ROOT.parent / n).is_file()}  # relative to src/assd, the repo or src/
+    assert named and missing == set()
