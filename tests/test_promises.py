@@ -101,7 +101,7 @@ def test_the_importance_cache_misses_when_data_settings_or_weights_change(change
     assert not info2["hit"] and info2["path"] != info["path"]
     assert len(list(tmp_path.glob("importance-*.safetensors"))) == 2
     fresh = assd.compute_importance(model, TensorData(other_x, other_y, batch_size=8),
-                                    **other_options, estimator="batch")  # fmt: skip
+                                    **other_options)  # fmt: skip
     for n in fresh.tensors:  # the miss computed the new importance, not the old one
         torch.testing.assert_close(again.tensors[n], fresh.tensors[n])
         assert not torch.equal(again.tensors[n], first.tensors[n]) or change == "weights"
