@@ -138,6 +138,7 @@ def test_seed_lists_are_counts_or_distinct_seeds_in_range():
     assert parse_seeds("4") == [0, 1, 2, 3] and parse_seeds("7,0") == [7, 0]
     for bad, why in (("0", "runs no seed"), ("-2", "runs no seed"), ("1,1", "listed twice"),
                      ("3,-1", "out of range"), (f"0,{2**40}", "out of range"),
+                     (str(10**12), "more than any run can finish"),
                      ("many", "not a count")):  # fmt: skip
         with pytest.raises(click.BadParameter, match=why):
             parse_seeds(bad)

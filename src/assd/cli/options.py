@@ -47,6 +47,7 @@ __all__ = [
 # The ranges every command checks its numbers against (click refuses others with exit code 2).
 SEED_MAX = 2**32 - 1  # what NumPy's generators take (torch takes more)
 SEED = click.IntRange(0, SEED_MAX)
+MAX_SEED_COUNT = 10_000  # --seeds N: a grid of N seeds per cell
 COUNT = click.IntRange(min=1)  # epochs, batch sizes, levels: at least one
 RATE = click.FloatRange(min=0, min_open=True)  # learning rates and factors: above zero
 
@@ -107,9 +108,12 @@ def parse_seeds(text: str, *, flag: str = "--seeds") -> list[int]:
         raise click.BadParameter(f"{text!r} is not a count or a list of seeds such as 0,3,7.",
                                  param_hint=flag)  # fmt: skip
     if len(parts) == 1:
-        if not 1 <= parts[0] <= SEED_MAX:
+        if parts[0] < 1:
             raise click.BadParameter(f"{parts[0]} runs no seed; give a count of at least 1 "
                                      "(or a list of seeds such as 0,3,7).", param_hint=flag)
+        if parts[0] > MAX_SEED_COUNT:
+            raise click.BadParameter(f"{parts[0]} seeds are more than any run can finish; give "
+                                     f"at most {MAX_SEED_COUNT:,}.", param_hint=flag)
         return list(range(parts[0]))
     bad = [p for p in parts if not 0 <= p <= SEED_MAX]
     if bad:
