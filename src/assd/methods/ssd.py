@@ -10,6 +10,7 @@ import time
 from torch import nn
 
 from ..importance.core import Importance
+from ..importance.sharded import is_sharded_model
 from ..rule.dampening import dampen_parameters_
 from ..verify.guard import GuardRefused, RetainGuard
 from ..verify.membership import check_forget_rows
@@ -144,6 +145,11 @@ class SSD(ImportanceSources):
             raise ValueError(
                 f"{self.name} has a retain guard but no evaluation sets: pass "
                 "evaluate={'retain': ..., 'test': ...} (labelled rows kept or held out)."
+            )
+        if not inplace and is_sharded_model(model):
+            raise ValueError(
+                f"{self.name}: a model sharded with FSDP2 cannot be copied; pass inplace=True "
+                "(save its sharded state dict first if the original weights must be kept)."
             )
         start = time.perf_counter()
         timings = {}
