@@ -33,6 +33,7 @@ from torch import nn
 
 from ..rule.sharded_dampening import is_sharded
 from ..store.files import atomic_path
+from ..store.sharded_fingerprint import PREFIX, sharded_fingerprint
 from .core import Importance
 from .sharded import row_range, wrap_like
 
@@ -42,13 +43,29 @@ _FORMAT = "assd-sharded-importance"
 _INDEX = "index.json"
 
 
-def save_sharded(importance: Importance, folder: str | os.PathLike) -> None:
+def save_sharded(
+    importance: Importance, folder: str | os.PathLike, *, model: nn.Module | None = None
+) -> None:
     """Write this rank's rows of ``importance`` (DTensors or whole tensors) under ``folder``.
 
     Collective: every rank of the group calls it. Files are written atomically;
     the index appears only once every rank's file is in place.
+
+    Args:
+        importance: computed on a sharded model (it carries a world-size-free
+            ``s1:`` fingerprint), or a single process's.
+        folder: created if needed.
+        model: the weights it was computed on. A single process's importance
+            carries a fingerprint that only whole weights can check; given the
+            model, it is checked and replaced by the ``s1:`` stamp any world
+            size can check.
     """
     world, rank = _world()
+    stamp = importance.fingerprint
+    if model is not None:
+        if stamp is not None and not stamp.startswith(PREFIX):
+            importance.check_fits(model)  # stale weights are refused before re-stamping
+        stamp = sharded_fingerprint(model)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows, local = {}, {}
@@ -62,6 +79,7 @@ def save_sharded(importance: Importance, folder: str | os.PathLike) -> None:
         dist.barrier()
     if rank == 0:
         meta = {k: v for k, v in importance.__dict__.items() if k != "tensors"}
+        meta["fingerprint"] = stamp
         shapes = {n: list(t.shape) for n, t in importance.tensors.items()}
         files = [_file(r, world) for r in range(world)]
         index = {"format": _FORMAT, "version": 1, "world_size": world, "files": files,
@@ -102,6 +120,13 @@ def load_sharded(folder: str | os.PathLike, model: nn.Module) -> Importance:
         start, stop = row_range(whole, rank, world) if is_sharded(p) else (0, whole)
         local = _read_rows(folder, name, spans[name], start, stop, shape)
         tensors[name] = wrap_like(local.to(p.device), p) if is_sharded(p) else local
+    stamp = index["info"].get("fingerprint")
+    if stamp is not None and not stamp.startswith(PREFIX) and any(map(is_sharded, params.values())):
+        raise ValueError(
+            f"the importance under {folder} carries a fingerprint that needs the whole weights; "
+            "a sharded model cannot check it. Save it with save_sharded(importance, folder, "
+            "model=model) from the process that computed it."
+        )
     known = {f for f in Importance.__dataclass_fields__ if f != "tensors"}
     loaded = Importance(tensors=tensors, **{k: v for k, v in index["info"].items() if k in known})
     loaded.check_fits(model)

@@ -1,0 +1,272 @@
+"""ASSD on a model sharded with FSDP2 over 2 gloo processes equals ASSD in one process.
+
+Two separate Pythons run the script below (the models are built the same way
+here); they shard the model with ``fully_shard``, run ASSD and write what
+they got (gathered with ``full_tensor`` by the test script only; the
+library never gathers). The test compares against its own single-process
+run, and the distributed percentile against NumPy.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import assd
+from assd import TensorData, compute_importance
+from assd.importance.sharded import row_range
+from assd.importance.sharded_store import load_sharded, save_sharded
+from assd.models.cnn import DigitsCNN
+from assd.models.vit import ViT
+from assd.rule.percentile import ratio_percentile
+
+HERE = Path(__file__).parent
+
+
+def cnn():
+    torch.manual_seed(0)
+    return DigitsCNN(width=4)
+
+
+def vit():  # a small transformer: patch embedding, 2 pre-norm encoder layers, head
+    torch.manual_seed(0)
+    return ViT(5, image_size=8, patch_size=4, channels=1, dim=12, depth=2, heads=2)
+
+
+def rows():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(37, 1, 8, 8, generator=g), torch.randint(0, 5, (37,), generator=g)
+
+
+def percentile_cases():
+    """``(values, cut, q)``: rank 0 holds ``values[:cut]``, rank 1 the rest."""
+    g = torch.Generator().manual_seed(3)
+    cases = []
+    for dtype in (torch.float32, torch.float64):
+        v = torch.randn(1000, generator=g, dtype=dtype).abs()
+        v[::7] = float("inf")
+        v[::11] = float("nan")
+        v[3::13] = 0.5  # ties
+        cases += [(v, 600, 99.31), (v, 0, 50.0), (v, 1000, 2.5), (v, 17, 100.0)]
+    ties = torch.tensor([2.0] * 9 + [float("inf")] * 3 + [1.0])
+    cases += [(ties, 5, q) for q in (0.0, 33.3, 91.0)]
+    cases += [(torch.tensor([-3.0, -0.0, 0.0, 7.5, -float("inf"), 1e-30]), 2, 60.0)]
+    return cases
+
+
+WORKER = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, sys.argv[3])
+    import torch
+    from test_sharded import cnn, vit, rows, percentile_cases
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    import assd
+    from assd import TensorData, compute_importance
+    from assd.importance.sharded_store import load_sharded, save_sharded
+    from assd.rule.distributed_percentile import (
+        sharded_percentile_of_chunks, sharded_ratio_percentile)
+
+    def sharded(model):
+        units = model.encoder.layers if hasattr(model, "encoder") else [model.features,
+                                                                        model.head]
+        for unit in units:
+            fully_shard(unit)
+        return fully_shard(model)
+
+    def full(tensors):
+        return {n: t.full_tensor() for n, t in tensors.items()}
+
+    def run(rank, folder):
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank,
+                                world_size=2)
+        x, y = rows()
+        out = {}
+        for make in (cnn, vit):
+            for estimator in ("batch", "sample"):
+                model = sharded(make())
+                data = TensorData(x, y, batch_size=6)  # 7 batches: ranks 4 and 3
+                forget = TensorData(x[:5], y[:5], batch_size=6)  # one batch: rank 1 idles
+                result = assd.ASSD(estimator=estimator, reference="full").unlearn(
+                    model, forget=forget, data=data, inplace=True)
+                weights = {n: p.full_tensor() for n, p in model.named_parameters()}
+                out[make.__name__, estimator] = (result.alpha, weights, result.n_dampened)
+        model = sharded(cnn())
+        imp = compute_importance(model, TensorData(x, y, batch_size=6), estimator="batch")
+        out["importance"] = full(imp.tensors)
+        save_sharded(imp, f"{folder}/saved2")
+        loaded = load_sharded(f"{folder}/saved1", model)  # written by one process
+        out["loaded"] = full(loaded.tensors)
+        out["local_rows"] = {n: t.to_local().shape[0] for n, t in loaded.tensors.items()}
+        fimp = compute_importance(model, TensorData(x[:9], y[:9], batch_size=2),
+                                  estimator="batch")
+        out["same_alpha_same_importance"] = (
+            sharded_ratio_percentile(fimp.tensors, imp.tensors, 98.0), full(fimp.tensors))
+        out["ssd"] = assd.SSD(alpha=2.0, estimator="batch").unlearn(
+            model, forget=TensorData(x[:5], y[:5], batch_size=6),
+            data=TensorData(x, y, batch_size=6), inplace=True).per_layer
+        out["percentiles"] = []
+        for values, cut, q in percentile_cases():
+            mine = values[:cut] if rank == 0 else values[cut:]
+            pieces = [mine[:3], mine[3:]]
+            out["percentiles"].append(sharded_percentile_of_chunks(lambda: iter(pieces), q))
+        bad = x.clone()
+        bad[7] = float("nan")  # in batch 1: only rank 1 holds it
+        try:
+            compute_importance(sharded(cnn()), TensorData(bad, y, batch_size=6),
+                               estimator="batch")
+            out["error"] = None
+        except Exception as error:
+            out["error"] = type(error).__name__
+        torch.save(out, f"{folder}/rank{rank}.pt")
+        dist.barrier()
+        dist.destroy_process_group()
+
+    if __name__ == "__main__":
+        run(int(sys.argv[1]), sys.argv[2])
+    """
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The ranks run one thread each; matrix products split over several threads add in
+    another order, so bit-for-bit comparisons need the same here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fsdp")
+    save_sharded(
+        single_importance(), folder / "saved1", model=cnn()
+    )  # world size 1: read by 2 below
+    script = folder / "worker.py"
+    script.write_text(WORKER)
+    env = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), str(folder), str(HERE)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        for r in (0, 1)
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-3000:]
+    found = [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    return found, folder
+
+
+def single_importance():
+    x, y = rows()
+    return compute_importance(cnn(), TensorData(x, y, batch_size=6), estimator="batch")
+
+
+@pytest.mark.parametrize("make", ["cnn", "vit"])
+@pytest.mark.parametrize("estimator", ["batch", "sample"])
+def test_sharded_assd_equals_one_process(ranks, make, estimator):
+    (r0, r1), _ = ranks
+    x, y = rows()
+    model = {"cnn": cnn, "vit": vit}[make]()
+    size = 6 if estimator == "batch" else 1  # sample: the definition, one sample per batch
+    single = assd.ASSD(estimator="batch", reference="full").unlearn(
+        model, forget=TensorData(x[:5], y[:5], batch_size=size),
+        data=TensorData(x, y, batch_size=size),
+    )  # fmt: skip
+    alpha, weights, n_dampened = r0[make, estimator]
+    assert r1[make, estimator][0] == alpha  # every rank has the same alpha
+    assert n_dampened > 0
+    if estimator == "batch":  # same batches, same arithmetic: bit for bit
+        assert (alpha, n_dampened) == (single.alpha, single.n_dampened)
+        assert all(torch.equal(weights[n], p) for n, p in single.model.named_parameters())
+        return
+    # the same per-sample gradients, added in another order (float rounding, ~1e-7 relative):
+    # a weight whose ratio sits at alpha may fall on the other side
+    assert alpha == pytest.approx(single.alpha, rel=1e-6)
+    assert abs(n_dampened - single.n_dampened) <= max(1, single.n_dampened // 100)
+    original = model.state_dict()
+    flips = 0
+    for name, value in single.model.named_parameters():
+        ours, theirs, was = weights[name], value.detach(), original[name]
+        same_choice = (ours == was) == (theirs == was)
+        flips += int((~same_choice).sum())
+        torch.testing.assert_close(ours[same_choice], theirs[same_choice], rtol=1e-6, atol=0)
+    assert flips <= max(1, single.n_dampened // 100)
+
+
+def test_alpha_is_bit_identical_on_the_same_importances(ranks):
+    (r0, r1), _ = ranks
+    alpha, tensors = r0["same_alpha_same_importance"]
+    reference = single_importance().tensors
+    expected = ratio_percentile(tensors, reference, 98.0)
+    assert alpha == expected == r1["same_alpha_same_importance"][0]
+
+
+def test_distributed_percentile_matches_numpy_on_uneven_shards(ranks):
+    (r0, r1), _ = ranks
+    for (values, _cut, q), got0, got1 in zip(
+        percentile_cases(), r0["percentiles"], r1["percentiles"], strict=True
+    ):
+        v = values.numpy()
+        expected = np.percentile(v[np.isfinite(v)], q)
+        assert got0 == got1 == expected, (q, got0, expected)
+
+
+def test_sharded_importance_saved_by_two_read_by_one_and_back(ranks):
+    (r0, _r1), folder = ranks
+    single = single_importance()
+    for name, t in single.tensors.items():
+        assert torch.equal(r0["importance"][name], t)  # batch estimator: bit for bit
+        assert torch.equal(r0["loaded"][name], t)  # saved by 1 process, read by 2
+    for name, rows_held in r0["local_rows"].items():
+        start, stop = row_range(single.tensors[name].shape[0], 0, 2)
+        assert rows_held == stop - start  # rank 0 read only its own rows
+    loaded = load_sharded(folder / "saved2", cnn())  # saved by 2, read by 1
+    assert loaded.fingerprint.startswith("s1:") and loaded.n_samples == 37
+    for name, t in single.tensors.items():
+        assert torch.equal(loaded.tensors[name], t)
+    changed = cnn()
+    with torch.no_grad():
+        changed.head[3].bias[0] += 1e-3
+    with pytest.raises(ValueError, match="stale"):
+        load_sharded(folder / "saved2", changed)
+
+
+def test_fixed_alpha_ssd_counts_are_global(ranks):
+    (r0, r1), _ = ranks
+    x, y = rows()
+    model = cnn()
+    single = assd.SSD(alpha=2.0, estimator="batch").unlearn(
+        model, forget=TensorData(x[:5], y[:5], batch_size=6), data=TensorData(x, y, batch_size=6)
+    )
+    assert r0["ssd"] == r1["ssd"] == single.per_layer
+
+
+def test_a_bad_batch_on_one_rank_fails_both(ranks):
+    (r0, r1), _ = ranks
+    assert r1["error"] == "ValueError" and r0["error"] == "RuntimeError"
+
+
+def test_single_process_is_untouched_by_the_sharded_path():
+    model = nn.Linear(3, 2)
+    from assd.importance.sharded import is_sharded_model
+
+    assert not is_sharded_model(model)
+    x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
+    imp = compute_importance(model, TensorData(x, y))
+    assert imp.fingerprint.startswith("t1:")  # the ordinary stamp, not the sharded one
