@@ -21,7 +21,7 @@ from torch import nn
 import assd
 from assd import TensorData, compute_importance
 from assd.importance.sharded import row_range
-from assd.importance.sharded_store import load_sharded, save_sharded
+from assd.importance.sharded_store import load_sharded_importance, save_sharded_importance
 from assd.models.cnn import DigitsCNN
 from assd.models.vit import ViT
 from assd.rule.percentile import ratio_percentile
@@ -70,7 +70,7 @@ WORKER = textwrap.dedent(
     from torch.distributed.fsdp import fully_shard
     import assd
     from assd import TensorData, compute_importance
-    from assd.importance.sharded_store import load_sharded, save_sharded
+    from assd.importance.sharded_store import load_sharded_importance, save_sharded_importance
     from assd.rule.distributed_percentile import (
         sharded_percentile_of_chunks, sharded_ratio_percentile)
 
@@ -102,8 +102,8 @@ WORKER = textwrap.dedent(
         model = sharded(cnn())
         imp = compute_importance(model, TensorData(x, y, batch_size=6), estimator="batch")
         out["importance"] = full(imp.tensors)
-        save_sharded(imp, f"{folder}/saved2")
-        loaded = load_sharded(f"{folder}/saved1", model)  # written by one process
+        save_sharded_importance(imp, f"{folder}/saved2")
+        loaded = load_sharded_importance(f"{folder}/saved1", model)  # written by one process
         out["loaded"] = full(loaded.tensors)
         out["local_rows"] = {n: t.to_local().shape[0] for n, t in loaded.tensors.items()}
         fimp = compute_importance(model, TensorData(x[:9], y[:9], batch_size=2),
@@ -113,6 +113,12 @@ WORKER = textwrap.dedent(
         out["ssd"] = assd.SSD(alpha=2.0, estimator="batch").unlearn(
             model, forget=TensorData(x[:5], y[:5], batch_size=6),
             data=TensorData(x, y, batch_size=6), inplace=True).per_layer
+        out["refusals"] = []
+        for options in ({"inplace": False}, {"inplace": True, "evaluate": {"test": forget}}):
+            try:
+                assd.ASSD(estimator="batch").unlearn(model, forget=forget, data=data, **options)
+            except ValueError as error:
+                out["refusals"].append(str(error))
         out["percentiles"] = []
         for values, cut, q in percentile_cases():
             mine = values[:cut] if rank == 0 else values[cut:]
@@ -149,7 +155,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fsdp")
-    save_sharded(
+    save_sharded_importance(
         single_importance(), folder / "saved1", model=cnn()
     )  # world size 1: read by 2 below
     script = folder / "worker.py"
@@ -236,7 +242,7 @@ def test_sharded_importance_saved_by_two_read_by_one_and_back(ranks):
     for name, rows_held in r0["local_rows"].items():
         start, stop = row_range(single.tensors[name].shape[0], 0, 2)
         assert rows_held == stop - start  # rank 0 read only its own rows
-    loaded = load_sharded(folder / "saved2", cnn())  # saved by 2, read by 1
+    loaded = load_sharded_importance(folder / "saved2", cnn())  # saved by 2, read by 1
     assert loaded.fingerprint.startswith("s1:") and loaded.n_samples == 37
     for name, t in single.tensors.items():
         assert torch.equal(loaded.tensors[name], t)
@@ -244,7 +250,7 @@ def test_sharded_importance_saved_by_two_read_by_one_and_back(ranks):
     with torch.no_grad():
         changed.head[3].bias[0] += 1e-3
     with pytest.raises(ValueError, match="stale"):
-        load_sharded(folder / "saved2", changed)
+        load_sharded_importance(folder / "saved2", changed)
 
 
 def test_fixed_alpha_ssd_counts_are_global(ranks):
@@ -255,6 +261,14 @@ def test_fixed_alpha_ssd_counts_are_global(ranks):
         model, forget=TensorData(x[:5], y[:5], batch_size=6), data=TensorData(x, y, batch_size=6)
     )
     assert r0["ssd"] == r1["ssd"] == single.per_layer
+
+
+def test_copies_and_evaluation_are_refused_on_a_sharded_model_with_the_reason(ranks):
+    (r0, r1), _ = ranks
+    copy, evaluation = r0["refusals"]
+    assert "cannot be copied; pass inplace=True" in copy
+    assert "not supported on an FSDP2-sharded model" in evaluation
+    assert r1["refusals"] == r0["refusals"]
 
 
 def test_a_bad_batch_on_one_rank_fails_both(ranks):

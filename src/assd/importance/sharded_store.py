@@ -1,10 +1,10 @@
 """Saving and loading a sharded importance: one safetensors file per rank and an index.
 
-``save_sharded(importance, folder)`` (every rank calls it) writes
+``save_sharded_importance(importance, folder)`` (every rank calls it) writes
 ``rank-00000-of-00002.safetensors`` ... with each rank's rows of every
 importance, and ``index.json`` (written last, by rank 0) with the settings,
 the weights' fingerprint, every tensor's global shape and which rows each
-file holds. ``load_sharded(folder, model)`` reads back the rows this rank
+file holds. ``load_sharded_importance(folder, model)`` reads back the rows this rank
 owns *at its current world size*: a model sharded over 4 ranks can use an
 importance saved by 2, and a single process (unsharded model, no process
 group) gets whole tensors, an ordinary :class:`~assd.Importance`. Rows are
@@ -16,8 +16,8 @@ Example (one process):
     >>> model = torch.nn.Linear(3, 2)
     >>> imp = compute_importance(model, TensorData(torch.randn(6, 3), torch.tensor([0, 1] * 3)))
     >>> folder = tempfile.mkdtemp()
-    >>> save_sharded(imp, folder)
-    >>> torch.equal(load_sharded(folder, model).tensors["weight"], imp.tensors["weight"])
+    >>> save_sharded_importance(imp, folder)
+    >>> torch.equal(load_sharded_importance(folder, model).tensors["weight"], imp.tensors["weight"])
     True
 """
 
@@ -37,13 +37,13 @@ from ..store.sharded_fingerprint import PREFIX, sharded_fingerprint
 from .core import Importance
 from .sharded import row_range, wrap_like
 
-__all__ = ["load_sharded", "save_sharded"]
+__all__ = ["load_sharded_importance", "save_sharded_importance"]
 
 _FORMAT = "assd-sharded-importance"
 _INDEX = "index.json"
 
 
-def save_sharded(
+def save_sharded_importance(
     importance: Importance, folder: str | os.PathLike, *, model: nn.Module | None = None
 ) -> None:
     """Write this rank's rows of ``importance`` (DTensors or whole tensors) under ``folder``.
@@ -90,11 +90,11 @@ def save_sharded(
         dist.barrier()
 
 
-def load_sharded(folder: str | os.PathLike, model: nn.Module) -> Importance:
+def load_sharded_importance(folder: str | os.PathLike, model: nn.Module) -> Importance:
     """Read the rows of a saved importance that this rank's shards of ``model`` need.
 
     Args:
-        folder: written by :func:`save_sharded`, at any world size.
+        folder: written by :func:`save_sharded_importance`, at any world size.
         model: the model it will be used with: sharded parameters (DTensors)
             get DTensor importances laid out like them; plain ones whole tensors.
 
@@ -124,8 +124,8 @@ def load_sharded(folder: str | os.PathLike, model: nn.Module) -> Importance:
     if stamp is not None and not stamp.startswith(PREFIX) and any(map(is_sharded, params.values())):
         raise ValueError(
             f"the importance under {folder} carries a fingerprint that needs the whole weights; "
-            "a sharded model cannot check it. Save it with save_sharded(importance, folder, "
-            "model=model) from the process that computed it."
+            "a sharded model cannot check it. Save it with save_sharded_importance(importance, "
+            "folder, model=model) from the process that computed it."
         )
     known = {f for f in Importance.__dataclass_fields__ if f != "tensors"}
     loaded = Importance(tensors=tensors, **{k: v for k, v in index["info"].items() if k in known})
@@ -155,7 +155,7 @@ def _read_index(folder: Path) -> dict:
     path = folder / _INDEX
     if not path.is_file():
         raise ValueError(f"no sharded importance under {folder} ({_INDEX} is missing); save one "
-                         "with save_sharded, on every rank, first.")  # fmt: skip
+                         "with save_sharded_importance, on every rank, first.")  # fmt: skip
     try:
         index = json.loads(path.read_text())
     except (OSError, ValueError) as error:
