@@ -102,6 +102,9 @@ WORKER = textwrap.dedent(
         model = sharded(cnn())
         imp = compute_importance(model, TensorData(x, y, batch_size=6), estimator="batch")
         out["importance"] = full(imp.tensors)
+        loss_free = compute_importance(model, TensorData(x, y, batch_size=6), estimator="batch",
+                                       objective="output_norm")
+        out["loss_free"] = full(loss_free.tensors)
         save_sharded_importance(imp, f"{folder}/saved2")
         loaded = load_sharded_importance(f"{folder}/saved1", model)  # written by one process
         out["loaded"] = full(loaded.tensors)
@@ -213,6 +216,16 @@ def test_sharded_assd_equals_one_process(ranks, make, estimator):
         flips += int((~same_choice).sum())
         torch.testing.assert_close(ours[same_choice], theirs[same_choice], rtol=1e-6, atol=0)
     assert flips <= max(1, single.n_dampened // 100)
+
+
+def test_loss_free_importance_bit_for_bit(ranks):
+    (r0, _r1), _ = ranks
+    x, y = rows()
+    single = compute_importance(
+        cnn(), TensorData(x, y, batch_size=6), estimator="batch", objective="output_norm"
+    )
+    for name, t in single.tensors.items():
+        assert torch.equal(r0["loss_free"][name], t)
 
 
 def test_alpha_is_bit_identical_on_the_same_importances(ranks):
