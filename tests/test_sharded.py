@@ -34,6 +34,26 @@ def cnn():
     return DigitsCNN(width=4)
 
 
+def trained_cnn():
+    """The digits CNN fitted to the random rows (it memorises them: there is something to
+    forget), the same bits in every process with one thread."""
+    from assd.train import fit
+
+    model = cnn()
+    x, y = rows()
+    fit(model, TensorData(x, y, batch_size=8), epochs=15, lr=1e-2, optimizer="adam")
+    return model
+
+
+def evaluation_sets():
+    x, y = rows()
+    g = torch.Generator().manual_seed(2)  # held-out rows, never trained on
+    held_x, held_y = torch.randn(12, 1, 8, 8, generator=g), torch.randint(0, 5, (12,), generator=g)
+    return {"forget": TensorData(x[:5], y[:5], batch_size=6),
+            "retain": TensorData(x[5:], y[5:], batch_size=6),
+            "test": TensorData(held_x, held_y, batch_size=6)}  # fmt: skip
+
+
 def vit():  # a small transformer: patch embedding, 2 pre-norm encoder layers, head
     torch.manual_seed(0)
     return ViT(5, image_size=8, patch_size=4, channels=1, dim=12, depth=2, heads=2)
@@ -65,7 +85,8 @@ WORKER = textwrap.dedent(
     import os, sys
     sys.path.insert(0, sys.argv[3])
     import torch
-    from test_sharded import cnn, vit, rows, percentile_cases
+    from test_sharded import (cnn, vit, rows, percentile_cases, trained_cnn,
+                              evaluation_sets, methods)
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
     import assd
@@ -106,6 +127,10 @@ WORKER = textwrap.dedent(
                                        objective="output_norm")
         out["loss_free"] = full(loss_free.tensors)
         save_sharded_importance(imp, f"{folder}/saved2")
+        try:
+            imp.save(f"{folder}/whole.safetensors")
+        except ValueError as error:
+            out["refusals_save"] = str(error)
         loaded = load_sharded_importance(f"{folder}/saved1", model)  # written by one process
         out["loaded"] = full(loaded.tensors)
         out["local_rows"] = {n: t.to_local().shape[0] for n, t in loaded.tensors.items()}
@@ -116,12 +141,17 @@ WORKER = textwrap.dedent(
         out["ssd"] = assd.SSD(alpha=2.0, estimator="batch").unlearn(
             model, forget=TensorData(x[:5], y[:5], batch_size=6),
             data=TensorData(x, y, batch_size=6), inplace=True).per_layer
-        out["refusals"] = []
-        for options in ({"inplace": False}, {"inplace": True, "evaluate": {"test": forget}}):
-            try:
-                assd.ASSD(estimator="batch").unlearn(model, forget=forget, data=data, **options)
-            except ValueError as error:
-                out["refusals"].append(str(error))
+        try:
+            assd.ASSD(estimator="batch").unlearn(model, forget=forget, data=data)
+        except ValueError as error:
+            out["refusal"] = str(error)
+        out["evaluated"] = {}
+        for key, method in methods().items():
+            model = sharded(trained_cnn())
+            r = method.unlearn(model, forget=forget, data=data, inplace=True,
+                               evaluate=evaluation_sets())
+            weights = {n: p.full_tensor() for n, p in model.named_parameters()}
+            out["evaluated"][key] = (r.alpha, r.n_dampened, r.outcome.verdict(), weights)
         out["percentiles"] = []
         for values, cut, q in percentile_cases():
             mine = values[:cut] if rank == 0 else values[cut:]
@@ -276,12 +306,32 @@ def test_fixed_alpha_ssd_counts_are_global(ranks):
     assert r0["ssd"] == r1["ssd"] == single.per_layer
 
 
-def test_copies_and_evaluation_are_refused_on_a_sharded_model_with_the_reason(ranks):
+def test_copies_and_whole_file_saves_are_refused_with_the_reason(ranks):
     (r0, r1), _ = ranks
-    copy, evaluation = r0["refusals"]
-    assert "cannot be copied; pass inplace=True" in copy
-    assert "not supported on an FSDP2-sharded model" in evaluation
-    assert r1["refusals"] == r0["refusals"]
+    assert "cannot be copied; pass inplace=True" in r0["refusal"] == r1["refusal"]
+    assert "save_sharded_importance" in r0["refusals_save"]
+
+
+def methods():
+    return {"guard": assd.ASSD(estimator="batch", reference="full", guard=0.0),
+            "auto": assd.AutoASSD(estimator="batch", reference="full")}  # fmt: skip
+
+
+@pytest.mark.parametrize("key", ["guard", "auto"])
+def test_retain_guard_and_assd_auto_on_a_sharded_model_equal_one_process(ranks, key):
+    (r0, r1), _ = ranks
+    x, y = rows()
+    model = trained_cnn()
+    single = methods()[key].unlearn(model, forget=TensorData(x[:5], y[:5], batch_size=6),
+                                    data=TensorData(x, y, batch_size=6),
+                                    evaluate=evaluation_sets())  # fmt: skip
+    alpha, n_dampened, verdict, weights = r0["evaluated"][key]
+    assert (alpha, n_dampened, verdict) == (single.alpha, single.n_dampened,
+                                            single.outcome.verdict())  # fmt: skip
+    assert r1["evaluated"][key][:3] == (alpha, n_dampened, verdict)
+    assert all(torch.equal(weights[n], p) for n, p in single.model.named_parameters())
+    if key == "auto":
+        assert len(single.outcome.tries) > 1  # it searched: several tries, reusing importances
 
 
 def test_a_bad_batch_on_one_rank_fails_both(ranks):

@@ -146,8 +146,11 @@ class SSD(ImportanceSources):
                 f"{self.name} has a retain guard but no evaluation sets: pass "
                 "evaluate={'retain': ..., 'test': ...} (labelled rows kept or held out)."
             )
-        if is_sharded_model(model):
-            self._check_sharded(inplace, evaluate)
+        if not inplace and is_sharded_model(model):
+            raise ValueError(
+                f"{self.name}: a model sharded with FSDP2 cannot be copied; pass inplace=True "
+                "(save its sharded state dict first if the original weights must be kept)."
+            )
         start = time.perf_counter()
         timings = {}
         check_forget_rows(forget, data=data if importance is None else None, retain=retain)
@@ -224,20 +227,6 @@ class SSD(ImportanceSources):
         return result
 
     needs_evaluation = False
-
-    def _check_sharded(self, inplace: bool, evaluate) -> None:
-        """What a request on an FSDP2-sharded model supports today (docs/scale.md)."""
-        if not inplace:
-            raise ValueError(
-                f"{self.name}: a model sharded with FSDP2 cannot be copied; pass inplace=True "
-                "(save its sharded state dict first if the original weights must be kept)."
-            )
-        if evaluate is not None or self.needs_evaluation or self.guard is not None:
-            raise ValueError(
-                f"{self.name}: evaluation sets, the retain guard and assd-auto's search are not "
-                "supported on an FSDP2-sharded model yet; run ASSD or SSD without evaluate= "
-                "and score the model with your own data-parallel loop."
-            )
 
     def _target(self, sets: dict):
         """A forget target for the search (None: SSD and ASSD dampen as asked)."""
