@@ -126,6 +126,8 @@ WORKER = textwrap.dedent(
         loss_free = compute_importance(model, TensorData(x, y, batch_size=6), estimator="batch",
                                        objective="output_norm")
         out["loss_free"] = full(loss_free.tensors)
+        mine = [(x[0:6], y[0:6]), (x[12:18], y[12:18])] if rank == 0 else [(x[6:12], y[6:12])]
+        out["own"] = full(compute_importance(model, mine, estimator="batch").tensors)
         save_sharded_importance(imp, f"{folder}/saved2")
         try:
             imp.save(f"{folder}/whole.safetensors")
@@ -256,6 +258,15 @@ def test_loss_free_importance_bit_for_bit(ranks):
     )
     for name, t in single.tensors.items():
         assert torch.equal(r0["loss_free"][name], t)
+
+
+def test_user_made_uneven_shards_bit_for_bit(ranks):
+    (r0, _r1), _ = ranks
+    x, y = rows()
+    batches = [(x[a : a + 6], y[a : a + 6]) for a in (0, 6, 12)]  # rank 0, rank 1, rank 0
+    single = compute_importance(cnn(), batches, estimator="batch")
+    for name, t in single.tensors.items():
+        assert torch.equal(r0["own"][name], t)
 
 
 def test_alpha_is_bit_identical_on_the_same_importances(ranks):

@@ -181,9 +181,13 @@ class _Steps:
             error, step = None, None
             try:
                 step = next(own, None)
+                if step is None and last is None and isinstance(self.data, TensorData):
+                    last = next(self._own(self.data), None)  # an empty shard: any batch, weight 0
             except Exception as caught:  # re-raised below, on every rank
                 error = caught
-            flags = torch.tensor([step is not None, error is not None], device=_comm_device())
+            starved = step is None and last is None
+            flags = [step is not None, error is not None, starved]
+            flags = torch.tensor(flags, dtype=torch.int64, device=_comm_device())
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
             if error is not None:
                 raise error
@@ -192,13 +196,9 @@ class _Steps:
                                    "error message says why.")  # fmt: skip
             if not flags[0]:
                 return
-            if step is None and last is None:  # an empty shard: any batch, weight 0
-                last = (
-                    next(self._own(self.data), None) if isinstance(self.data, TensorData) else None
-                )
-            if step is None and last is None:
+            if flags[2]:
                 raise ValueError(
-                    "this process's data shard is empty while others have batches; give every "
+                    "a process's data shard is empty while others have batches; give every "
                     "process at least one batch (or pass a TensorData, which is split evenly)."
                 )
             last = step or (*last[:3], 0.0, (0, 0))
