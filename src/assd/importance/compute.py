@@ -21,6 +21,7 @@ from ..store.fingerprint import fingerprint as weights_fingerprint
 from . import distributed as distributed_
 from .core import Importance
 from .estimators import DEFAULT_ESTIMATOR, ESTIMATORS, OBJECTIVES, accumulate
+from .sharded import is_sharded_model, sharded_importance
 
 __all__ = ["compute_importance"]
 
@@ -96,6 +97,12 @@ def compute_importance(
     if reference not in (None, "full", "retain"):
         raise ValueError(f"reference must be 'full', 'retain' or None, got {reference!r}.")
     check_data(data, what=label)
+    if is_sharded_model(model):  # FSDP2: every rank ends with its rows (importance/sharded.py)
+        return sharded_importance(
+            model, data, objective=objective, estimator=estimator, loss_fn=loss_fn,
+            batch_fn=batch_fn, train_mode=train_mode, fingerprint=fingerprint,
+            output_fn=output_fn, reference=reference, label=label,
+        )  # fmt: skip
     params = trainable_parameters(model)
     stamp = weights_fingerprint(model) if fingerprint else None
     spread = distributed_.resolve(distributed)

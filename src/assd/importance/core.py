@@ -205,6 +205,9 @@ class Importance:
         """Write to a safetensors file atomically (temporary file, then rename)."""
         from safetensors.torch import save_file
 
+        if any(callable(getattr(t, "to_local", None)) for t in self.tensors.values()):
+            raise ValueError("this importance is sharded (FSDP2): save it with "
+                             "assd.save_sharded_importance(importance, folder) on every rank.")
         meta = {k: v for k, v in self.__dict__.items() if k != "tensors"}
         metadata = {"format": _FORMAT, "version": str(_FORMAT_VERSION), "info": json.dumps(meta)}
         tensors = {n: t.detach().cpu().contiguous() for n, t in self.tensors.items()}

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..importance.core import Importance
 from ..importance.estimators import DEFAULT_ESTIMATOR
+from ..importance.sharded import is_sharded_model
 from ..rule.dampening import dampen_parameters_
 from ..verify.guard import GuardRefused, RetainGuard
 from ..verify.membership import check_forget_rows
@@ -174,7 +175,7 @@ class SSD(ImportanceSources):
     def _unlearn(self, model, *, forget, data, retain, importance, n_data, inplace, evaluate,
                  forget_importance):  # fmt: skip
         start, timings = time.perf_counter(), {}
-        self._check_request(forget, data, retain, importance, evaluate)
+        self._check_request(model, inplace, forget, data, retain, importance, evaluate)
         forgotten, reference = self._importances(
             model, forget, data, retain, importance, timings, forget_importance
         )  # stage 1 (assd.methods.sources): computed, derived or given
@@ -202,11 +203,16 @@ class SSD(ImportanceSources):
         self._report(result)  # stage 4: the outcome, logged
         return result
 
-    def _check_request(self, forget, data, retain, importance, evaluate) -> None:
+    def _check_request(self, model, inplace, forget, data, retain, importance, evaluate) -> None:
         if self.guard is not None and evaluate is None:
             raise ValueError(
                 f"{self.name} has a retain guard but no evaluation sets: pass "
                 "evaluate={'retain': ..., 'test': ...} (labelled rows kept or held out)."
+            )
+        if not inplace and is_sharded_model(model):
+            raise ValueError(
+                f"{self.name}: a model sharded with FSDP2 cannot be copied; pass inplace=True "
+                "(save its sharded state dict first if the original weights must be kept)."
             )
         check_forget_rows(forget, data=data if importance is None else None, retain=retain)
 

@@ -163,12 +163,17 @@ def layer_changes(before: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     for name, old in before.items():
         new = now[name].detach()
         changes[name] = LayerChange(
-            changed=int((new != old).sum()),
+            changed=int(_whole((new != old).sum())),
             elements=old.numel(),
-            norm_before=float(old.double().norm()),
-            norm_after=float(new.double().norm()),
+            norm_before=float(_whole(old.double().norm())),
+            norm_after=float(_whole(new.double().norm())),
         )
     return changes
+
+
+def _whole(scalar: torch.Tensor) -> torch.Tensor:
+    """A reduction over an FSDP2-sharded parameter (a DTensor) summed over its ranks."""
+    return scalar.full_tensor() if callable(getattr(scalar, "full_tensor", None)) else scalar
 
 
 @dataclass
