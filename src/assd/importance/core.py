@@ -32,6 +32,7 @@ from ..parameters import trainable_parameters
 from ..store.files import atomic_path
 from ..store.fingerprint import fingerprint as weights_fingerprint
 from ..store.fingerprint import matches as fingerprint_matches
+from ..tasks import default_loss
 from . import distributed as distributed_
 from .estimators import ESTIMATORS, OBJECTIVES, accumulate
 
@@ -283,6 +284,7 @@ def compute_importance(
     output_fn=None,
     reference: str | None = None,
     label: str = "data",
+    task: str | None = None,
 ) -> Importance:
     """Importance of every trainable parameter of ``model`` on ``data``.
 
@@ -316,6 +318,8 @@ def compute_importance(
             whole training set) or ``"retain"`` (the rest after the forget rows);
             a method set to the other one then refuses it.
         label: what ``data`` is called in error messages.
+        task: what the outputs mean (:mod:`assd.tasks`); with no ``loss_fn`` it fixes
+            the loss (e.g. ``"causal-lm"``: next-token cross-entropy, -100 ignored).
 
     Raises:
         ValueError: for data that breaks the input contract of :mod:`assd.batches`
@@ -337,6 +341,7 @@ def compute_importance(
     if reference not in (None, "full", "retain"):
         raise ValueError(f"reference must be 'full', 'retain' or None, got {reference!r}.")
     check_data(data, what=label)
+    loss_fn = default_loss(task) if loss_fn is None else loss_fn
     params = trainable_parameters(model)
     stamp = weights_fingerprint(model) if fingerprint else None
     spread = distributed_.resolve(distributed)

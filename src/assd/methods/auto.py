@@ -200,6 +200,7 @@ class AutoASSD(ASSD):
             epochs=self.repair_epochs,
             batch_fn=self.importance_options["batch_fn"],
             output_fn=self.importance_options["output_fn"],
+            loss_fn=self.importance_options["loss_fn"],
         )
         keys = ("strength", "alpha", "dampening", "selected")
         entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": epochs})

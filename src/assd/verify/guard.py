@@ -4,7 +4,8 @@ The guard compares a model's scores on the retained / held-out evaluation sets
 (every set but ``forget``) before and after a request. Classification: the
 accuracy may fall by at most ``max_drop`` (a share: 0.01 = 1 percentage
 point). Regression: the mean loss may rise by at most ``max_drop`` relative
-to its value before (0.01 = 1 %).
+to its value before (0.01 = 1 %). A causal LM: its perplexity, relatively.
+With a user's ``metric_fn`` (higher is better): that metric, in points.
 
 Example:
     >>> from assd.verify.outcome import SetScore
@@ -67,7 +68,12 @@ class RetainGuard:
         return names
 
     def drop(self, before: SetScore, after: SetScore) -> float:
-        """How much worse ``after`` is: accuracy points lost, or relative loss increase."""
+        """How much worse ``after`` is: a user metric's or accuracy points lost, or the
+        relative increase of a causal LM's perplexity or of the loss."""
+        if before.metric is not None:
+            return before.metric - after.metric
+        if before.perplexity is not None:
+            return after.perplexity / before.perplexity - 1 if before.perplexity else math.inf
         if before.accuracy is not None:
             return before.accuracy - after.accuracy
         if before.loss == 0:
@@ -78,14 +84,22 @@ class RetainGuard:
         """``{"ok", "limit", "worst": {"set", "drop", "kind"}, "verdict"}``."""
         drops = {n: self.drop(before[n], after[n]) for n in self.watched(before)}
         worst = max(drops, key=drops.get)
-        kind = "accuracy points" if before[worst].accuracy is not None else "relative loss"
+        kind = _kind(before[worst])
         ok = drops[worst] <= self.max_drop + 1e-12
         figures = {"set": worst, "drop": round(drops[worst], 6), "kind": kind}
         return {"ok": ok, "limit": self.max_drop, "worst": figures,
                 "verdict": self._sentence(ok, worst, drops[worst], kind)}  # fmt: skip
 
     def _sentence(self, ok: bool, name: str, drop: float, kind: str) -> str:
-        scale, unit = (100, " pp") if kind == "accuracy points" else (100, " %")
+        scale, unit = (100, " pp") if kind in ("accuracy points", "metric points") else (100, " %")
         state = "holds" if ok else "BROKEN"
         return (f"Retain guard {state}: worst drop {scale * drop:.2f}{unit} on {name!r} "
                 f"(limit {scale * self.max_drop:.2f}{unit}).")  # fmt: skip
+
+
+def _kind(score: SetScore) -> str:
+    if score.metric is not None:
+        return "metric points"
+    if score.perplexity is not None:
+        return "relative perplexity"
+    return "accuracy points" if score.accuracy is not None else "relative loss"
