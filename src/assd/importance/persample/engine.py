@@ -66,6 +66,7 @@ from ...batches import batch_size_of, forward
 from ..objectives import objective_value
 from .broadcast import Watch
 from .direct import add_direct, as_float, note
+from .disguised import layout
 from .fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
 from .layers import per_sample
 from .plan import plan
@@ -287,7 +288,8 @@ class SampleEngine:
                 grads, fresh = record.rule(a, delta), {k for k, _ in others}
             else:
                 grads = per_sample(record.module, a, delta)
-                fresh = {"weight"} if isinstance(record.module, _FRESH) else set()
+                fresh = {"weight"} if isinstance(record.module, _FRESH) or layout(
+                    record.module) else set()  # fmt: skip
             for key, name in others:
                 g = grads[key]
                 if uses[name] > 1:  # summed over uses first, squared below
