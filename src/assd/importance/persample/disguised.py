@@ -41,7 +41,9 @@ _SEEN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def layout(module: nn.Module) -> str | None:
     """``"linear"`` or ``"transposed"`` for a ``Linear`` in disguise (not ``nn.Linear``
     itself, which has its own rule), else None. Probed once per module."""
-    if isinstance(module, nn.Linear) or not _looks_linear(module):
+    if not isinstance(module, nn.Module) or isinstance(module, nn.Linear):
+        return None
+    if not _looks_linear(module):
         return None
     if module not in _SEEN:
         _SEEN[module] = _probe(module)
