@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 from .outcome import SetScore
+from .split import is_forgotten_part
 
 __all__ = ["DEFAULT_MAX_DROP", "GuardRefused", "RetainGuard"]
 
@@ -46,7 +47,8 @@ class RetainGuard:
     Args:
         max_drop: accuracy points (as a share) for classification, or the
             relative increase of the mean loss for regression; >= 0.
-        sets: the evaluation sets it watches; default every set but ``forget``.
+        sets: the evaluation sets it watches; default every set but ``forget`` and the
+            forgotten parts split off the others (:mod:`assd.verify.split`).
     """
 
     def __init__(self, max_drop: float = DEFAULT_MAX_DROP, *, sets: tuple[str, ...] | None = None):
@@ -58,7 +60,10 @@ class RetainGuard:
         self.max_drop, self.sets = float(max_drop), sets
 
     def watched(self, scores: dict[str, SetScore]) -> list[str]:
-        names = [n for n in scores if n != "forget"] if self.sets is None else list(self.sets)
+        if self.sets is None:  # every set but what is forgotten (assd.verify.split)
+            names = [n for n in scores if n != "forget" and not is_forgotten_part(n)]
+        else:
+            names = list(self.sets)
         missing = [n for n in names if n not in scores]
         if missing or not names:
             raise ValueError(

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..batches import split_batch
 from .scoring import score_rows
+from .split import row_keys, separate_forgotten
 
 __all__ = [
     "LayerChange",
@@ -234,45 +234,18 @@ def _set_sentence(name: str, before: SetScore, after: SetScore) -> str:
 def evaluation_sets(evaluate: dict | None, forget, *, batch_fn=None) -> dict:
     """Check ``evaluate`` and return the sets to score, with ``forget`` added if absent.
 
+    Rows of a retained / held-out set that are forget rows (same input and target) or
+    belong to a class forgotten whole are scored apart, as ``"<name> (forgotten part)"``,
+    which the guard does not watch (:mod:`assd.verify.split`).
+
     Raises:
-        ValueError: a name that is not a string, or a retained / held-out set
-            that holds every forget row (same input and target); some shared
-            rows (duplicates in the data) only draw a warning.
+        ValueError: a name that is not a string, or forgotten rows in a set read by a
+            ``batch_fn`` (which cannot be split).
     """
     given = dict(evaluate or {})
     bad = [k for k in given if not isinstance(k, str)]
     if bad:
         raise ValueError(f"evaluation set names must be strings, got {bad}.")
     sets = {"forget": given.pop("forget", forget), **given}  # forget first in every report
-    forget_rows = _row_keys(sets["forget"], batch_fn)
-    for name, data in sets.items():
-        if name == "forget" or not forget_rows:
-            continue
-        shared = len(forget_rows & _row_keys(data, batch_fn))
-        if shared == len(forget_rows):  # every forget row: the set holds them, not duplicates
-            raise ValueError(
-                f"evaluation set {name!r} holds {shared} of the {len(forget_rows)} forget rows; "
-                f"retained and held-out sets must not contain what is being forgotten "
-                f"(drop the forget rows from {name!r})."
-            )
-        if shared:  # a warning once they are enough to move the figures (>= 5 % of Df)
-            level = logging.WARNING if 20 * shared >= len(forget_rows) else logging.INFO
-            log.log(level, "evaluation set %r has %d row(s) identical to forget rows (duplicates "
-                    "in the data?); they blur its before/after figures", name, shared)  # fmt: skip
-    return sets
-
-
-def _row_keys(data, batch_fn) -> set:
-    """Bytes of each row's input and target, for tensor batches (other inputs: empty set)."""
-    keys: set = set()
-    for batch in data:
-        inputs, y = split_batch(batch, batch_fn)
-        if not isinstance(inputs, torch.Tensor):
-            return set()
-        x = inputs.detach().cpu().reshape(len(inputs), -1).numpy()
-        labels = [None] * len(x) if y is None else y.detach().cpu().reshape(len(x), -1).numpy()
-        keys.update(
-            (row.tobytes(), None if t is None else t.tobytes())
-            for row, t in zip(x, labels, strict=True)
-        )
-    return keys
+    return separate_forgotten(sets, batch_fn=batch_fn,
+                              row_keys=lambda batch: row_keys(batch, batch_fn))  # fmt: skip

@@ -87,6 +87,7 @@ class _Tally:
         }
 
 
+@torch.no_grad()
 def score_rows(model: nn.Module, data, name: str, *, loss_fn=None, batch_fn=None,
                output_fn=None, task: str | None = None, metric_fn=None) -> dict:  # fmt: skip
     """The figures of ``model`` (as it is: mode and gradients are the caller's) on ``data``.
