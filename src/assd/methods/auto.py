@@ -82,12 +82,13 @@ from .assd import ASSD
 from .registry import register
 from .repair import REPAIR_EPOCHS, repair_
 from .search import Trials, search
+from .sequence_target import check_unseen, sequence_target
 
 __all__ = ["AutoASSD"]
 
 log = logging.getLogger("assd")
 
-TARGETS = ("auto", "rows", "group", "mislabelled")
+TARGETS = ("auto", "rows", "group", "mislabelled", "sequences")
 MIN_BASE_RATE = 0.01  # a whole class: at most 1 % (or one row) may keep its label
 
 
@@ -99,8 +100,9 @@ class AutoASSD(ASSD):
     and, for ``target="rows"``, held-out rows (``"test"``).
 
     Args:
-        target: ``"auto"``, ``"group"``, ``"rows"`` or ``"mislabelled"``: what being
-            forgotten means.
+        target: ``"auto"``, ``"group"``, ``"rows"``, ``"mislabelled"`` or ``"sequences"``
+            (a causal LM's, :mod:`assd.methods.sequence_target`; the default with
+            ``task="causal-lm"``): what being forgotten means.
         guard: the retain guard's limit (default 0.01: one accuracy point).
         on_guard: ``"back-off"`` (default: stop at the strongest dampening the
             guard allows) or ``"refuse"`` (raise if the target cannot be met within it).
@@ -129,6 +131,11 @@ class AutoASSD(ASSD):
                 "assd-auto needs labelled retained rows to judge the result: "
                 "evaluate={'retain': ..., 'test': ...}."
             )
+        if self.target_kind == "sequences" or (self.target_kind == "auto"
+                                                and self.task == "causal-lm"):  # fmt: skip
+            check_unseen(sets)  # (assd.methods.sequence_target)
+            return sequence_target(sum(len(split_batch(b, self.importance_options["batch_fn"])[1])
+                                       for b in sets["forget"]))  # fmt: skip
         batch_fn = self.importance_options["batch_fn"]
         forget_labels, retain_labels = (_labels(sets[k], batch_fn) for k in ("forget", "retain"))
         kind = self._kind(forget_labels, retain_labels)
@@ -241,6 +248,9 @@ def out_of_pace(gaps: list[float], epochs: int, window: int = PACE_WINDOW) -> bo
 def _figure(target: dict) -> str:
     if target["kind"] in ("group", "mislabelled"):
         return f"forget-row accuracy {100 * target['forget_accuracy']:.1f} %"
+    if target["kind"] == "sequences":
+        return (f"{100 * target['extraction']:.1f} % extracted, per-token loss "
+                f"{target['forget_loss']:.4g}")  # fmt: skip
     return (
         f"forget-row mean loss {target['forget_loss']:.4g} (held-out {target['held_out_loss']:.4g})"
     )
