@@ -1,7 +1,7 @@
 """Two tiny Hugging Face models built from configs (nothing downloaded), for the own-model CLI.
 
 - ``bert()``: a BERT classifier over 4 classes; ``bert_rows()`` returns ``(train, test)``:
-  token sequences whose class is carried by a marker token somewhere in the row.
+  token sequences whose class shows in how often each group of tokens occurs.
 - ``gpt2()``: a GPT-2 language model; ``lm_rows()`` returns ``{"train", "test", "unseen"}``:
   rows that follow a rule (start token, then steps of a fixed size modulo the vocabulary),
   and, in the training rows only, 8 random "secret" rows repeated 4 times (memorised).
@@ -57,11 +57,13 @@ class Rows(Dataset):
 
 
 def _sentences(n: int, seed: int) -> Rows:
+    """Each class owns 7 of the 28 tokens; a row draws 40 % of its tokens from its class's
+    tokens and the rest from all 28: the evidence is spread over positions and tokens."""
     g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(CLASSES, VOCAB, (n, LENGTH), generator=g)
     labels = torch.arange(n) % CLASSES
-    where = torch.randint(0, LENGTH, (n,), generator=g)
-    ids[torch.arange(n), where] = labels  # tokens 0..3 mark the class
+    anywhere = torch.randint(CLASSES, VOCAB, (n, LENGTH), generator=g)
+    own = CLASSES + labels[:, None] * 7 + torch.randint(0, 7, (n, LENGTH), generator=g)
+    ids = torch.where(torch.rand(n, LENGTH, generator=g) < 0.4, own, anywhere)
     return Rows(ids, labels)
 
 
