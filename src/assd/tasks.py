@@ -174,8 +174,13 @@ def _row_mean_loss(task: str, logits: torch.Tensor, targets: torch.Tensor) -> to
     """The batch mean of each row's mean loss over its counted positions (a row with none
     counts 0), so that a batch's loss is the mean of its rows' own losses."""
     resolve_task(task, logits, targets)
-    figures = row_figures(task, logits, targets)
-    return (figures.loss / figures.counted.clamp(min=1)).mean()
+    if task == "regression":
+        return row_figures(task, logits, targets).loss.mean()
+    logits, targets = _aligned(task, logits, targets)  # the loss only: no arg-max here
+    flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="none")  # fmt: skip
+    counted = (targets != IGNORE_INDEX).sum(1).clamp(min=1)
+    return (flat.reshape(targets.shape).sum(1) / counted).mean()
 
 
 def token_classification_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
