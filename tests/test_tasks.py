@@ -150,3 +150,18 @@ def test_default_loss_refuses_sequence_logits_and_task_fixes_it():
     torch.testing.assert_close(imp.tensors["table"], grad.square())
     assert float(token_classification_loss(model.table.detach(), targets)) == pytest.approx(
         float(by_row.detach().mean()))
+
+
+def test_lm_verdict_counts_extraction_as_forgetting():
+    from assd.verify.outcome import LayerChange, Outcome, SetScore
+
+    def lm(extraction):
+        return SetScore(8, 0.9, 0.2, task="causal-lm", perplexity=math.exp(0.2),
+                        extraction=extraction)  # fmt: skip
+
+    layers = {"w": LayerChange(changed=3, elements=10, norm_before=1.0, norm_after=0.9)}
+    moved = Outcome(before={"forget": lm(0.875)}, after={"forget": lm(0.25)}, layers=layers)
+    still = Outcome(before={"forget": lm(0.875)}, after={"forget": lm(0.875)}, layers=layers)
+    assert "predicted as before" not in moved.verdict()
+    assert "sequences extracted 87.5 % -> 25.0 %" in moved.verdict()
+    assert "predicted as before" in still.verdict()

@@ -211,6 +211,10 @@ def _forget_unmoved(outcome: Outcome) -> bool:
     before = outcome.before.get("forget")
     if before is None or before.accuracy is None:
         return False
+    if before.extraction is not None:  # a causal LM: extraction counts too
+        moved = abs(outcome.after["forget"].extraction - before.extraction)
+        if moved >= NEGLIGIBLE_POINTS:
+            return False
     return abs(outcome.moved("forget")) < NEGLIGIBLE_POINTS
 
 
