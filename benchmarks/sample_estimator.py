@@ -7,7 +7,7 @@ many of the parameters: ``factorised`` (Linear on vectors: no per-sample
 gradients at all), ``hooks`` (per-layer per-sample gradients from hooks),
 ``torch.func`` (``vmap``) and ``loop`` (one backward per sample).
 
-    python benchmarks/sample_estimator.py [--models mlp cnn resnet18 vit-b bert]
+    python benchmarks/sample_estimator.py [--models mlp cnn resnet18 vit-b bert gpt2]
                                           [--rounds 5] [--rows N] [--quick]
 """
 
@@ -18,9 +18,9 @@ from common import alternate, arguments, cases, header, judged, median, n_params
 import assd
 from assd.reports import markdown_table
 
-SAMPLES = {"cnn": 1437, "mlp": 20000, "resnet18": 64, "vit-b": 8, "bert": 256}  # rows per pass
-TARGETS = {"mlp": 1.5, "cnn": 2.0, "resnet18": 2.0, "vit-b": 2.0}  # bert: it must run
-MODELS = ["mlp", "cnn", "resnet18", "vit-b", "bert"]
+SAMPLES = {"cnn": 1437, "mlp": 20000, "resnet18": 64, "vit-b": 8, "bert": 256, "gpt2": 256}
+TARGETS = {"mlp": 1.5, "cnn": 2.0, "resnet18": 2.0, "vit-b": 2.0, "gpt2": 2.0}  # bert: it runs
+MODELS = ["mlp", "cnn", "resnet18", "vit-b", "bert", "gpt2"]
 
 
 def bert_case(rows: int):
@@ -44,9 +44,29 @@ def bert_case(rows: int):
     return "tiny BERT (2 x 128, 32 tokens)", model, data, 32
 
 
+def gpt2_case(rows: int):
+    """A tiny GPT-2 (Hugging Face ``Conv1D`` layers) built from a config, padded LM batches
+    (labels = input ids, -100 on the padding), scored as ``task="causal-lm"``."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=1000, n_positions=64, n_embd=128, n_layer=2, n_head=2)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 1000, (rows, 32), generator=g)
+    lengths = torch.randint(8, 33, (rows,), generator=g)
+    mask = (torch.arange(32) < lengths[:, None]).long()
+    labels = ids.masked_fill(mask == 0, -100)
+    data = [{"input_ids": ids[s : s + 32], "attention_mask": mask[s : s + 32],
+             "labels": labels[s : s + 32]} for s in range(0, rows, 32)]  # fmt: skip
+    return "tiny GPT-2 (2 x 128, 32 tokens, causal LM)", model, data, 32
+
+
 def measure(name: str, *, rounds: int, rows: int) -> dict:
-    if name == "bert":
-        title, model, data, batch = bert_case(rows)
+    task = "causal-lm" if name == "gpt2" else None
+    if name in ("bert", "gpt2"):
+        title, model, data, batch = (bert_case if name == "bert" else gpt2_case)(rows)
     else:
         case = cases()[name]
         case.n_data = rows
@@ -54,11 +74,12 @@ def measure(name: str, *, rounds: int, rows: int) -> dict:
     last = {}
 
     def sample():
-        last["imp"] = assd.compute_importance(model, data, estimator="sample", fingerprint=False)
+        last["imp"] = assd.compute_importance(model, data, estimator="sample", fingerprint=False,
+                                              task=task)  # fmt: skip
 
     times = alternate(
         {
-            "batch": lambda: assd.compute_importance(model, data, fingerprint=False,
+            "batch": lambda: assd.compute_importance(model, data, fingerprint=False, task=task,
                                                      estimator="batch"),
             "sample": sample,
         },

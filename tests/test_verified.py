@@ -49,8 +49,12 @@ def test_outcome_figures_match_a_direct_computation():
         model, forget=batches(x[~keep], y[~keep]), data=batches(x, y), evaluate=sets
     )
     out = result.outcome
-    for name, (xs, ys) in {"forget": (x[~keep], y[~keep]), "retain": (x[keep], y[keep]),
-                           "test": (test_x, test_y)}.items():  # fmt: skip
+    seen = test_y != 3  # the forgotten class's held-out rows are scored apart, unguarded
+    assert result.outcome.guard is None and "test (forgotten part)" in out.after
+    expected = {"forget": (x[~keep], y[~keep]), "retain": (x[keep], y[keep]),
+                "test": (test_x[seen], test_y[seen]),
+                "test (forgotten part)": (test_x[~seen], test_y[~seen])}  # fmt: skip
+    for name, (xs, ys) in expected.items():
         for when, m in (("before", model), ("after", result.model)):
             score = getattr(out, when)[name]
             acc, loss = acc_loss(m, xs, ys)
@@ -190,11 +194,13 @@ def test_trials_restore_the_exact_weights():
     assert all(torch.equal(t, before[n]) for n, t in model.state_dict().items())
 
 
-def test_bad_evaluation_input_is_refused_clearly():
+def test_bad_evaluation_input_is_refused_clearly_or_split():
     model, x, y = trained()
     args = dict(forget=batches(x[:10], y[:10]), data=batches(x, y))
-    with pytest.raises(ValueError, match="holds 10 of the 10 forget rows"):
-        assd.SSD().unlearn(model, **args, evaluate={"retain": batches(x, y)})
+    split = assd.SSD().unlearn(model, **args, evaluate={"retain": batches(x, y)}).outcome
+    assert split.after["retain (forgotten part)"].n == 10 and split.after["retain"].n == 230
+    with pytest.raises(ValueError, match="holds rows of what is being forgotten"):
+        assd.SSD(batch_fn=lambda b: b).unlearn(model, **args, evaluate={"retain": batches(x, y)})
     with pytest.raises(ValueError, match="'test' is empty"):
         assd.SSD().unlearn(model, **args, evaluate={"test": batches(x[:0], y[:0])})
     with pytest.raises(ValueError, match="evaluate="):

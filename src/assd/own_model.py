@@ -28,9 +28,11 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -38,6 +40,7 @@ from . import methods as registry
 from .factories import call_factory, import_factory
 from .metrics import accuracy
 from .verify.membership import forget_retain_loaders
+from .verify.outcome import score_sets
 
 __all__ = ["import_factory", "load_data_factory", "load_model_factory", "unlearn_by_ids"]
 
@@ -76,6 +79,14 @@ def load_model_factory(factory: str, weights: str | os.PathLike) -> nn.Module:
 def load_data_factory(factory: str) -> tuple[Any, dict[str, Any], Any]:
     """``(train set, {name: other set}, collate_fn or None)`` from a data factory."""
     made = call_factory(factory, what="--data-factory")
+    if isinstance(made, tuple):  # (train, test): two data sets, never two rows
+        if len(made) != 2 or any(isinstance(m, (Mapping, torch.Tensor)) for m in made):
+            raise ValueError(
+                f"{factory} returned a tuple of {len(made)} item(s); a data factory returns "
+                "a data set, a pair (train, test) of data sets, or a dict "
+                "{'train': ..., 'test': ..., 'collate_fn': ...}."
+            )
+        made = {"train": made[0], "test": made[1]}
     if not isinstance(made, dict):
         made = {"train": made}
     if "train" not in made:
@@ -101,6 +112,7 @@ def unlearn_by_ids(
     eval_sets: dict[str, Any] | None = None,
     batch_size: int = 64,
     collate_fn=None,
+    task: str | None = None,
 ) -> tuple[Any, dict]:
     """Forget the rows of ``dataset`` at ``forget_ids``; the model itself is not changed.
 
@@ -112,6 +124,8 @@ def unlearn_by_ids(
         options: the method's options (e.g. ``{"estimator": "sample"}``).
         eval_sets: more labelled data sets to measure before and after: ``{name: rows}``.
         batch_size, collate_fn: how rows become batches.
+        task: what the outputs mean (:mod:`assd.tasks`): the scores follow it (token
+            accuracy, a causal LM's perplexity and extraction); pass it in ``options`` too.
 
     Returns:
         ``(UnlearnResult, report)``; the report has the fields of the table path's
@@ -127,14 +141,13 @@ def unlearn_by_ids(
         data = DataLoader(dataset, **loader)
         verified = algorithm.guard is not None or algorithm.needs_evaluation
         evaluate = {"forget": forget, "retain": retain} if verified else None
+        if verified:  # held-out sets too (assd-auto's "rows" target reads "test")
+            evaluate |= {n: s for n, s in sets.items() if n not in evaluate}
         result = algorithm.unlearn(model, forget=forget, data=data, retain=retain,
                                    evaluate=evaluate)  # fmt: skip
     else:
         result = algorithm.unlearn(model, forget=forget, retain=retain)
-    scores = {
-        name: {"before": accuracy(model, s), "after": accuracy(result.model, s), "n": _rows(s)}
-        for name, s in sets.items()
-    }
+    scores = {name: _before_after(model, result.model, s, task) for name, s in sets.items()}
     report = {
         "method": {"name": method, "options": _jsonable(options or {})},
         "n_forget": _rows(forget),
@@ -145,6 +158,25 @@ def unlearn_by_ids(
         "seconds": round(time.perf_counter() - start, 3),
     }
     return result, report
+
+
+def task_scores(model: nn.Module, loader, task: str | None) -> dict:
+    """``{"n", "accuracy", "loss", ...}`` of ``model`` on ``loader`` under ``task``."""
+    score = score_sets(model, {"rows": loader}, task=task)["rows"]
+    return {k: v for k, v in score.to_dict().items() if v is not None}
+
+
+def _before_after(model, unlearned, loader, task) -> dict:
+    if task in (None, "classification"):  # the classifier's figures, as before
+        return {"before": accuracy(model, loader), "after": accuracy(unlearned, loader),
+                "n": _rows(loader)}  # fmt: skip
+    before, after = task_scores(model, loader, task), task_scores(unlearned, loader, task)
+    figures = {"before": before.get("accuracy"), "after": after.get("accuracy"),
+               "n": _rows(loader)}  # fmt: skip
+    for key in ("perplexity", "extraction", "loss"):
+        if key in before:
+            figures[key] = {"before": before[key], "after": after[key]}
+    return figures
 
 
 def _rows(loader: DataLoader) -> int:

@@ -13,6 +13,7 @@ from torch import nn
 from .batches import forward, split_batch, to_device, using_output_fn
 from .contract import check_data, check_targets, model_errors
 from .parameters import model_device
+from .tasks import infer_task
 
 __all__ = ["fit", "seed_everything"]
 
@@ -30,6 +31,8 @@ def seed_everything(seed: int) -> None:
 def cross_entropy(model: nn.Module, inputs: Any, targets: Any) -> torch.Tensor:
     """The default objective: mean cross-entropy of the model's logits (targets checked)."""
     logits = forward(model, inputs)
+    if logits.dim() > 2 and isinstance(targets, torch.Tensor):  # never the wrong axis
+        infer_task(logits, targets)  # raises: name the task (assd.tasks)
     width = logits.shape[1] if logits.dim() >= 2 else None
     check_targets(targets, n_rows=logits.shape[0], n_classes=width)
     return F.cross_entropy(logits, targets)

@@ -15,6 +15,7 @@ import click
 from ..importance.distributed import is_main_process
 from ..store.checkpoints import check_finite
 from ..store.files import check_output
+from ..tasks import TASKS
 
 __all__ = ["evaluate_own", "own_model_options", "unlearn_own"]
 
@@ -40,6 +41,13 @@ def own_model_options(run_own):
         click.option("--data-factory", default=None, help=factory_help),
         click.option("--batch-size", "own_batch_size", default=None, type=click.IntRange(min=1),
                      help="With --model-factory: rows per batch (default 64)."),
+        click.option("--task", default=None, type=click.Choice(TASKS),
+                     help="With --model-factory: what the outputs mean; needed for sequence "
+                     "outputs (token-classification, causal-lm). It fixes the loss and the "
+                     "scores."),
+        click.option("--loss-fn", default=None,
+                     help="With --model-factory: package.module:function, loss_fn(logits, "
+                     "targets) -> mean loss, for the importances (SSD family)."),
     ]  # fmt: skip
 
     def decorate(table_callback):
@@ -60,7 +68,7 @@ def own_model_options(run_own):
     return decorate
 
 
-OWN_KEYS = ("model_factory", "weights", "data_factory", "own_batch_size")
+OWN_KEYS = ("model_factory", "weights", "data_factory", "own_batch_size", "task", "loss_fn")
 DEFAULT_BATCH_SIZE = 64
 OWN_HELP = (
     "\n\nYour own model: --model-factory, --weights and --data-factory instead of "
@@ -71,7 +79,7 @@ OWN_HELP = (
 def _check_paths(own: dict, given: dict) -> None:
     """The table path (--model, --data) or the own-model path (--model-factory ...), not both."""
     table = [f for f, k in (("--model", "model_dir"), ("--data", "data_path")) if given.get(k)]
-    mine = [f"--{k.replace('_', '-')}" for k in OWN_KEYS[1:3] if own[k]]
+    mine = [f"--{k.replace('_', '-')}" for k in (*OWN_KEYS[1:3], *OWN_KEYS[4:]) if own[k]]
     mine += ["--batch-size"] if own["own_batch_size"] is not None else []
     if own["model_factory"] and table:
         raise click.UsageError(
@@ -101,12 +109,17 @@ def unlearn_own(own: dict, options: dict) -> None:
     from ..tabular.report import unlearn_markdown
     from .options import unlearn_options
 
-    model_factory, weights, data_factory, batch_size = (own[k] for k in OWN_KEYS)
+    model_factory, weights, data_factory, batch_size, task, loss_fn = (own[k] for k in OWN_KEYS)
     forget_path, out, overwrite = options["forget_path"], options["out"], options["overwrite"]
     method = options["method"]
     opts, guard = unlearn_options(options)  # the same checks as the table path
     if guard is not None and issubclass(type(get_method(method)), SSD):
         opts["guard"] = guard  # the retain guard, as for tables
+    extra = _task_options(method, task, loss_fn)
+    for key in sorted(set(extra) & set(opts)):
+        raise click.UsageError(f"--{key.replace('_', '-')} and --option {key}=... both given; "
+                               "give one of the two.")  # fmt: skip
+    opts |= extra
     _require(
         {"weights": weights, "data_factory": data_factory},
         "--model-factory needs --weights (safetensors) and --data-factory (the training rows).",
@@ -117,7 +130,7 @@ def unlearn_own(own: dict, options: dict) -> None:
     ids = _positions(read_forget_ids(forget_path), forget_path)
     result, report = unlearn_by_ids(model, train, ids, method=method, options=opts,
                                     eval_sets=others, batch_size=batch_size,
-                                    collate_fn=collate)  # fmt: skip
+                                    collate_fn=collate, task=task)  # fmt: skip
     if not is_main_process():
         return
     report |= {"model_factory": model_factory, "weights": str(weights),
@@ -143,6 +156,22 @@ def _write(out, model, spec: dict, report: dict, markdown: str, overwrite: bool)
         (tmp / "report.md").write_text(markdown, encoding="utf-8")
 
 
+def _task_options(method: str, task, loss_fn) -> dict:
+    """``task`` (any method) and ``loss_fn`` (imported; the SSD family) as method options."""
+    from ..methods import SSD, get_method
+    from ..own_model import import_factory
+
+    opts = {"task": task} if task else {}
+    if loss_fn:
+        if not issubclass(type(get_method(method)), SSD):
+            raise click.UsageError(f"--loss-fn sets the importances' loss of the SSD family; "
+                                   f"{method!r} takes its loss from --task.")  # fmt: skip
+        opts["loss_fn"] = import_factory(loss_fn)
+        if not callable(opts["loss_fn"]):
+            raise click.UsageError(f"--loss-fn {loss_fn} is not a function.")
+    return opts
+
+
 def _positions(ids: list[str], path) -> list[int]:
     try:
         return [int(i) for i in ids]
@@ -160,10 +189,10 @@ def evaluate_own(own: dict, options: dict) -> None:
 
     from ..metrics import classification_summary
     from ..metrics.accuracy import predict
-    from ..own_model import load_data_factory, load_model_factory
+    from ..own_model import load_data_factory, load_model_factory, task_scores
     from ..store.files import write_atomic
 
-    model_factory, weights, data_factory, batch_size = (own[k] for k in OWN_KEYS)
+    model_factory, weights, data_factory, batch_size, task, _ = (own[k] for k in OWN_KEYS)
     json_path, overwrite = options["json_path"], options["overwrite"]
     _require(
         {"weights": weights, "data_factory": data_factory},
@@ -177,11 +206,19 @@ def evaluate_own(own: dict, options: dict) -> None:
     train, others, collate = load_data_factory(data_factory)
     report = {}
     for name, rows in {"train": train, **others}.items():
-        pred, y = predict(model, DataLoader(rows, batch_size=batch_size, collate_fn=collate))
+        loader = DataLoader(rows, batch_size=batch_size, collate_fn=collate)
+        if task not in (None, "classification"):  # sequences, regression: the task's figures
+            report[name] = task_scores(model, loader, task)
+            continue
+        pred, y = predict(model, loader)
         report[name] = classification_summary(y.numpy(), pred.numpy())
     if not is_main_process():
         return
     for name, summary in report.items():
+        if "balanced_accuracy" not in summary:
+            click.echo(f"{name}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else
+                                               f"{k} {v}" for k, v in summary.items()))
+            continue
         click.echo(f"{name}: {summary['n']} rows, accuracy {summary['accuracy']:.4f}, "
                    f"balanced accuracy {summary['balanced_accuracy']:.4f}")  # fmt: skip
     if json_path:

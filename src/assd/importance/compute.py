@@ -18,6 +18,7 @@ from ..batches import using_output_fn
 from ..contract import BatchError, check_data, describe_fn
 from ..parameters import trainable_parameters
 from ..store.fingerprint import fingerprint as weights_fingerprint
+from ..tasks import default_loss
 from . import distributed as distributed_
 from .core import Importance
 from .estimators import DEFAULT_ESTIMATOR, ESTIMATORS, OBJECTIVES, accumulate
@@ -42,6 +43,7 @@ def compute_importance(
     output_fn=None,
     reference: str | None = None,
     label: str = "data",
+    task: str | None = None,
 ) -> Importance:
     """Importance of every trainable parameter of ``model`` on ``data``.
 
@@ -76,6 +78,8 @@ def compute_importance(
             whole training set) or ``"retain"`` (the rest after the forget rows);
             a method set to the other one then refuses it.
         label: what ``data`` is called in error messages.
+        task: what the outputs mean (:mod:`assd.tasks`); with no ``loss_fn`` it fixes
+            the loss (e.g. ``"causal-lm"``: next-token cross-entropy, -100 ignored).
 
     Raises:
         ValueError: for data that breaks the input contract of :mod:`assd.batches`
@@ -97,6 +101,7 @@ def compute_importance(
     if reference not in (None, "full", "retain"):
         raise ValueError(f"reference must be 'full', 'retain' or None, got {reference!r}.")
     check_data(data, what=label)
+    loss_fn = default_loss(task) if loss_fn is None else loss_fn
     if is_sharded_model(model):  # FSDP2: every rank ends with its rows (importance/sharded.py)
         return sharded_importance(
             model, data, objective=objective, estimator=estimator, loss_fn=loss_fn,

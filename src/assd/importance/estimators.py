@@ -26,6 +26,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from ..batches import batch_size_of, check_finite_inputs, forward, split_batch, to_device
 from ..contract import BatchError, check_targets, model_errors
 from ..parameters import all_finite, model_device, set_mode
+from ..tasks import infer_task
 from .objectives import OBJECTIVES, add_, objective_value
 from .persample.engine import SampleEngine, rows_per_chunk
 
@@ -113,8 +114,10 @@ def accumulate(
             inputs, targets = to_device(inputs, device), to_device(targets, device)
             if objective == "loss" and loss_fn is None:  # the default cross-entropy
                 if n_classes is None:  # shapes first, then the output width, once
+                    if isinstance(targets, torch.Tensor) and targets.dim() > 1:  # a sequence?
+                        _output_width(model, inputs, targets, index)  # asks for the task
                     check_targets(targets, n_rows=size, n_classes=None, index=index)
-                    n_classes = _output_width(model, inputs, index) or 0
+                    n_classes = _output_width(model, inputs, targets, index) or 0
                 check_targets(targets, n_rows=size, n_classes=n_classes or None, index=index)
             if engine is None:
                 with model_errors("importance pass", index):  # say where it failed, and the fix
@@ -202,11 +205,14 @@ def _table_rows(inputs, targets) -> bool:
     return inputs.is_floating_point() and one_d
 
 
-def _output_width(model: nn.Module, inputs, index: int) -> int | None:
-    """Classes the model outputs, from one eval-mode forward on the batch's first rows."""
+def _output_width(model: nn.Module, inputs, targets, index: int) -> int | None:
+    """Classes the model outputs, from one eval-mode forward on the batch's first rows;
+    outputs with more axes than (rows, classes) need a task named (:mod:`assd.tasks`)."""
     rows = tree_map(lambda t: t[:2] if isinstance(t, torch.Tensor) and t.dim() else t, inputs)
     with model_errors("importance pass", index), torch.no_grad(), set_mode(model, train=False):
         logits = forward(model, rows)
+    if logits.dim() > 2 and targets is not None:  # never cross-entropy over the wrong axis
+        infer_task(logits, targets[:2])  # raises: which task, or that none fits
     return logits.shape[1] if logits.dim() >= 2 else None
 
 

@@ -79,15 +79,17 @@ import torch
 from ..batches import split_batch
 from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused
 from .assd import ASSD
+from .binomial import binomial_upper
 from .registry import register
 from .repair import REPAIR_EPOCHS, repair_
 from .search import Trials, search
+from .sequence_target import check_unseen, sequence_target
 
 __all__ = ["AutoASSD"]
 
 log = logging.getLogger("assd")
 
-TARGETS = ("auto", "rows", "group", "mislabelled")
+TARGETS = ("auto", "rows", "group", "mislabelled", "sequences")
 MIN_BASE_RATE = 0.01  # a whole class: at most 1 % (or one row) may keep its label
 
 
@@ -99,8 +101,9 @@ class AutoASSD(ASSD):
     and, for ``target="rows"``, held-out rows (``"test"``).
 
     Args:
-        target: ``"auto"``, ``"group"``, ``"rows"`` or ``"mislabelled"``: what being
-            forgotten means.
+        target: ``"auto"``, ``"group"``, ``"rows"``, ``"mislabelled"`` or ``"sequences"``
+            (a causal LM's, :mod:`assd.methods.sequence_target`; the default with
+            ``task="causal-lm"``): what being forgotten means.
         guard: the retain guard's limit (default 0.01: one accuracy point).
         on_guard: ``"back-off"`` (default: stop at the strongest dampening the
             guard allows) or ``"refuse"`` (raise if the target cannot be met within it).
@@ -129,6 +132,11 @@ class AutoASSD(ASSD):
                 "assd-auto needs labelled retained rows to judge the result: "
                 "evaluate={'retain': ..., 'test': ...}."
             )
+        if self.target_kind == "sequences" or (self.target_kind == "auto"
+                                                and self.task == "causal-lm"):  # fmt: skip
+            check_unseen(sets)  # (assd.methods.sequence_target)
+            return sequence_target(sum(len(split_batch(b, self.importance_options["batch_fn"])[1])
+                                       for b in sets["forget"]))  # fmt: skip
         batch_fn = self.importance_options["batch_fn"]
         forget_labels, retain_labels = (_labels(sets[k], batch_fn) for k in ("forget", "retain"))
         kind = self._kind(forget_labels, retain_labels)
@@ -200,6 +208,7 @@ class AutoASSD(ASSD):
             epochs=self.repair_epochs,
             batch_fn=self.importance_options["batch_fn"],
             output_fn=self.importance_options["output_fn"],
+            loss_fn=self.importance_options["loss_fn"],
         )
         keys = ("strength", "alpha", "dampening", "selected")
         entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": epochs})
@@ -240,6 +249,9 @@ def out_of_pace(gaps: list[float], epochs: int, window: int = PACE_WINDOW) -> bo
 def _figure(target: dict) -> str:
     if target["kind"] in ("group", "mislabelled"):
         return f"forget-row accuracy {100 * target['forget_accuracy']:.1f} %"
+    if target["kind"] == "sequences":
+        return (f"{100 * target['extraction']:.1f} % extracted, per-token loss "
+                f"{target['forget_loss']:.4g}")  # fmt: skip
     return (
         f"forget-row mean loss {target['forget_loss']:.4g} (held-out {target['held_out_loss']:.4g})"
     )
@@ -275,27 +287,6 @@ def _rows_target(before: dict, after: dict) -> dict:
             "held_out_loss": round(held, 6),
             "verdict": f"Forget target (rows) {word}: mean loss on the forget rows {forget:.4g} "
                        f"vs {held:.4g} on held-out rows."}  # fmt: skip
-
-
-def binomial_upper(n: int, p: float, level: float = 0.05) -> int:
-    """The largest count ``k`` with ``P(X >= k) >= level`` for ``X ~ Binomial(n, p)``: how
-    many of ``n`` rows may keep a property of rate ``p`` before chance alone (one-sided,
-    ``level``) stops explaining it.
-
-    Example:
-        >>> binomial_upper(100, 0.5)  # P(X >= 58) = 0.067, P(X >= 59) = 0.044
-        58
-    """
-    if p <= 0 or p >= 1:
-        return 0 if p <= 0 else n
-    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-            + k * math.log(p) + (n - k) * math.log1p(-p) for k in range(n + 1)]
-    tail = 0.0
-    for k in range(n, -1, -1):
-        tail += math.exp(logs[k])
-        if tail >= level:
-            return k
-    return 0
 
 
 def _group_target(base_rate: float, n: int):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..train import cross_entropy
 from .registry import register
 from .training import TrainingMethod
 
@@ -39,4 +38,4 @@ class GradientAscent(TrainingMethod):
         super().__init__(epochs=epochs, lr=lr, optimizer=optimizer, **options)
 
     def objective(self, model: nn.Module, inputs, targets) -> torch.Tensor:
-        return -cross_entropy(model, inputs, targets)
+        return -self.loss(model, inputs, targets)

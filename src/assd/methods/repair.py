@@ -43,8 +43,10 @@ REPAIR_LR = 1e-3
 
 def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool],
             epochs: int = REPAIR_EPOCHS, lr: float = REPAIR_LR, batch_fn=None,
-            output_fn=None, seed: int = 0) -> int:  # fmt: skip
-    """Repair ``model`` in place; returns the number of epochs run (stops when ``done()``)."""
+            output_fn=None, seed: int = 0, loss_fn=None) -> int:  # fmt: skip
+    """Repair ``model`` in place; returns the number of epochs run (stops when ``done()``).
+    ``loss_fn``: the retained rows' loss (default cross-entropy, or squared error for float
+    targets)."""
     device = next(model.parameters()).device
     run = lambda inputs: forward(model, inputs, output_fn=output_fn).float()  # noqa: E731
     kept = _kept_outputs(run, model, forget, batch_fn, device)
@@ -55,7 +57,7 @@ def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool],
     model.eval()
     try:
         for epoch in range(1, epochs + 1):
-            _epoch(run, retain, itertools.cycle(kept), optimizer, batch_fn, device)
+            _epoch(run, retain, itertools.cycle(kept), optimizer, batch_fn, device, loss_fn)
             if done():
                 return epoch
         return epochs
@@ -76,12 +78,13 @@ def _kept_outputs(run, model, forget, batch_fn, device) -> list:
     return kept
 
 
-def _epoch(run, retain, kept, optimizer, batch_fn, device) -> None:
+def _epoch(run, retain, kept, optimizer, batch_fn, device, loss_fn=None) -> None:
     for batch in retain:
         inputs, y = split_batch(batch, batch_fn)
         out = run(to_device(inputs, device))
         forget_inputs, target = next(kept)
-        loss = _fit_loss(out, y.to(device)) + KEEP_WEIGHT * _keep_loss(run(forget_inputs), target)
+        fit = (loss_fn or _fit_loss)(out, y.to(device))
+        loss = fit + KEEP_WEIGHT * _keep_loss(run(forget_inputs), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -97,5 +100,5 @@ def _keep_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     out = out.float()
     if out.dim() < 2 or out.shape[1] == 1:
         return F.mse_loss(out, target)
-    log_p = F.log_softmax(out, dim=1)
-    return F.kl_div(log_p, F.log_softmax(target, dim=1), log_target=True, reduction="batchmean")
+    log_p = F.log_softmax(out, dim=-1)  # classes on the last axis (sequences too)
+    return F.kl_div(log_p, F.log_softmax(target, dim=-1), log_target=True, reduction="batchmean")

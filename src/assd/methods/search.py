@@ -46,11 +46,13 @@ class Trials:
 
     def __init__(self, model, forget, reference, *, alpha0: float, lam0: float, sets: dict,
                  guard: RetainGuard | None, target: Callable | None = None,
-                 loss_fn=None, batch_fn=None, output_fn=None):  # fmt: skip
+                 loss_fn=None, batch_fn=None, output_fn=None, task=None,
+                 metric_fn=None):  # fmt: skip
         self.model, self.forget, self.reference = model, forget, reference
         self.alpha0, self.lam0, self.sets = alpha0, lam0, sets
         self.guard, self.target = guard, target
-        self.score_options = {"loss_fn": loss_fn, "batch_fn": batch_fn, "output_fn": output_fn}
+        self.score_options = {"loss_fn": loss_fn, "batch_fn": batch_fn, "output_fn": output_fn,
+                              "task": task, "metric_fn": metric_fn}  # fmt: skip
         self.params = {n: p for n, p in model.named_parameters() if n in reference}
         self.original = snapshot(self.params)
         self.before = score_sets(model, sets, **self.score_options)

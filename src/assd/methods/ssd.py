@@ -13,9 +13,11 @@ from ..importance.core import Importance
 from ..importance.estimators import DEFAULT_ESTIMATOR
 from ..importance.sharded import is_sharded_model
 from ..rule.dampening import dampen_parameters_
+from ..tasks import check_task, default_loss
 from ..verify.guard import GuardRefused, RetainGuard
 from ..verify.membership import check_forget_rows
 from ..verify.outcome import Outcome, evaluation_sets, layer_changes
+from ..verify.scoring import probe_task
 from .registry import register
 from .result import UnlearnResult
 from .search import Trials, search
@@ -54,6 +56,12 @@ class SSD(ImportanceSources):
         on_guard: when the request would break the guard: ``"back-off"`` to the
             strongest dampening (larger alpha, same importances) that respects
             it, or ``"refuse"`` (raise :class:`assd.GuardRefused` with the figures).
+        task: what the outputs mean (:mod:`assd.tasks`): ``"classification"``,
+            ``"token-classification"``, ``"causal-lm"`` or ``"regression"``; it fixes
+            the default loss and how ``evaluate=`` sets are scored. None: inferred from
+            the shapes where one task fits them (sequence logits need it named).
+        metric_fn: ``metric_fn(logits, targets)`` per row (higher is better), scored
+            on ``evaluate=`` sets beside the task's figures; the guard then watches it.
 
     Example:
         >>> import torch, assd
@@ -85,6 +93,8 @@ class SSD(ImportanceSources):
         output_fn=None,
         guard: float | None = None,
         on_guard: str = "back-off",
+        task: str | None = None,
+        metric_fn=None,
     ):
         if reference not in REFERENCES:
             raise ValueError(f"reference must be one of {REFERENCES}, got {reference!r}.")
@@ -93,6 +103,9 @@ class SSD(ImportanceSources):
         self.alpha, self.dampening, self.reference = alpha, dampening, reference
         self.guard = None if guard is None else RetainGuard(guard)
         self.on_guard = on_guard
+        self.task, self.metric_fn = check_task(task), metric_fn
+        self.score_loss_fn = loss_fn  # the user's own loss (None: the task's, per position)
+        loss_fn = default_loss(task) if loss_fn is None else loss_fn  # the task fixes the loss
         self.importance_options = dict(
             objective=self.objective,
             estimator=estimator,
@@ -214,6 +227,9 @@ class SSD(ImportanceSources):
                 f"{self.name}: a model sharded with FSDP2 cannot be copied; pass inplace=True "
                 "(save its sharded state dict first if the original weights must be kept)."
             )
+        if evaluate is not None or self.needs_evaluation:  # a task to name: ask before the passes
+            probe_task(model, forget, task=self.task, batch_fn=self.importance_options["batch_fn"],
+                       output_fn=self.importance_options["output_fn"])  # fmt: skip
         check_forget_rows(forget, data=data if importance is None else None, retain=retain)
 
     def _alpha(self, forgotten: Importance, reference: Importance, n_data: int | None):
@@ -232,10 +248,11 @@ class SSD(ImportanceSources):
         """Dampen, scoring each try on the evaluation sets; :meth:`choose` picks the try.
         Returns ``(alpha, dampening, counts, Outcome)``."""
         sets = evaluation_sets(evaluate, forget, batch_fn=self.importance_options["batch_fn"])
-        options = {k: self.importance_options[k] for k in ("loss_fn", "batch_fn", "output_fn")}
+        options = {k: self.importance_options[k] for k in ("batch_fn", "output_fn")}
         trials = Trials(target, forgotten.tensors, reference.tensors, alpha0=alpha,
                         lam0=self.dampening, sets=sets, guard=self.guard,
-                        target=self.forget_target(sets), **options)  # fmt: skip
+                        target=self.forget_target(sets), loss_fn=self.score_loss_fn,
+                        task=self.task, metric_fn=self.metric_fn, **options)  # fmt: skip
         try:
             chosen = self.choose(trials, retain=retain)
         except BaseException:

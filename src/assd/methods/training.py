@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..batches import TensorData, split_batch
+from ..batches import TensorData, forward, split_batch
 from ..contract import check_data
+from ..tasks import default_loss
 from ..train import cross_entropy, fit
 from .registry import register
 from .result import UnlearnResult
@@ -59,6 +60,7 @@ class TrainingMethod:
         seed: seeds the re-initialisation and any randomness of the objective.
         batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
         output_fn: ``output_fn(model_output) -> logits`` (see :mod:`assd.batches`).
+        task: what the outputs mean (:mod:`assd.tasks`); it fixes the loss.
     """
 
     data_source = "retain"  # "retain" or "forget": which loader ``unlearn`` trains on
@@ -76,6 +78,7 @@ class TrainingMethod:
         seed: int = 0,
         batch_fn=None,
         output_fn=None,
+        task: str | None = None,
     ):
         if epochs < 0 or lr <= 0:
             raise ValueError(f"epochs must be >= 0 and lr > 0, got epochs={epochs}, lr={lr}.")
@@ -90,10 +93,17 @@ class TrainingMethod:
             output_fn=output_fn,
         )
         self.seed = seed
+        self.task_loss = default_loss(task)  # None: cross-entropy over (rows, classes)
+
+    def loss(self, model: nn.Module, inputs, targets) -> torch.Tensor:
+        """The task's loss of a batch (:mod:`assd.tasks`; cross-entropy by default)."""
+        if self.task_loss is None:
+            return cross_entropy(model, inputs, targets)
+        return self.task_loss(forward(model, inputs), targets)
 
     def objective(self, model: nn.Module, inputs, targets) -> torch.Tensor:
-        """The loss minimised per batch; cross-entropy unless overridden."""
-        return cross_entropy(model, inputs, targets)
+        """The loss minimised per batch; the task's loss unless overridden."""
+        return self.loss(model, inputs, targets)
 
     def prepare(self, model: nn.Module, *, forget, retain) -> None:
         """Hook run on the working copy before training (e.g. to build a teacher)."""

@@ -42,9 +42,10 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
     lines += ["", "## Accuracy", ""]
     rows = [
         [name, v["n"], f"{v['before']:.4f}", f"{v['after']:.4f}", _pp(v["after"] - v["before"])]
-        for name, v in report["accuracy"].items()
+        for name, v in report["accuracy"].items() if v["before"] is not None
     ]
     lines.append(markdown_table(["data", "rows", "before", "after", "change (pp)"], rows))
+    lines += _task_lines(report["accuracy"])
     lines.append("")
     lines.append("`forget` is measured against the labels as given (possibly the wrong ones).")
     if report.get("metrics"):
@@ -55,6 +56,17 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
         lines.append(markdown_table(["parameter", "dampened", "elements"], layer_rows))
     lines += ["", legend_markdown()]
     return "\n".join(lines) + "\n"
+
+
+def _task_lines(scores: dict) -> list[str]:
+    """A causal LM's perplexity and extraction, or the loss, per set (own-model reports)."""
+    keys = [k for k in ("perplexity", "extraction", "loss") if any(k in v for v in scores.values())]
+    if not keys:
+        return []
+    rows = [[name] + [f"{v[k]['before']:.4g} -> {v[k]['after']:.4g}" if k in v else ""
+                      for k in keys] for name, v in scores.items()]  # fmt: skip
+    return ["", "Token accuracy above (sequence tasks); the task's own figures:", "",
+            markdown_table(["data", *keys], rows)]  # fmt: skip
 
 
 def time_line(report: dict) -> str:

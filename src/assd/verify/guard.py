@@ -4,7 +4,8 @@ The guard compares a model's scores on the retained / held-out evaluation sets
 (every set but ``forget``) before and after a request. Classification: the
 accuracy may fall by at most ``max_drop`` (a share: 0.01 = 1 percentage
 point). Regression: the mean loss may rise by at most ``max_drop`` relative
-to its value before (0.01 = 1 %).
+to its value before (0.01 = 1 %). A causal LM: its perplexity, relatively.
+With a user's ``metric_fn`` (higher is better): that metric, in points.
 
 Example:
     >>> from assd.verify.outcome import SetScore
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 
 from .outcome import SetScore
+from .split import is_forgotten_part
 
 __all__ = ["DEFAULT_MAX_DROP", "GuardRefused", "RetainGuard"]
 
@@ -45,7 +47,8 @@ class RetainGuard:
     Args:
         max_drop: accuracy points (as a share) for classification, or the
             relative increase of the mean loss for regression; >= 0.
-        sets: the evaluation sets it watches; default every set but ``forget``.
+        sets: the evaluation sets it watches; default every set but ``forget`` and the
+            forgotten parts split off the others (:mod:`assd.verify.split`).
     """
 
     def __init__(self, max_drop: float = DEFAULT_MAX_DROP, *, sets: tuple[str, ...] | None = None):
@@ -57,7 +60,10 @@ class RetainGuard:
         self.max_drop, self.sets = float(max_drop), sets
 
     def watched(self, scores: dict[str, SetScore]) -> list[str]:
-        names = [n for n in scores if n != "forget"] if self.sets is None else list(self.sets)
+        if self.sets is None:  # every set but what is forgotten (assd.verify.split)
+            names = [n for n in scores if n != "forget" and not is_forgotten_part(n)]
+        else:
+            names = list(self.sets)
         missing = [n for n in names if n not in scores]
         if missing or not names:
             raise ValueError(
@@ -67,7 +73,12 @@ class RetainGuard:
         return names
 
     def drop(self, before: SetScore, after: SetScore) -> float:
-        """How much worse ``after`` is: accuracy points lost, or relative loss increase."""
+        """How much worse ``after`` is: a user metric's or accuracy points lost, or the
+        relative increase of a causal LM's perplexity or of the loss."""
+        if before.metric is not None:
+            return before.metric - after.metric
+        if before.perplexity is not None:
+            return after.perplexity / before.perplexity - 1 if before.perplexity else math.inf
         if before.accuracy is not None:
             return before.accuracy - after.accuracy
         if before.loss == 0:
@@ -78,14 +89,22 @@ class RetainGuard:
         """``{"ok", "limit", "worst": {"set", "drop", "kind"}, "verdict"}``."""
         drops = {n: self.drop(before[n], after[n]) for n in self.watched(before)}
         worst = max(drops, key=drops.get)
-        kind = "accuracy points" if before[worst].accuracy is not None else "relative loss"
+        kind = _kind(before[worst])
         ok = drops[worst] <= self.max_drop + 1e-12
         figures = {"set": worst, "drop": round(drops[worst], 6), "kind": kind}
         return {"ok": ok, "limit": self.max_drop, "worst": figures,
                 "verdict": self._sentence(ok, worst, drops[worst], kind)}  # fmt: skip
 
     def _sentence(self, ok: bool, name: str, drop: float, kind: str) -> str:
-        scale, unit = (100, " pp") if kind == "accuracy points" else (100, " %")
+        scale, unit = (100, " pp") if kind in ("accuracy points", "metric points") else (100, " %")
         state = "holds" if ok else "BROKEN"
         return (f"Retain guard {state}: worst drop {scale * drop:.2f}{unit} on {name!r} "
                 f"(limit {scale * self.max_drop:.2f}{unit}).")  # fmt: skip
+
+
+def _kind(score: SetScore) -> str:
+    if score.metric is not None:
+        return "metric points"
+    if score.perplexity is not None:
+        return "relative perplexity"
+    return "accuracy points" if score.accuracy is not None else "relative loss"

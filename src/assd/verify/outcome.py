@@ -25,11 +25,10 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..batches import forward, split_batch, to_device
-from .rows import row_keys
+from .scoring import score_rows
+from .split import batch_row_keys, separate_forgotten
 
 __all__ = [
     "LayerChange",
@@ -57,15 +56,24 @@ class SetScore:
     accuracy: float | None
     loss: float
     confusion: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    # the task's own figures (assd.verify.scoring): None where they do not apply
+    task: str | None = None
+    perplexity: float | None = None
+    extraction: float | None = None
+    metric: float | None = None
+    row_losses: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         acc = None if self.accuracy is None else round(self.accuracy, 6)
-        return {"n": self.n, "accuracy": acc, "loss": round(self.loss, 6)}
+        extra = {k: round(v, 6) for k in ("perplexity", "extraction", "metric")
+                 if (v := getattr(self, k)) is not None}  # fmt: skip
+        return {"n": self.n, "accuracy": acc, "loss": round(self.loss, 6), **extra}
 
 
 @torch.no_grad()
 def score_sets(
-    model: nn.Module, sets: dict, *, loss_fn=None, batch_fn=None, output_fn=None
+    model: nn.Module, sets: dict, *, loss_fn=None, batch_fn=None, output_fn=None, task=None,
+    metric_fn=None,
 ) -> dict[str, SetScore]:
     """Score ``model`` (in eval mode, restored afterwards) on every named set of batches.
 
@@ -76,64 +84,19 @@ def score_sets(
             cross-entropy for integer targets, squared error for float targets.
         batch_fn: how to split a batch into ``(inputs, targets)``.
         output_fn: how to pick the logits from the model's output (:func:`assd.batches.forward`).
+        task, metric_fn: what the outputs mean (:mod:`assd.tasks`; inferred from the shapes
+            where only one task fits) and an extra ``metric_fn(logits, targets)`` per row.
     """
     was_training = model.training
     model.eval()
     try:
         return {
-            name: _score(model, data, name, loss_fn, batch_fn, output_fn)
+            name: SetScore(**score_rows(model, data, name, loss_fn=loss_fn, batch_fn=batch_fn,
+                                        output_fn=output_fn, task=task, metric_fn=metric_fn))
             for name, data in sets.items()
         }
     finally:
         model.train(was_training)
-
-
-def _score(model, data, name: str, loss_fn, batch_fn, output_fn) -> SetScore:
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    n, correct, total, regression, confusion = 0, 0, 0.0, False, None
-    for batch in data:
-        inputs, y = split_batch(batch, batch_fn)
-        if y is None:
-            raise ValueError(f"evaluation set {name!r} has no targets; give labelled rows.")
-        out = forward(model, to_device(inputs, device), output_fn=output_fn).float()
-        y = y.to(device)
-        regression = y.is_floating_point()
-        losses = _losses(out, y, loss_fn, regression)
-        n, total = n + len(y), total + float(losses.double().sum())
-        if not regression:
-            pred = out.argmax(1)
-            correct += int((pred == y).sum())
-            confusion = _count_pairs(confusion, y, pred, out.shape[1])
-    if n == 0:
-        raise ValueError(
-            f"evaluation set {name!r} is empty; give at least one row or leave it out."
-        )
-    accuracy = None if regression else correct / n
-    return SetScore(n=n, accuracy=accuracy, loss=total / n, confusion=confusion)
-
-
-def _count_pairs(counts, y: torch.Tensor, pred: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Add this batch's (true, predicted) pairs to a ``(C, C)`` count matrix."""
-    if y.dim() != 1 or pred.shape != y.shape:  # e.g. per-token targets: no confusion matrix
-        return counts
-    keep = y >= 0  # ignored rows (e.g. -100 under a user's loss)
-    y, pred = y[keep], pred[keep]
-    size = max(n_classes, int(y.max()) + 1 if len(y) else 0)
-    pairs = torch.bincount((y * size + pred).cpu(), minlength=size * size).reshape(size, size)
-    if counts is None:
-        return pairs
-    if counts.shape != pairs.shape:
-        return None
-    return counts + pairs
-
-
-def _losses(out: torch.Tensor, y: torch.Tensor, loss_fn, regression: bool) -> torch.Tensor:
-    if loss_fn is not None:
-        losses = loss_fn(out, y)
-        return losses if losses.dim() else losses.expand(len(y))
-    if regression:
-        return (out.reshape(y.shape) - y).pow(2).reshape(len(y), -1).mean(1)
-    return F.cross_entropy(out, y, reduction="none")
 
 
 def snapshot(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -253,10 +216,19 @@ def _forget_unmoved(outcome: Outcome) -> bool:
     before = outcome.before.get("forget")
     if before is None or before.accuracy is None:
         return False
+    if before.extraction is not None:  # a causal LM: extraction counts too
+        moved = abs(outcome.after["forget"].extraction - before.extraction)
+        if moved >= NEGLIGIBLE_POINTS:
+            return False
     return abs(outcome.moved("forget")) < NEGLIGIBLE_POINTS
 
 
 def _set_sentence(name: str, before: SetScore, after: SetScore) -> str:
+    if before.perplexity is not None:  # a causal LM: perplexity and extraction
+        rel = after.perplexity / before.perplexity - 1 if before.perplexity else math.inf
+        return (f"{name}: perplexity {before.perplexity:.4g} -> {after.perplexity:.4g} "
+                f"({100 * rel:+.1f} %), sequences extracted {100 * before.extraction:.1f} % "
+                f"-> {100 * after.extraction:.1f} %.")  # fmt: skip
     if before.accuracy is None:
         rel = (after.loss - before.loss) / before.loss if before.loss else math.inf
         return f"{name}: loss {before.loss:.4g} -> {after.loss:.4g} ({100 * rel:+.1f} %)."
@@ -271,41 +243,18 @@ def _set_sentence(name: str, before: SetScore, after: SetScore) -> str:
 def evaluation_sets(evaluate: dict | None, forget, *, batch_fn=None) -> dict:
     """Check ``evaluate`` and return the sets to score, with ``forget`` added if absent.
 
+    Rows of a retained / held-out set that are forget rows (same input and target) or
+    belong to a class forgotten whole are scored apart, as ``"<name> (forgotten part)"``,
+    which the guard does not watch (:mod:`assd.verify.split`).
+
     Raises:
-        ValueError: a name that is not a string, or a retained / held-out set
-            that holds every forget row (same input and target); some shared
-            rows (duplicates in the data) only draw a warning.
+        ValueError: a name that is not a string, or forgotten rows in a set read by a
+            ``batch_fn`` (which cannot be split).
     """
     given = dict(evaluate or {})
     bad = [k for k in given if not isinstance(k, str)]
     if bad:
         raise ValueError(f"evaluation set names must be strings, got {bad}.")
     sets = {"forget": given.pop("forget", forget), **given}  # forget first in every report
-    forget_rows = _row_keys(sets["forget"], batch_fn)
-    for name, data in sets.items():
-        if name == "forget" or not forget_rows:
-            continue
-        shared = len(forget_rows & _row_keys(data, batch_fn))
-        if shared == len(forget_rows):  # every forget row: the set holds them, not duplicates
-            raise ValueError(
-                f"evaluation set {name!r} holds {shared} of the {len(forget_rows)} forget rows; "
-                f"retained and held-out sets must not contain what is being forgotten "
-                f"(drop the forget rows from {name!r})."
-            )
-        if shared:  # a warning once they are enough to move the figures (>= 5 % of Df)
-            level = logging.WARNING if 20 * shared >= len(forget_rows) else logging.INFO
-            log.log(level, "evaluation set %r has %d row(s) identical to forget rows (duplicates "
-                    "in the data?); they blur its before/after figures", name, shared)  # fmt: skip
-    return sets
-
-
-def _row_keys(data, batch_fn) -> set:
-    """Keys of each row's input and target (:func:`~assd.verify.rows.row_keys`), for tensor
-    batches (other inputs: empty set)."""
-    keys: set = set()
-    for batch in data:
-        inputs, y = split_batch(batch, batch_fn)
-        if not isinstance(inputs, torch.Tensor):
-            return set()
-        keys.update(row_keys(inputs, y if isinstance(y, torch.Tensor) else None).tolist())
-    return keys
+    return separate_forgotten(sets, batch_fn=batch_fn,
+                              row_keys=lambda batch: batch_row_keys(batch, batch_fn))  # fmt: skip

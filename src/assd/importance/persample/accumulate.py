@@ -14,6 +14,7 @@ from collections import defaultdict
 from torch import nn
 
 from .direct import add_direct, as_float, note
+from .disguised import layout
 from .fallback import add_squares
 from .layers import per_sample
 
@@ -57,7 +58,8 @@ def add_hooked(acc: dict, records, owners: dict, objective: str, rows: int, *, s
             grads, fresh = record.rule(a, delta), {k for k, _ in others}
         else:
             grads = per_sample(record.module, a, delta)
-            fresh = {"weight"} if isinstance(record.module, _FRESH) else set()
+            fresh = {"weight"} if isinstance(record.module, _FRESH) or layout(
+                record.module) else set()  # fmt: skip
         for key, name in others:
             g = grads[key]
             if uses[name] > 1:  # summed over uses first, squared below

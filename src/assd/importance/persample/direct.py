@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .conv import conv_sums
+from .disguised import layout, swapped
 from .fallback import add_squares
 from .layers import embedding_rows
 from .products import add_row_product_
@@ -52,13 +53,15 @@ def add_direct(acc, record, single, objective: str, sums=None, kinds=None) -> se
     """Add the squares of the parameters in ``single`` (used once) that need no dense
     per-sample gradients to ``acc``; returns the names done."""
     module, done = record.module, set()
-    if isinstance(module, nn.Linear) and record.a.dim() == 2 and objective == "loss":
+    linear = isinstance(module, nn.Linear) or layout(module) is not None  # Conv1D too
+    if linear and record.a.dim() == 2 and objective == "loss":
         a, delta = as_float(record.a), record.delta.float()
         squares = delta.square() if single else None
+        left, right = swapped(module, a, delta)  # the weight's gradient is left^T right
         for key, name in single:
             if key == "weight":
-                add_row_product_(acc[name], squares, a.square())  # = linear_squares(a, delta)
-                total = lambda w=acc[name]: add_row_product_(torch.zeros_like(w), delta, a)  # noqa: E731
+                add_row_product_(acc[name], left.square(), right.square())  # linear_squares
+                total = lambda w=acc[name]: add_row_product_(torch.zeros_like(w), left, right)  # noqa: E731
                 note(sums, kinds, name, total, "factorised")
             else:
                 acc[name].add_(squares.sum(0))
@@ -72,7 +75,7 @@ def add_direct(acc, record, single, objective: str, sums=None, kinds=None) -> se
             acc[name].add_(squares[key])
             note(sums, kinds, name, lambda key=key: totals[key], "hooks")
             done.add(name)
-    elif single and record.a.dim() >= 3 and isinstance(module, _SEQUENCE):
+    elif single and record.a.dim() >= 3 and (isinstance(module, _SEQUENCE) or linear):
         done = _add_sequence(acc, record, single, objective, sums, kinds)
     elif isinstance(module, nn.Embedding) and single:
         name = single[0][1]
@@ -92,13 +95,16 @@ def _add_sequence(acc, record, single, objective: str, sums, kinds) -> set[str]:
     a = a.reshape(len(a), -1, a.shape[-1])
     delta = delta.reshape(len(delta), -1, delta.shape[-1])
     done = set()
+    left, right = swapped(record.module, a, delta)  # weight gradient: left_i^T right_i
     for _, name in single:
-        if acc[name].shape[0] != delta.shape[-1]:
+        if acc[name].dim() == 2 and acc[name].shape[0] != left.shape[-1]:
             continue  # part of a projection packed with others: the record's rule places it
+        if acc[name].dim() == 1 and acc[name].shape[0] != delta.shape[-1]:
+            continue
         if acc[name].dim() == 2:
-            shared_linear_squares(a, delta, acc[name], objective=objective)
-            note(sums, kinds, name, lambda: Projected(a.reshape(-1, a.shape[-1]),
-                 delta.reshape(-1, delta.shape[-1])), "hooks")  # fmt: skip
+            shared_linear_squares(right, left, acc[name], objective=objective)
+            note(sums, kinds, name, lambda: Projected(right.reshape(-1, right.shape[-1]),
+                 left.reshape(-1, left.shape[-1])), "hooks")  # fmt: skip
         else:
             g = delta.sum(1)
             note(sums, kinds, name, lambda: Summed(g.sum(0), delta.abs().sum((0, 1))),  # noqa: B023

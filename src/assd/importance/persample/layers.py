@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conv import per_sample_conv
+from .disguised import disguised_per_sample, layout
 
 __all__ = ["embedding_rows", "linear_squares", "per_sample", "unsupported_reason"]
 
@@ -57,6 +58,8 @@ def unsupported_reason(module: nn.Module) -> str | None:
         if module.training or module.running_mean is None:
             return "BatchNorm using batch statistics (mixes samples)"
         return None
+    if layout(module) is not None:  # a Linear in disguise (Hugging Face's Conv1D)
+        return None
     return f"no per-sample rule for {type(module).__name__}"
 
 
@@ -73,6 +76,8 @@ def per_sample(module: nn.Module, a: torch.Tensor, delta: torch.Tensor) -> dict:
     """
     if isinstance(module, nn.Linear):
         return _linear(module, a, delta)
+    if layout(module) is not None:
+        return disguised_per_sample(module, a, delta)
     if type(module) in _INPUT_DIMS:
         return per_sample_conv(module, a, delta)
     if type(module) in _BATCH_NORMS:
