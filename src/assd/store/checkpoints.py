@@ -33,7 +33,8 @@ from torch import nn
 from .._version import __version__
 from ..models import build_model
 from .files import not_writable
-from .publish import clean_stale, new_temporary, publish_folder, refuse_foreign
+from .publish import new_temporary, publish_folder, refuse_foreign
+from .temporaries import clean_stale
 
 __all__ = ["check_finite", "load_model", "load_state_dict", "save_model", "write_folder"]
 
@@ -78,7 +79,7 @@ def write_folder(
         yield tmp
         publish_folder(tmp, final, overwrite=overwrite, flag=flag)
     except OSError as error:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
         if error.errno in _DISK_ERRORS:
             raise OSError(
                 error.errno,
@@ -87,7 +88,7 @@ def write_folder(
             ) from error
         raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.parent, ignore_errors=True)  # the recorded temporary holding it
         raise
 
 
