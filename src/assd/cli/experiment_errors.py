@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from ..importance.distributed import is_main_process
-from ..store.files import check_writable
 from .app import experiment, write_experiment_report
 
 log = logging.getLogger("assd")
@@ -128,7 +127,9 @@ def errors(
     elif discover:
         config.methods = _discover_methods()
     folder = Path(out)
-    check_writable(folder / "results.jsonl")  # fail now, not after the first cell
+    from ..experiments.folder import claim_folder
+
+    claim_folder(folder, kind="errors")  # new, or made by this experiment; writable
     log_file = ResultLog(folder / "results.jsonl")
     _check_settings(log_file, config)
     frame = None

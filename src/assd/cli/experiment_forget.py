@@ -8,7 +8,6 @@ import click
 
 from ..data.scenarios import DATASETS, SCENARIOS
 from ..importance.distributed import is_main_process
-from ..store.files import check_writable
 from .app import experiment, write_experiment_report
 
 MODELS = ("cnn", "resnet18", "vit", "vit-b")
@@ -115,7 +114,9 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
     if methods:
         config.methods = split_methods(methods)
     folder = Path(out)
-    check_writable(folder / "results.jsonl")  # fail now, not after the first cell
+    from ..experiments.folder import claim_folder
+
+    claim_folder(folder, kind="forget")  # new, or made by this experiment; writable
     progress = not no_progress and is_main_process()
     runner = ForgetRun(config, folder, progress=progress)
     cells = make_cells(config)
