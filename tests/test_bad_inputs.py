@@ -185,12 +185,13 @@ def _(ws):
     return unlearn("o", forget=ws.write("dup.txt", "r1\nr2\nr1\n"))
 
 
-@cli("unknown-ids", "ids that are not rows of the table", r"not rows of the data, e\.g\. \['zz9'\]")
+@cli("unknown-ids", "ids that are not rows of the table", r"line 2: 'zz9' is not a row id")
 def _(ws):
     return unlearn("o", forget=ws.write("unknown.txt", "r1\nzz9\n"))
 
 
-@cli("row-out-of-range", "row number beyond the table (model without id column)", r"\['5000'\]")
+@cli("row-out-of-range", "row number beyond the table (model without id column)",
+     r"line 2: '5000' is not a row id")
 def _(ws):
     return [*unlearn("o", forget=ws.write("range.txt", "3\n5000\n")), "--model", "m0"]
 

@@ -1,4 +1,5 @@
-"""Reading tables (CSV, Parquet), stable row ids, train/test splits, forget-id files.
+"""Reading tables (CSV, Parquet), stable row ids, train/test splits (forget-id files:
+:mod:`assd.data.forget_file`).
 
 Row ids are strings: the values of an id column when one is named, else the
 0-based row number in the file, so that users can name rows to forget in a
@@ -22,7 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_forget_ids", "read_table", "row_ids", "split_rows"]
+from .forget_file import read_forget_ids, read_forget_positions
+
+__all__ = ["read_forget_ids", "read_forget_positions", "read_table", "row_ids", "split_rows"]
+
 
 log = logging.getLogger("assd")
 
@@ -194,45 +198,3 @@ def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> n
     order = np.argsort(times.astype("int64").to_numpy(), kind="stable")  # vectorised, UTC
     test[order[n - n_test :]] = True
     return test
-
-
-def read_forget_ids(path: str | os.PathLike, *, known=None) -> list[str]:
-    """Ids in a text file: one per line (or comma-separated); blanks and ``#`` comments skipped.
-
-    Args:
-        path: the text file.
-        known: the table's row ids, if at hand: a line that is one of them,
-            exactly as written (commas, ``#``, spaces and all), is taken whole.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no forget file at {path}; write the row ids, one per line.")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path} is not a UTF-8 text file ({error.reason} at byte {error.start}); write "
-            "the row ids as plain text, one per line."
-        ) from None
-    known = set() if known is None else set(known)
-    ids = []
-    for line in text.splitlines():
-        if line in known:
-            ids.append(line)
-            continue
-        line = line.split("#", 1)[0]
-        ids += [part.strip() for part in line.split(",") if part.strip()]
-    if not ids:
-        raise ValueError(f"{path} names no rows; write the ids of rows to forget, one per line.")
-    if len(set(ids)) != len(ids):
-        seen, repeated = set(), []
-        for i in ids:
-            if i in seen and i not in repeated:
-                repeated.append(i)
-            seen.add(i)
-        raise ValueError(
-            f"{path} names {len(repeated)} row id(s) more than once, e.g. {repeated[:5]}; "
-            "a duplicate usually means the list was pasted together wrongly. Remove the "
-            "repeats and run again."
-        )
-    return ids
