@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..store.files import write_atomic
+from .values import canonical_text, column_kind, integer_codes
 
 __all__ = ["MISSING", "OTHER", "Preprocessor", "split_columns"]
 
@@ -46,6 +47,9 @@ class Preprocessor:
         levels: kept levels per categorical column (most frequent first).
         keep: names of the features kept after the variance threshold.
         max_levels, min_variance: the settings it was fitted with.
+        kinds: how each categorical column was typed at training (``"integer"``,
+            ``"number"``, ``"bool"``, ``"text"``, see :mod:`assd.data.values`); later
+            tables are read that way. Empty in models saved before it existed.
     """
 
     numeric: list[str]
@@ -57,6 +61,7 @@ class Preprocessor:
     keep: list[str] = field(default_factory=list)
     max_levels: int = 20
     min_variance: float = 0.0
+    kinds: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def fit(
@@ -81,8 +86,9 @@ class Preprocessor:
                 raise ValueError(f"numeric column {col!r} has no values in the training rows.")
             prep.fill[col] = float(np.median(finite))
             prep.low[col], prep.high[col] = float(finite.min()), float(finite.max())
+        prep.kinds = {col: column_kind(frame[col]) for col in categorical}
         for col in categorical:
-            counts = _strings(frame, col).value_counts()
+            counts = prep.categories(frame, col).value_counts()
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             prep.levels[col] = [level for level, _ in ranked[:max_levels]]
         prep.keep = prep.all_features()
@@ -117,13 +123,22 @@ class Preprocessor:
             scaled = (values - self.low[col]) / (span if span > 0 else 1.0)
             blocks.append(scaled.astype(np.float32)[:, None])
         for col in self.categorical:
-            codes = _level_codes(_strings(frame, col).to_numpy(), self.levels[col])
+            codes = _level_codes(self.categories(frame, col).to_numpy(), self.levels[col])
             one_hot = np.zeros((len(codes), len(self.levels[col]) + 1), dtype=np.float32)
             one_hot[np.arange(len(codes)), codes] = 1.0
             blocks.append(one_hot)
         full = np.concatenate(blocks, axis=1) if blocks else np.empty((len(frame), 0), np.float32)
         index = {name: i for i, name in enumerate(self.all_features())}
         return full[:, [index[name] for name in self.keep]].astype(np.float32)
+
+    def categories(self, frame, col: str):
+        """The values of the categorical ``col`` as text, read as typed at training."""
+        kind = self.kinds.get(col)
+        if kind is None:  # a model saved before kinds were recorded: as it was read then
+            return _strings(frame, col)
+        column = frame[col]
+        text = integer_codes(column, col) if kind == "integer" else canonical_text(column)
+        return text.fillna(MISSING).astype(str)
 
     def to_dict(self) -> dict:
         """JSON-ready state."""

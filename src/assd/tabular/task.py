@@ -26,6 +26,7 @@ import torch
 
 from ..data.preprocess import Preprocessor, split_columns
 from ..data.table import row_ids, split_rows
+from ..data.values import canonical_name, canonical_text
 
 __all__ = ["Rows", "TableTask"]
 
@@ -109,7 +110,7 @@ class TableTask:
         ids = row_ids(frame, id_column)  # validate the ids early
         labelled = frame[target].notna().to_numpy()
         train = frame[~test & labelled]
-        classes = sorted(train[target].astype("string").unique())
+        classes = sorted(canonical_text(train[target]).unique())
         if len(classes) < 2:
             raise ValueError(f"target {target!r} has fewer than 2 classes in the training rows.")
         columns = features or _default_features(frame, target, id_column, split)
@@ -157,8 +158,12 @@ class TableTask:
             )
         import pandas as pd
 
-        text = frame[self.target].astype("string")  # missing stays missing -> code -1
-        codes = pd.Index(self.class_names).get_indexer(text)
+        column = frame[self.target]
+        text = canonical_text(column)  # 1 and 1.0 (a column with a blank) alike; NA -> -1
+        names = self.class_names
+        if pd.api.types.is_numeric_dtype(column.dtype):  # also models that stored '1.0'
+            names = [canonical_name(c) for c in names]
+        codes = pd.Index(names).get_indexer(text)
         return torch.from_numpy(codes.astype(np.int64))
 
     def _check_classes(self, frame, y: torch.Tensor, test: np.ndarray) -> None:
