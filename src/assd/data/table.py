@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dates import read_dates
 from .forget_file import read_forget_ids, read_forget_positions
 
 __all__ = ["read_forget_ids", "read_forget_positions", "read_table", "row_ids", "split_rows"]
@@ -164,7 +165,9 @@ def row_ids(frame, id_column: str | None = None) -> np.ndarray:
     return ids
 
 
-def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> np.ndarray:
+def split_rows(
+    frame, spec: str, *, test_share: float = 0.2, seed: int = 0, date_format: str | None = None
+) -> np.ndarray:
     """Boolean mask of the held-out (test) rows.
 
     Args:
@@ -174,8 +177,9 @@ def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> n
             share) or ``"none"`` (no test set).
         test_share: share of rows held out.
         seed: seed of the random split.
+        date_format: how the time column's dates are written (``strptime`` codes);
+            default: detected, ambiguous day/month refused (:mod:`assd.data.dates`).
     """
-    import pandas as pd
 
     n = len(frame)
     if spec == "none":
@@ -192,9 +196,7 @@ def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> n
     col = spec[5:]
     if col not in frame.columns:
         raise ValueError(f"split column {col!r} is not in the data.")
-    times = pd.to_datetime(frame[col], errors="coerce", utc=True)
-    if times.isna().any():
-        raise ValueError(f"split column {col!r} has values that are not dates or times.")
+    times = read_dates(frame[col], col, date_format)
     order = np.argsort(times.astype("int64").to_numpy(), kind="stable")  # vectorised, UTC
     test[order[n - n_test :]] = True
     return test

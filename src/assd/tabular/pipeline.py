@@ -38,6 +38,7 @@ def train_table(
     features: list[str] | None = None,
     categorical: list[str] | None = None,
     max_levels: int = 200,
+    date_format: str | None = None,
     config: TrainConfig | None = None,
     source: str | None = None,
     progress: bool = False,
@@ -46,8 +47,8 @@ def train_table(
 
     Args:
         frame: the table (pandas DataFrame).
-        target, id_column, split, test_share, features, categorical, max_levels:
-            see :meth:`assd.tabular.TableTask.fit`.
+        target, id_column, split, test_share, features, categorical, max_levels,
+            date_format: see :meth:`assd.tabular.TableTask.fit`.
         config: training settings (:class:`TrainConfig`); ``batch_size=None`` or
             ``epochs=None`` fit them to the training rows
             (:func:`assd.tabular.defaults.fit_schedule`).
@@ -71,6 +72,7 @@ def train_table(
         features=features,
         categorical=categorical,
         max_levels=max_levels,
+        date_format=date_format,
     )
     check_columns(frame, task)
     rows = task.encode(frame)

@@ -69,6 +69,7 @@ class TableTask:
         test_ids: ids of the held-out rows at training time (sorted); later
             copies of the table are split by these ids, not by position. None
             in models saved before it existed (then the split is recomputed).
+        date_format: how a time split's dates are written (None: detected).
     """
 
     target: str
@@ -79,6 +80,7 @@ class TableTask:
     class_names: list[str]
     preprocessor: Preprocessor
     test_ids: list[str] | None = None
+    date_format: str | None = None
 
     @classmethod
     def fit(
@@ -93,6 +95,7 @@ class TableTask:
         features: list[str] | None = None,
         categorical: list[str] | None = None,
         max_levels: int = 20,
+        date_format: str | None = None,
     ) -> TableTask:
         """Choose the columns, split the rows and fit the preprocessing on the training rows.
 
@@ -102,11 +105,13 @@ class TableTask:
             features: input columns (default: all but target, id and split time).
             categorical: columns to one-hot even if numeric (default: by dtype).
             max_levels: most frequent levels kept per categorical column.
+            date_format: see the class attributes.
         """
         if target not in frame.columns:
             raise ValueError(f"no target column {target!r}; columns: {list(frame.columns)[:20]}.")
         _check_chosen_columns(frame, target, id_column, features, categorical)
-        test = split_rows(frame, split, test_share=test_share, seed=seed)
+        _check_target_role(target, id_column, split)
+        test = split_rows(frame, split, test_share=test_share, seed=seed, date_format=date_format)
         ids = row_ids(frame, id_column)  # validate the ids early
         labelled = frame[target].notna().to_numpy()
         train = frame[~test & labelled]
@@ -120,7 +125,8 @@ class TableTask:
         numeric, cats = [c for c in numeric if c not in forced], cats + forced
         prep = Preprocessor.fit(train, numeric=numeric, categorical=cats, max_levels=max_levels)
         test_ids = sorted(ids[test].tolist())
-        return cls(target, id_column, split, test_share, seed, classes, prep, test_ids)
+        return cls(target, id_column, split, test_share, seed, classes, prep, test_ids,
+                   date_format)  # fmt: skip
 
     def encode(self, frame, *, require_labels: bool = False) -> Rows:
         """Encode every row of ``frame`` exactly as at training time."""
@@ -136,7 +142,8 @@ class TableTask:
     def held_out(self, frame, ids: np.ndarray) -> np.ndarray:
         """Mask of the held-out rows: by the stored test ids (or, for old models, the split)."""
         if self.test_ids is None:
-            return split_rows(frame, self.split, test_share=self.test_share, seed=self.seed)
+            return split_rows(frame, self.split, test_share=self.test_share, seed=self.seed,
+                              date_format=self.date_format)  # fmt: skip
         import pandas as pd
 
         test = np.asarray(pd.Index(ids, dtype=object).isin(self.test_ids), dtype=bool)
@@ -207,6 +214,7 @@ _FIELD_TYPES = {
     "target": (str,), "id_column": (str, type(None)), "split": (str,),
     "test_share": (int, float), "seed": (int,), "class_names": (list,),
     "preprocessor": (dict,), "test_ids": (list, type(None)),
+    "date_format": (str, type(None)),
 }  # fmt: skip
 
 
@@ -241,6 +249,19 @@ def _check_chosen_columns(frame, target, id_column, features, categorical) -> No
             raise ValueError(
                 f"--features includes the {role} {name!r}; a model that sees its {role} "
                 "learns nothing useful (or memorises rows). Remove it from --features."
+            )
+
+
+def _check_target_role(target: str, id_column: str | None, split: str) -> None:
+    """Refuse a target that is also the id column or the time-split column."""
+    roles = (("id column (--id-column)", id_column),
+             ("time-split column (--split)", split[5:] if split.startswith("time:") else None))
+    for role, name in roles:  # fmt: skip
+        if name is not None and name == target:
+            raise ValueError(
+                f"the target {target!r} is also the {role}; a label that names each row (or "
+                "its time) leaves nothing to learn. Choose another --target, or another "
+                f"{role.split('(')[1].rstrip(')')}."
             )
 
 
