@@ -119,9 +119,7 @@ class Preprocessor:
             values = _numbers(frame, col)
             _refuse_infinite(values, col)
             values = np.where(np.isfinite(values), values, self.fill[col])
-            span = self.high[col] - self.low[col]
-            scaled = (values - self.low[col]) / (span if span > 0 else 1.0)
-            blocks.append(scaled.astype(np.float32)[:, None])
+            blocks.append(self._scaled(values, col)[:, None])
         for col in self.categorical:
             codes = _level_codes(self.categories(frame, col).to_numpy(), self.levels[col])
             one_hot = np.zeros((len(codes), len(self.levels[col]) + 1), dtype=np.float32)
@@ -130,6 +128,25 @@ class Preprocessor:
         full = np.concatenate(blocks, axis=1) if blocks else np.empty((len(frame), 0), np.float32)
         index = {name: i for i, name in enumerate(self.all_features())}
         return full[:, [index[name] for name in self.keep]].astype(np.float32)
+
+    def _scaled(self, values: np.ndarray, col: str) -> np.ndarray:
+        """Min-max scaled float32; halves first, so a range of +-1e308 does not overflow
+        (the same bits as ``(v - low) / (high - low)`` wherever that is finite)."""
+        low, high = self.low[col], self.high[col]
+        half_span = high / 2 - low / 2
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = ((values / 2 - low / 2) / (half_span if half_span > 0 else 0.5))
+            scaled32 = scaled.astype(np.float32)
+        bad = np.flatnonzero(~np.isfinite(scaled32))
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(
+                f"numeric column {col!r} at row {row} holds {values[row]:.6g}, which the "
+                f"training range [{low:.6g}, {high:.6g}] scales to {scaled[row]:.3g}, beyond "
+                f"what float32 holds ({bad.size} such row(s)); it is almost surely a data "
+                "error. Fix or empty those cells (an empty cell means missing)."
+            )
+        return scaled32
 
     def categories(self, frame, col: str):
         """The values of the categorical ``col`` as text, read as typed at training."""
