@@ -61,3 +61,14 @@ def test_extreme_values_beside_a_small_range_are_refused_with_the_row(value):
     prep = Preprocessor.fit(pd.DataFrame({"x": [0.0, 10.0]}), numeric=["x"], categorical=[])
     with pytest.raises(ValueError, match="at row 2 holds"):
         prep.transform(pd.DataFrame({"x": [1.0, 2.0, value]}))
+
+
+RANGES = [(-1e308, 1e308), (-1.7976931348623157e308, 1.7976931348623157e308), (-1e308, 0.0)]
+
+
+@pytest.mark.parametrize(("low", "high"), RANGES)
+def test_a_range_wider_than_float64_can_subtract_keeps_the_feature(low, high):
+    values = [low, high, low / 2 + high / 2]
+    prep = Preprocessor.fit(pd.DataFrame({"x": values}), numeric=["x"], categorical=[])
+    assert prep.feature_names == ["x"]
+    assert prep.transform(pd.DataFrame({"x": values}))[:, 0].tolist() == [0.0, 1.0, 0.5]
