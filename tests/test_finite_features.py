@@ -20,9 +20,9 @@ F32_MAX = float(np.finfo(np.float32).max)
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
 
-def exact_scaled(v: float, low: float, high: float) -> float:
+def exact_scaled(v: float, low: float, high: float) -> Fraction:
     span = Fraction(high) - Fraction(low)
-    return float((Fraction(v) - Fraction(low)) / (span if span > 0 else 1))
+    return (Fraction(v) - Fraction(low)) / (span if span > 0 else 1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -32,7 +32,7 @@ def test_training_rows_scale_into_0_1_like_exact_arithmetic(values):
     prep = Preprocessor.fit(frame, numeric=["x"], categorical=[])
     got = prep.transform(frame)[:, 0]
     low, high = min(values), max(values)
-    expected = np.asarray([exact_scaled(v, low, high) for v in values], dtype=np.float32)
+    expected = np.asarray([float(exact_scaled(v, low, high)) for v in values], dtype=np.float32)
     assert prep.feature_names == ["x"]  # a +-1e308 range is not "constant"
     assert np.isfinite(got).all() and got.min() == 0.0 and got.max() == 1.0
     np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-30)
@@ -45,12 +45,12 @@ def test_a_later_value_is_refused_exactly_when_float32_cannot_hold_it(value, low
                             categorical=[])  # fmt: skip
     reference = exact_scaled(value, prep.low["x"], prep.high["x"])
     frame = pd.DataFrame({"x": [low, value]})
-    if abs(reference) > F32_MAX * (1 + 1e-7):
+    if abs(reference) > Fraction(F32_MAX) * Fraction(1 + 1e-7):
         with pytest.raises(ValueError, match=r"column 'x' at row 1 .*beyond what float32"):
             prep.transform(frame)
-    elif abs(reference) < F32_MAX * (1 - 1e-7):
+    elif abs(reference) < Fraction(F32_MAX) * Fraction(1 - 1e-7):
         got = prep.transform(frame)[1, 0]
-        assert np.isfinite(got) and got == pytest.approx(reference, rel=2e-6, abs=1e-30)
+        assert np.isfinite(got) and got == pytest.approx(float(reference), rel=2e-6, abs=1e-30)
 
 
 EXTREMES = [1e300, -1e300, 4e39, -4e39, 1.7976931348623157e308]  # over 10: beyond 3.4e38
