@@ -351,10 +351,12 @@ def nan_model(ws, name: str) -> str:
     return name
 
 
-def edited_model(ws, name: str, file: str, change) -> str:
+def edited_model(ws, name: str, file: str, change, *, marker: bool = True) -> str:
     import json
 
     folder = ws.copy_model(name)
+    if not marker:  # a folder of an earlier version: no checksums to compare with
+        (folder / ".assd-output").unlink()
     state = json.loads((folder / file).read_text())
     change(state)
     (folder / file).write_text(json.dumps(state))
@@ -454,17 +456,34 @@ def _(ws):
             "m-collide", "--id-column", "id", "--epochs", "1"]  # fmt: skip
 
 
-@cli("edited-task-json", "task.json edited into a malformed field", r"not a valid test_share")
+@cli("edited-task-json", "task.json edited (a field changed after assd wrote it)",
+     r"task\.json was changed after assd wrote it \(field\(s\) \['test_share'\]")  # fmt: skip
 def _(ws):
-    model = edited_model(ws, "m-task", "task.json", lambda t: t.update(test_share="a lot"))
+    model = edited_model(ws, "m-task", "task.json", lambda t: t.update(test_share=0.5))
     return unlearn("o", model=model)
 
 
-@cli("edited-model-json", "model.json's training settings edited wrongly",
-     r"malformed settings \[\"epochs='many'\"\]")  # fmt: skip
+@cli("edited-model-json", "model.json's training settings edited",
+     r"model\.json was changed after assd wrote it \(field\(s\) \['extra'\]")  # fmt: skip
 def _(ws):
     model = edited_model(ws, "m-spec", "model.json",
                          lambda m: m["extra"]["training"].update(epochs="many"))  # fmt: skip
+    return unlearn("o", model=model)
+
+
+@cli("malformed-task-json", "task.json of a folder without checksums, edited into a "
+     "malformed field", r"not a valid test_share")  # fmt: skip
+def _(ws):
+    model = edited_model(ws, "m-task0", "task.json", lambda t: t.update(test_share="a lot"),
+                         marker=False)  # fmt: skip
+    return unlearn("o", model=model)
+
+
+@cli("malformed-model-json", "model.json of a folder without checksums, training settings "
+     "edited wrongly", r"malformed settings \[\"epochs='many'\"\]")  # fmt: skip
+def _(ws):
+    model = edited_model(ws, "m-spec0", "model.json",
+                         lambda m: m["extra"]["training"].update(epochs="many"), marker=False)
     return unlearn("o", model=model)
 
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..store.files import write_atomic
+from .preprocess_schema import check_preprocessor_state
 from .values import canonical_text, column_kind, integer_codes
 
 __all__ = ["MISSING", "OTHER", "Preprocessor", "split_columns"]
@@ -164,8 +165,9 @@ class Preprocessor:
     @classmethod
     def from_dict(cls, state: dict) -> Preprocessor:
         """Rebuild from :meth:`to_dict`'s output."""
-        if state.get("format") != _FORMAT:
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError("not an assd preprocessing file (missing or unknown 'format').")
+        check_preprocessor_state(state)  # a damaged or edited field: refused, named
         return cls(**{k: v for k, v in state.items() if k != "format"})
 
     def save(self, path: str | os.PathLike) -> None:

@@ -33,6 +33,8 @@ from torch import nn
 from .._version import __version__
 from ..models import build_model
 from .files import not_writable
+from .manifest import check_json
+from .model_spec import check_spec
 from .publish import new_temporary, publish_folder, refuse_foreign
 from .temporaries import clean_stale
 
@@ -174,27 +176,56 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, dict]:
             f"{folder} is not a model folder (no {SPEC}); pass a folder written by "
             "`assd train` or assd.store.checkpoints.save_model."
         )
+    data = _read_bytes(spec_path)
+    check_json(folder, SPEC, data)  # edited since assd wrote it: refused, naming the fields
     try:
-        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        spec = check_spec(json.loads(data.decode("utf-8")), spec_path)
         model = build_model(spec["architecture"], **spec["kwargs"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
         raise ValueError(
-            f"{spec_path} is corrupt ({error}); re-create the model folder."
+            f"{spec_path} is corrupt ({error}); restore it as assd wrote it, or re-create the "
+            "model folder."
         ) from error
-    _load_weights_into(model, folder / WEIGHTS)
+    _load_weights_into(model, folder / WEIGHTS, spec_path)
     return model.eval(), spec
 
 
-def _load_weights_into(model: nn.Module, path: Path) -> None:
+def _read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path`` (the first ``limit``); a file that may not be read says so,
+    instead of being called truncated or corrupt."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read() if limit is None else handle.read(limit)
+    except PermissionError as error:
+        raise PermissionError(
+            f"cannot read {path}: {error.strerror}. The file is not necessarily damaged: "
+            "make it readable (e.g. chmod u+r) or run as a user who may read it."
+        ) from None
+
+
+def _load_weights_into(model: nn.Module, path: Path, spec_path: Path | None = None) -> None:
+    from safetensors import safe_open
     from safetensors.torch import load_model as load_weights
 
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}; the model folder is incomplete.")
+    _read_bytes(path, 8)
     try:
         load_weights(model, str(path))  # handles tied (shared) parameters
     except Exception as error:  # safetensors raises its own error types
+        reason = " ".join(str(error).split())[:300]
+        try:
+            with safe_open(str(path), framework="pt"):
+                readable = True
+        except Exception:
+            readable = False
+        if readable and spec_path is not None:  # the weights are intact: the description differs
+            raise ValueError(
+                f"the weights in {path} do not fit the architecture {spec_path} describes "
+                f"({reason}); if {spec_path.name} was edited, restore it as assd wrote it."
+            ) from error
         raise ValueError(
-            f"cannot load {path} ({error}); the file is truncated, corrupt, or belongs to "
+            f"cannot load {path} ({reason}); the file is truncated, corrupt, or belongs to "
             "another architecture."
         ) from error
 

@@ -198,14 +198,18 @@ class TableTask:
     @classmethod
     def from_dict(cls, state: dict) -> TableTask:
         """Rebuild from :meth:`to_dict`; a field of the wrong type raises ValueError."""
+        if not isinstance(state, dict):
+            raise ValueError("the file does not hold a JSON object")
         state = dict(state)
+        unknown = sorted(set(state) - set(_FIELD_TYPES))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}")
         for name, kinds in _FIELD_TYPES.items():
             value = state.get(name)
             wrong = not isinstance(value, kinds) or isinstance(value, bool)
             if name in state and wrong:
                 raise ValueError(f"field {name!r} is {value!r}, which is not a valid {name}")
-        if not all(isinstance(c, str) for c in state.get("class_names", [])):
-            raise ValueError("field 'class_names' must be a list of strings")
+        _check_task_values(state)
         state["preprocessor"] = Preprocessor.from_dict(state["preprocessor"])
         return cls(**state)
 
@@ -216,6 +220,27 @@ _FIELD_TYPES = {
     "preprocessor": (dict,), "test_ids": (list, type(None)),
     "date_format": (str, type(None)),
 }  # fmt: skip
+
+
+def _check_task_values(state: dict) -> None:
+    """Values a task.json field may hold beyond its type (see :meth:`TableTask.from_dict`)."""
+    names = state.get("class_names", [])
+    if not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
+        raise ValueError("field 'class_names' must be a list of distinct strings")
+    if len(names) < 2:
+        raise ValueError("field 'class_names' must name at least 2 classes")
+    share = state.get("test_share", 0.2)
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"field 'test_share' is {share!r}, not a share in [0, 1)")
+    split = state.get("split", "none")
+    if split not in ("none", "random") and not (split.startswith("time:") and len(split) > 5):
+        raise ValueError(f"field 'split' is {split!r}; it must be none, random or time:COLUMN")
+    test_ids = state.get("test_ids") or []
+    if not all(isinstance(i, str) for i in test_ids):
+        raise ValueError("field 'test_ids' must be a list of strings")
+    time_column = split[5:] if split.startswith("time:") else None
+    if state.get("target") in (state.get("id_column"), time_column):
+        raise ValueError("field 'target' is also the id or time-split column")
 
 
 def ids_digest(ids) -> str:
