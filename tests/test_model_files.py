@@ -109,3 +109,52 @@ def test_a_reformatted_but_equal_file_still_loads(saved, tmp_path):
     frame = saved[1]
     original = TabularModel.load(saved[0])
     assert torch.equal(loaded.task.encode(frame).x, original.task.encode(frame).x)
+
+
+UNMARKED = [
+    ("task.json", ("preprocessor", "keep"), ["x", "c=p", "c=zzz"], r"preprocessor\.keep"),
+    ("task.json", ("preprocessor", "high", "x"), float("nan"), r"preprocessor\.high"),
+    ("task.json", ("preprocessor", "low", "x"), 5.0, r"preprocessor\.low"),
+    ("task.json", ("preprocessor", "levels", "c"), ["p", "p"], r"preprocessor\.levels"),
+    ("task.json", ("preprocessor", "kinds"), {"c": "colour"}, r"preprocessor\.kinds"),
+    ("task.json", ("preprocessor", "numeric"), "x", r"preprocessor\.numeric"),
+    ("task.json", ("preprocessor", "extra"), 1, "unknown field"),
+    ("task.json", ("class_names",), ["hi"], "at least 2 classes"),
+    ("task.json", ("class_names",), ["hi", "hi"], "distinct"),
+    ("task.json", ("test_ids",), [1, 2], "test_ids"),
+    ("task.json", ("split",), "sometimes", "'split'"),
+    ("task.json", ("test_share",), 1.5, "test_share"),
+    ("task.json", ("note",), "mine", "unknown field"),
+    ("task.json", ("class_names",), ["a", "b", "c"], "model.json's kwargs.n_classes is 2"),
+    ("model.json", ("kwargs", "n_features"), 10**12, r"kwargs\.n_features"),
+    ("model.json", ("kwargs", "n_features"), -3, r"kwargs\.n_features"),
+    ("model.json", ("kwargs", "n_classes"), {"a": 1}, r"kwargs\.n_classes"),
+    ("model.json", ("kwargs",), [1, 2], "'kwargs'"),
+    ("model.json", ("extra",), ["a", "list"], "'extra'"),
+    ("model.json", ("architecture",), 7, "'architecture'"),
+    ("model.json", ("architecture",), "mlp-large", "do not fit the architecture"),
+    ("model.json", ("kwargs", "n_classes"), 3, "do not fit the architecture"),
+]
+
+
+@pytest.mark.parametrize(("name", "path", "value", "says"), UNMARKED,
+                         ids=[f"{n}:{'.'.join(p)}={v!r}"[:60] for n, p, v, _ in UNMARKED])
+def test_a_malformed_file_of_a_folder_without_checksums_is_refused_naming_the_field(
+        saved, tmp_path, name, path, value, says):  # fmt: skip
+    folder = _edited(saved, tmp_path, name, _set(path, value))
+    (folder / ".assd-output").unlink()  # as an earlier version wrote it: no checksums
+    with pytest.raises(ValueError, match=says) as error:
+        TabularModel.load(folder)
+    assert name in str(error.value) and "model.safetensors (" not in str(error.value)
+
+
+def test_a_file_that_may_not_be_read_is_not_called_corrupt(saved, monkeypatch):
+    from assd.store import checkpoints
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(checkpoints, "open", refuse, raising=False)
+    with pytest.raises(PermissionError, match="not necessarily damaged") as error:
+        TabularModel.load(saved[0])
+    assert "corrupt" not in str(error.value)
