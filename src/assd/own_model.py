@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import methods as registry
+from .factory_advice import in_factory_words
 from .metrics import accuracy
 from .verify.membership import forget_retain_loaders
 
@@ -108,6 +109,12 @@ def load_data_factory(factory: str) -> tuple[Any, dict[str, Any], Any]:
     if "train" not in made:
         raise ValueError(f"{factory} returned a dict without 'train'; name the training rows.")
     collate = made.get("collate_fn")
+    if collate is not None and not callable(collate):
+        raise ValueError(
+            f"{factory} gave {type(collate).__name__} as 'collate_fn'; it must be a function "
+            "that makes one batch from a list of rows (e.g. returning (inputs, targets)), or "
+            "be left out for the default batching."
+        )
     sets = {k: v for k, v in made.items() if k not in ("train", "collate_fn")}
     for name, rows in {"train": made["train"], **sets}.items():
         if not (hasattr(rows, "__getitem__") and hasattr(rows, "__len__")):
@@ -142,8 +149,17 @@ def unlearn_by_ids(
 
     Returns:
         ``(UnlearnResult, report)``; the report has the fields of the table path's
-        (``assd.tabular.unlearn_rows``) and renders with the same markdown.
+        (``assd.tabular.unlearn_rows``) and renders with the same markdown. Advice in
+        errors speaks of factories and options (:mod:`assd.factory_advice`).
     """
+    with in_factory_words():  # a factory user can change a collate_fn, not pass batch_fn=
+        return _unlearn_by_ids(model, dataset, forget_ids, method=method, options=options,
+                               eval_sets=eval_sets, batch_size=batch_size,
+                               collate_fn=collate_fn)  # fmt: skip
+
+
+def _unlearn_by_ids(model, dataset, forget_ids, *, method, options, eval_sets, batch_size,
+                    collate_fn) -> tuple[Any, dict]:  # fmt: skip
     start = time.perf_counter()
     loader = dict(batch_size=batch_size, collate_fn=collate_fn)
     forget, retain = forget_retain_loaders(dataset, forget_ids, **loader)

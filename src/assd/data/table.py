@@ -125,6 +125,10 @@ def _sniff(path: Path) -> tuple[str, str]:
         head = handle.handle.read(65536)
     if not head.strip():
         raise ValueError(f"{path} is empty; pass a table with a header row and data.")
+    wide = _utf16(head)
+    if wide:  # Excel's "Unicode text" and PowerShell write UTF-16
+        log.warning("%s is UTF-16; reading it as %s", path.name, wide)
+        return wide, _delimiter(head.decode(wide, errors="ignore").lstrip("\ufeff"))
     for encoding in ENCODINGS:
         try:
             text = head.decode(encoding)
@@ -133,12 +137,30 @@ def _sniff(path: Path) -> tuple[str, str]:
             continue
     if encoding != "utf-8-sig":
         log.warning("%s is not UTF-8; reading it as %s", path.name, encoding)
+    return encoding, _delimiter(text)
+
+
+def _delimiter(text: str) -> str:
     sample = "\n".join(text.splitlines()[:50])
     try:
-        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
-        delimiter = ","
-    return encoding, delimiter
+        return ","
+
+
+def _utf16(head: bytes) -> str | None:
+    """``"utf-16"`` (with a byte-order mark), ``"utf-16-le"``/``"-be"`` (without), or None."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    pairs = head[: len(head) - len(head) % 2]
+    if len(pairs) < 4:
+        return None
+    even, odd = pairs[0::2], pairs[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 def row_ids(frame, id_column: str | None = None) -> np.ndarray:

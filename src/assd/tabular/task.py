@@ -116,6 +116,12 @@ class TableTask:
         labelled = frame[target].notna().to_numpy()
         train = frame[~test & labelled]
         classes = sorted(canonical_text(train[target]).unique())
+        if len(train) == 0:
+            raise ValueError(
+                f"no training rows: of {len(frame)} row(s), {int(test.sum())} are held out by "
+                f"the split {split!r} and {int((~labelled & ~test).sum())} have no "
+                f"{target!r} label. Check --target and --split (or --test-share)."
+            )
         if len(classes) < 2:
             raise ValueError(f"target {target!r} has fewer than 2 classes in the training rows.")
         columns = features or _default_features(frame, target, id_column, split)
