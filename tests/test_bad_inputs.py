@@ -487,6 +487,106 @@ def _(ws):
     return unlearn("o", model=model)
 
 
+# --------------------------------------------------------------- round 3: exact ids, types, files
+
+
+@cli("forget-comment-after-id", "forget file with a comment after an id", r"line 2: 'r2 # "
+     r"again' holds more than an id")  # fmt: skip
+def _(ws):
+    return unlearn("o", forget=ws.write("fc.txt", "r1\nr2  # again\n"))
+
+
+@cli("forget-several-per-line", "forget file with two ids on one line", r"line 1: 'r1,r2' "
+     "holds more than an id")  # fmt: skip
+def _(ws):
+    return unlearn("o", forget=ws.write("fs.txt", "r1,r2\nr3\n"))
+
+
+@cli("forget-spaces", "forget file with a space after an id", r"line 1: 'r1 ' has spaces "
+     r"around the id 'r1'")  # fmt: skip
+def _(ws):
+    return unlearn("o", forget=ws.write("fsp.txt", "r1 \nr2\n"))
+
+
+def dated(ws, name: str, fmt: str) -> str:
+    days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(ws.frame)) % 300, "D")
+    return ws.table(name, ws.frame.assign(when=days.strftime(fmt)))
+
+
+@cli("ambiguous-dates", "--split time: on dates that read both day-first and month-first",
+     r"split column 'when' holds dates that read both day-first and month-first")  # fmt: skip
+def _(ws):
+    ambiguous = ws.frame.assign(when=[f"{1 + i % 12:02d}/{1 + i % 11:02d}/2024"
+                                      for i in range(len(ws.frame))])  # fmt: skip
+    return [*TRAIN, "--data", ws.table("amb.csv", ambiguous), "--split", "time:when",
+            "--out", "m-amb"]  # fmt: skip
+
+
+@cli("target-is-id", "--target the same column as --id-column", r"the target 'id' is also "
+     "the id column")  # fmt: skip
+def _(ws):
+    return [*TRAIN[:4], "id", *TRAIN[5:], "--id-column", "id", "--out", "m-tid"]
+
+
+@cli("target-is-time", "--target the time-split column", r"the target 'when' is also the "
+     "time-split column")  # fmt: skip
+def _(ws):
+    return [*TRAIN[:4], "when", *TRAIN[5:], "--data", dated(ws, "tt.csv", "%Y-%m-%d"),
+            "--split", "time:when", "--out", "m-ttime"]  # fmt: skip
+
+
+@cli("no-training-rows", "a target column with no labels at all", r"no training rows: of 300 "
+     r"row\(s\), 60 are held out")  # fmt: skip
+def _(ws):
+    return [*TRAIN, "--data", ws.table("nolabels.csv", ws.frame.assign(label="")),
+            "--out", "m-nolab"]  # fmt: skip
+
+
+@cli("float32-overflow", "a feature value near 1e300 at evaluate", r"numeric column 'x1' at "
+     r"row 4 holds 1e\+300.*beyond what float32 holds")  # fmt: skip
+def _(ws):
+    huge = ws.frame.copy()
+    huge.loc[4, "x1"] = 1e300
+    return ["evaluate", "--model", "m1", "--data", ws.table("huge.csv", huge)]
+
+
+@cli("code-unreadable", "a categorical column of integer codes holding a non-code later",
+     r"categorical column 'zone' held whole-number codes at training, but row 7 holds 'B7'")
+def _(ws):
+    coded = ws.frame.assign(zone=np.arange(len(ws.frame)) % 4)
+    assert run_cli([*TRAIN, "--data", ws.table("zone.csv", coded), "--id-column", "id",
+                    "--categorical", "zone", "--out", "m-zone"])[0] == 0  # fmt: skip
+    coded = coded.astype({"zone": object})
+    coded.loc[7, "zone"] = "B7"
+    return ["evaluate", "--model", "m-zone", "--data", ws.table("zone-b.csv", coded)]
+
+
+@cli("edited-class-names", "task.json's class names swapped by hand (valid JSON, wrong "
+     "predictions)", r"task\.json was changed after assd wrote it \(field\(s\) "
+     r"\['class_names'\]")  # fmt: skip
+def _(ws):
+    model = edited_model(ws, "m-classes", "task.json",
+                         lambda t: t.update(class_names=t["class_names"][::-1]))  # fmt: skip
+    return ["evaluate", "--model", model, "--data", "t.csv"]
+
+
+@cli("experiment-into-user-folder", "experiment --out a folder of the user's (its own "
+     "table.md)", r"is a folder an experiment did not make")  # fmt: skip
+def _(ws):
+    ws.root.joinpath("thesis").mkdir(exist_ok=True)
+    ws.write("thesis/table.md", "# my results\n")
+    return ["experiment", "errors", "--out", "thesis", "--seeds", "1"]
+
+
+@cli("overwrite-onto-user-file", "--overwrite where the new output would land on a file the "
+     "user added to an assd folder", r"holds file\(s\) assd did not write where this run "
+     r"would write \['report\.md'\]; nothing there was changed")  # fmt: skip
+def _(ws):
+    assert run_cli([*TRAIN, "--out", "m-mine"])[0] == 0
+    ws.write("m-mine/report.md", "my notes on this model\n")
+    return [*unlearn("m-mine"), "--overwrite"]
+
+
 @cli("eval-data-twice", "the same --eval-data table twice", r"--eval-data t\.csv is given twice")
 def _(ws):
     return [*unlearn("o"), "--eval-data", "t.csv", "--eval-data", "t.csv"]
@@ -875,6 +975,128 @@ def _(ws):
     files = [*(ws.root / "o-modes").iterdir(), *(ws.root / "m-modes").glob("importance-*")]
     assert files and {oct(p.stat().st_mode & 0o777) for p in files} == {"0o644"}
     assert oct((ws.root / "o-modes").stat().st_mode & 0o777) == "0o755"
+
+
+
+@handled(
+    "utf16-table",
+    "a table saved as UTF-16 (Excel's 'Unicode text', PowerShell), tab-separated",
+    "the encoding is detected (byte-order mark or zero bytes) and the model equals the one "
+    "trained on the UTF-8 file",
+)
+def _(ws):
+    ws.frame.to_csv(ws.root / "t16.tsv", sep="\t", index=False, encoding="utf-16")
+    args = ["--id-column", "id", "--seed", "3"]
+    assert run_cli([*TRAIN, "--data", "t16.tsv", *args, "--out", "m-u16"])[0] == 0
+    assert run_cli([*TRAIN, *args, "--out", "m-u8"])[0] == 0
+    weights = [(ws.root / m / "model.safetensors").read_bytes() for m in ("m-u16", "m-u8")]
+    assert weights[0] == weights[1]
+
+
+@handled(
+    "day-first-dates",
+    "--split time: on day-first dates (13/01/2024) and, given --date-format, on dates that "
+    "read both ways",
+    "read by the one layout that reads every value (or the format given); the latest rows "
+    "are held out",
+)
+def _(ws):
+    import json
+
+    for name, fmt, extra in (("dd.csv", "%d/%m/%Y", []), ("mm.csv", "%m/%d/%Y", []),
+                             ("amb2.csv", "%d.%m.%Y", ["--date-format", "%d.%m.%Y"])):  # fmt: skip
+        data = dated(ws, name, fmt)
+        out = f"m-{name[:-4]}"
+        assert run_cli([*TRAIN, "--data", data, "--id-column", "id", "--split", "time:when",
+                        *extra, "--out", out])[0] == 0  # fmt: skip
+        test = json.loads((ws.root / out / "task.json").read_text())["test_ids"]
+        days = np.arange(len(ws.frame)) % 300
+        assert sorted(test) == sorted(ws.frame.id[days >= np.sort(days)[-60]])
+
+
+@handled(
+    "blank-in-codes-and-labels",
+    "a categorical column of integer codes, or 0/1 labels, with one blank cell (pandas then "
+    "reads 3 as 3.0)",
+    "read with the types fixed at training: codes stay codes, labels 1 and 1.0 are one class; "
+    "the features of every other row are unchanged",
+)
+def _(ws):
+    from assd.tabular import TabularModel
+
+    coded = ws.frame.assign(zone=np.arange(len(ws.frame)) % 4, flag=(ws.frame.x2 > 0).astype(int))
+    assert run_cli([*TRAIN, "--data", ws.table("zc.csv", coded), "--id-column", "id",
+                    "--categorical", "zone", "--out", "m-zc"])[0] == 0  # fmt: skip
+    blank = coded.astype({"zone": float})
+    blank.loc[5, "zone"] = np.nan
+    model = TabularModel.load(ws.root / "m-zc")
+    x = model.task.encode(pd.read_csv(ws.root / "zc.csv")).x
+    x_blank = model.task.encode(pd.read_csv(ws.root / ws.table("zc-b.csv", blank))).x
+    assert torch.equal(torch.cat([x[:5], x[6:]]), torch.cat([x_blank[:5], x_blank[6:]]))
+    labels = coded.assign(label=coded.flag.astype(float))
+    labels.loc[9, "label"] = np.nan
+    assert run_cli([*TRAIN, "--data", ws.table("lb.csv", labels), "--out", "m-lb"])[0] == 0
+    assert run_cli(["evaluate", "--model", "m-lb", "--data", ws.table("lb-int.csv", coded.assign(
+        label=coded.flag))])[0] == 0  # fmt: skip
+
+
+@handled(
+    "long-out-name",
+    "an --out name of 240 characters (temporaries beside it add to the name)",
+    "written: a temporary's name keeps at most 120 bytes of the output's name",
+)
+def _(ws):
+    name = "o" * 240
+    assert run_cli(unlearn(name))[0] == 0 and (ws.root / name / "model.json").is_file()
+    assert run_cli([*unlearn(name), "--overwrite"])[0] == 0
+
+
+@handled(
+    "overwrite-keeps-user-files",
+    "--overwrite onto an assd output folder the user added files to (a notebook, a folder)",
+    "only the files the folder's manifest lists are replaced; the user's stay, byte for byte, "
+    "and a warning names them",
+)
+def _(ws):
+    assert run_cli(unlearn("o-keep"))[0] == 0
+    ws.root.joinpath("o-keep", "notes").mkdir()
+    ws.write("o-keep/notes/analysis.ipynb", "{}")
+    ws.write("o-keep/thesis.tex", "chapter 1")
+    with warnings_of("assd") as seen:
+        assert run_cli([*unlearn("o-keep", forget="f.txt"), "--overwrite"])[0] == 0
+    assert (ws.root / "o-keep/notes/analysis.ipynb").read_text() == "{}"
+    assert (ws.root / "o-keep/thesis.tex").read_text() == "chapter 1"
+    assert any("kept 2 file(s)" in m and "thesis.tex" in m for m in seen)
+
+
+@handled(
+    "lookalike-temporaries",
+    "files and folders of the user's beside --out named like assd temporaries "
+    "(.OUT.123.abc.tmp, .OUT.0123456789abcdef.tmp, .OUT.old)",
+    "never touched: only temporaries carrying a record of their own random token are cleaned",
+)
+def _(ws):
+    for name in (".o-look.123.abc.tmp", ".o-look.0123456789abcdef.tmp", ".o-look.old"):
+        ws.root.joinpath(name).mkdir()
+        ws.write(f"{name}/mine.txt", "keep me")
+    assert run_cli(unlearn("o-look"))[0] == 0
+    assert run_cli([*unlearn("o-look"), "--overwrite"])[0] == 0
+    for name in (".o-look.123.abc.tmp", ".o-look.0123456789abcdef.tmp", ".o-look.old"):
+        assert (ws.root / name / "mine.txt").read_text() == "keep me"
+
+
+@handled(
+    "wide-range-feature",
+    "a feature spanning -1e308 to 1e308 (the span overflows float64)",
+    "scaled without overflow (halves first); the feature is kept, not dropped as constant",
+)
+def _(ws):
+    from assd.tabular import TabularModel
+
+    wide = ws.frame.assign(x2=np.where(ws.frame.x2 > 0, 1e308, -1e308) * ws.frame.x2.abs().clip(
+        0.01, 1))  # fmt: skip
+    assert run_cli([*TRAIN, "--data", ws.table("wide.csv", wide), "--out", "m-wide"])[0] == 0
+    assert "x2" in TabularModel.load(ws.root / "m-wide").task.preprocessor.feature_names
 
 
 # ----------------------------------------------------------------------------- the tests
