@@ -1111,6 +1111,7 @@ def normalise(text: str, ws) -> str:
     text = text.replace("(/sys is not", "(<read-only> is not").replace(
         "(locked is not", "(<read-only> is not"
     )
+    text = re.sub(r"unpublished-\d{8}-\d{6}-\d+", "unpublished-<time>-<pid>", text)
     return text.removeprefix("Error: ").strip()
 
 
@@ -1213,16 +1214,33 @@ def render(results: dict[str, str]) -> str:
         "  m1/model.safetensors`, `--json m1/model.json`) or be a folder holding one, even",
         "  with `--overwrite`.",
         "- `--overwrite` replaces only a folder assd wrote: every output folder holds a",
-        "  `.assd-output` marker (model folders of earlier versions are recognised by the",
-        "  `assd_version` in their `model.json`). A folder of other files, a single file or",
-        "  a link in its place is refused.",
-        "- Every output is built in a hidden temporary beside its final name",
-        "  (`.NAME.PID.XXXX.tmp`), flushed, and published in one step that re-checks these",
-        "  rules under a lock on the parent folder: a new path is created exclusively",
+        "  `.assd-output` marker listing the files assd wrote there (a manifest). Only those",
+        "  are replaced or removed; files the user added afterwards stay where they are,",
+        "  byte for byte, and a warning names them. A new file that would land on one of",
+        "  the user's is refused before anything changes. Folders of earlier versions",
+        "  (a marker without a list, or only a `model.json` with `assd_version`) own only the",
+        "  file names assd writes into model folders and its cache entries. A folder of",
+        "  other files, a single file or a link in its place is refused.",
+        "- Every output is built in a recorded temporary beside its final name",
+        "  (`.NAME.TOKEN.tmp`, `TOKEN` random, a long `NAME` cut to 120 bytes) whose record",
+        "  file holds that token, the output's name, the process and the host. It is",
+        "  flushed and published in one step that re-checks these rules under a lock on",
+        "  the parent folder: a new path is created exclusively",
         "  (`renameat2(RENAME_NOREPLACE)` on Linux), so of two runs without `--overwrite` one",
-        "  wins and the other says where its result was kept; an existing assd folder is",
-        "  swapped in one `renameat2(RENAME_EXCHANGE)`. Temporaries of dead processes are",
-        "  removed by the next write beside them.",
+        "  wins and the other says where its result was kept; an assd folder holding only",
+        "  assd's files is swapped in one `renameat2(RENAME_EXCHANGE)`. A temporary left by",
+        "  a killed run is removed by the next write beside it only when its record names",
+        "  its own token and a process no longer running on this host: a file or folder",
+        "  that merely looks like a temporary is never touched.",
+        "- An experiment `--out` is new, empty, or a folder an experiment made (its",
+        "  `.assd-experiment` marker, or an earlier version's `results.jsonl` of experiment",
+        "  records); a user's `table.md`, `summary.json` or `results.jsonl` is never",
+        "  written. A complete last record without its newline is kept, not cut off.",
+        "- `model.json`, `task.json` and the importance cache's description are checked",
+        "  against a schema when read, and covered by a checksum (the marker keeps a digest",
+        "  of each JSON file and of each of its fields; the cache entry's checksum covers its",
+        "  key and description): an edited or damaged file is refused naming the file and",
+        "  the field.",
         "- Nothing is published whose weights hold NaN or infinities (training, unlearning",
         "  and every baseline), and `evaluate` refuses such a model.",
         "- Output files get mode 0666 less the umask (0644 usually), weights and cache",
@@ -1240,10 +1258,14 @@ def render(results: dict[str, str]) -> str:
         "## What still cannot be made safe, and why",
         "",
         "- **Without `renameat2`** (macOS, Windows, some network file systems) replacing a",
-        "  folder takes two renames (old to a hidden backup, new into place). A crash",
-        "  between them leaves no folder at the path for that moment; the backup is",
+        "  folder takes two renames (old into the recorded temporary, new into place). A",
+        "  crash between them leaves no folder at the path for that moment; the old one is",
         "  restored by the next run (`crash-fallback-backed-up`). There is no portable",
         "  atomic exchange of two folders.",
+        "- **An `--overwrite` of a folder holding the user's files** replaces assd's files",
+        "  one by one (each rename atomic, the marker last), not the folder in one step: a",
+        "  crash part-way leaves some old and some new files of assd's, never a user's file",
+        "  touched.",
         "- **Without `flock`** (Windows) the final re-check and the rename are not under one",
         "  lock; a new path is still created exclusively where the system offers it.",
         "- **A single file output** (`--json`, `assd data --out`) named with `--overwrite`",
@@ -1251,15 +1273,25 @@ def render(results: dict[str, str]) -> str:
         "  file from the user's. It refuses folders, links and files inside assd folders.",
         "- **Other programs** that write into the same path while assd publishes are not",
         "  bound by assd's lock; an empty folder they create is refused like any other.",
-        "- **Stale temporaries are recognised by process id**: on a shared file system seen",
-        "  by several machines (or PID namespaces) a live run elsewhere could look dead, so",
-        "  do not point two machines at the same output folder.",
+        "- **A temporary is judged stale by its record's process id and host**: a run in",
+        "  another PID namespace on the same host name could look dead, so do not point two",
+        "  containers at the same output folder. A temporary from another host is left alone.",
         "- **A table without an id column** has only row numbers as ids: rows can be",
         "  matched only by position. A re-sorted or grown copy is detected (a digest of",
         "  the training rows) and warned about, but its rows cannot be put back in order.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + _counts_block()
+
+
+def _counts_block() -> str:
+    """The counts section benchmarks/reliability_counts.py --write put in the doc, kept as is
+    (it comes from running every reliability suite, not only this one)."""
+    begin, end = "<!-- counts: benchmarks/reliability_counts.py -->", "<!-- /counts -->"
+    text = DOC.read_text(encoding="utf-8") if DOC.is_file() else ""
+    if begin not in text:
+        return ""
+    return "\n" + begin + text.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
 
 
 def test_reliability_doc_is_current(ws):
