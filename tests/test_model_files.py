@@ -148,13 +148,35 @@ def test_a_malformed_file_of_a_folder_without_checksums_is_refused_naming_the_fi
     assert name in str(error.value) and "model.safetensors (" not in str(error.value)
 
 
-def test_a_file_that_may_not_be_read_is_not_called_corrupt(saved, monkeypatch):
-    from assd.store import checkpoints
+def _unreadable(monkeypatch):
+    from assd.store import files
 
     def refuse(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(checkpoints, "open", refuse, raising=False)
+    monkeypatch.setattr(files, "open", refuse, raising=False)
+
+
+def test_a_file_that_may_not_be_read_is_not_called_corrupt(saved, monkeypatch):
+    _unreadable(monkeypatch)
     with pytest.raises(PermissionError, match="not necessarily damaged") as error:
         TabularModel.load(saved[0])
     assert "corrupt" not in str(error.value)
+
+
+def test_unreadable_weights_and_importance_files_are_not_called_corrupt(saved, tmp_path,
+                                                                        monkeypatch):  # fmt: skip
+    import assd
+    from assd.own_model import load_model_factory
+    from assd.store.checkpoints import load_state_dict
+
+    imp = assd.compute_importance(torch.nn.Linear(2, 2), [(torch.randn(4, 2),
+                                                           torch.tensor([0, 1, 0, 1]))])
+    imp.save(tmp_path / "imp.safetensors")
+    _unreadable(monkeypatch)
+    calls = [lambda: load_state_dict(saved[0] / "model.safetensors"),
+             lambda: assd.Importance.load(tmp_path / "imp.safetensors"),
+             lambda: load_model_factory("torch.nn:Identity", saved[0] / "model.safetensors")]
+    for call in calls:  # fmt: skip
+        with pytest.raises(PermissionError, match="not necessarily damaged"):
+            call()

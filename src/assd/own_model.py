@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from . import methods as registry
 from .factory_advice import in_factory_words
 from .metrics import accuracy
+from .store.files import check_readable
 from .verify.membership import forget_retain_loaders
 
 __all__ = ["import_factory", "load_data_factory", "load_model_factory", "unlearn_by_ids"]
@@ -91,6 +92,7 @@ def load_model_factory(factory: str, weights: str | os.PathLike) -> nn.Module:
             f"{path} is not a .safetensors file; assd reads no pickle. Save the weights with "
             "safetensors.torch.save_model(model, 'model.safetensors')."
         )
+    check_readable(path)  # a permission problem is not "damaged"
     try:
         load_model(model, str(path))  # strict: every tensor must fit; tied weights handled
     except Exception as error:  # safetensors raises its own error types

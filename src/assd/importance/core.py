@@ -29,7 +29,7 @@ from torch import nn
 from ..batches import using_output_fn
 from ..contract import BatchError, check_data, describe_fn
 from ..parameters import trainable_parameters
-from ..store.files import atomic_path
+from ..store.files import atomic_path, check_readable
 from ..store.fingerprint import fingerprint as weights_fingerprint
 from ..store.fingerprint import matches as fingerprint_matches
 from . import distributed as distributed_
@@ -224,6 +224,7 @@ class Importance:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no importance file at {path}; compute and save one first.")
+        check_readable(path)  # a permission problem is not "truncated or corrupt"
         try:
             with safe_open(str(path), framework="pt", device=str(device)) as handle:
                 metadata = handle.metadata() or {}

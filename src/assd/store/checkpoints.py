@@ -32,7 +32,7 @@ from torch import nn
 
 from .._version import __version__
 from ..models import build_model
-from .files import not_writable
+from .files import check_readable, not_writable
 from .manifest import check_json
 from .model_spec import check_spec
 from .publish import new_temporary, publish_folder, refuse_foreign
@@ -193,14 +193,9 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, dict]:
 def _read_bytes(path: Path, limit: int | None = None) -> bytes:
     """The bytes of ``path`` (the first ``limit``); a file that may not be read says so,
     instead of being called truncated or corrupt."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read() if limit is None else handle.read(limit)
-    except PermissionError as error:
-        raise PermissionError(
-            f"cannot read {path}: {error.strerror}. The file is not necessarily damaged: "
-            "make it readable (e.g. chmod u+r) or run as a user who may read it."
-        ) from None
+    check_readable(path)
+    with open(path, "rb") as handle:
+        return handle.read() if limit is None else handle.read(limit)
 
 
 def _load_weights_into(model: nn.Module, path: Path, spec_path: Path | None = None) -> None:
@@ -241,6 +236,7 @@ def load_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}.")
+    check_readable(path)
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))

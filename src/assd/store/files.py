@@ -9,7 +9,10 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "check_output", "check_writable", "not_writable", "write_atomic"]
+__all__ = [
+    "atomic_path", "check_output", "check_readable", "check_writable", "not_writable",
+    "write_atomic",
+]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -179,3 +182,17 @@ def check_writable(target: str | os.PathLike) -> None:
         raise not_writable(target, error, folder) from None
     os.close(fd)
     os.unlink(name)
+
+
+def check_readable(path: str | os.PathLike) -> None:
+    """Raise PermissionError (not "corrupt") if ``path`` exists but may not be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError as error:
+        raise PermissionError(
+            f"cannot read {path}: {error.strerror}. The file is not necessarily damaged: make "
+            "it readable (e.g. chmod u+r) or run as a user who may read it."
+        ) from None
+    except (FileNotFoundError, IsADirectoryError):
+        pass
