@@ -72,3 +72,10 @@ def test_a_range_wider_than_float64_can_subtract_keeps_the_feature(low, high):
     prep = Preprocessor.fit(pd.DataFrame({"x": values}), numeric=["x"], categorical=[])
     assert prep.feature_names == ["x"]
     assert prep.transform(pd.DataFrame({"x": values}))[:, 0].tolist() == [0.0, 1.0, 0.5]
+
+
+def test_the_fill_of_a_missing_cell_is_finite_beside_huge_values():
+    frame = pd.DataFrame({"x": [1.7e308, 1.6e308, float("nan"), 1.6e308, 1.5e308]})
+    prep = Preprocessor.fit(frame, numeric=["x"], categorical=[])
+    assert prep.fill["x"] == 1.6e308  # the middle value, not inf from (a + b) / 2
+    assert np.isfinite(prep.transform(frame)).all()

@@ -85,7 +85,7 @@ class Preprocessor:
             finite = values[np.isfinite(values)]
             if finite.size == 0:
                 raise ValueError(f"numeric column {col!r} has no values in the training rows.")
-            prep.fill[col] = float(np.median(finite))
+            prep.fill[col] = _median(finite)
             prep.low[col], prep.high[col] = float(finite.min()), float(finite.max())
         prep.kinds = {col: column_kind(frame[col]) for col in categorical}
         for col in categorical:
@@ -247,6 +247,13 @@ def _refuse_infinite(values: np.ndarray, col: str) -> None:
 def _strings(frame, col: str):
     column = frame[col]
     return column.astype(object).where(column.notna(), MISSING).astype(str)
+
+
+def _median(values: np.ndarray) -> float:
+    """The median; of halves where the mean of the two middle values would overflow."""
+    with np.errstate(over="ignore"):
+        middle = float(np.median(values))
+    return middle if np.isfinite(middle) else float(np.median(values / 2) * 2)
 
 
 def _level_codes(values: np.ndarray, levels: list[str]) -> np.ndarray:
