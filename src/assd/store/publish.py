@@ -53,7 +53,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .manifest import MARKER, describe, foreign_files, owned_files
+from .in_place import replace_in_place
+from .manifest import MARKER, describe, foreign_files
 from .temporaries import OLD, WORK, clean_stale, new_holder, read_record, short_name
 
 __all__ = [
@@ -202,7 +203,7 @@ def _publish(tmp: Path, final: Path, holder, *, overwrite: bool, flag: str) -> l
                 refuse_foreign(final, flag=flag)
                 kept = foreign_files(final) if final.is_dir() else []
                 if kept:
-                    _replace_in_place(tmp, final, kept, flag=flag)
+                    replace_in_place(tmp, final, kept, flag=flag)
                     return kept
                 _swap(tmp, final, holder)
                 return []
@@ -237,39 +238,6 @@ def _swap(tmp: Path, final: Path, holder: Path | None) -> None:
         _fsync_dir(final.parent)
     finally:
         shutil.rmtree(backup.parent if holder is None else backup, ignore_errors=True)
-
-
-def _replace_in_place(tmp: Path, final: Path, kept: list[str], *, flag: str) -> None:
-    """Replace the files assd wrote in ``final`` by those of ``tmp``; keep the others."""
-    new = list(describe(tmp))
-    foreign = {k.rstrip("/") for k in kept}
-    clash = [n for n in new if _lands_on(n, foreign) or (final / n).is_dir()]
-    if clash:
-        raise FileExistsError(
-            f"{flag} {final} holds file(s) assd did not write where this run would write "
-            f"{clash[:5]}; nothing there was changed. Move those files away, or choose a "
-            "new path."
-        )
-    old = owned_files(final) - {MARKER}
-    for name in sorted(old - set(new)):
-        path = final / name
-        if path.is_file() and not path.is_symlink():
-            path.unlink()
-    for name in new:
-        (final / name).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp / name, final / name)
-    os.replace(tmp / MARKER, final / MARKER)  # last: the manifest of what is there now
-    _fsync_dir(final)
-    log.warning(
-        "%s: replaced the files assd wrote; kept %d file(s) assd did not write: %s",
-        final, len(kept), ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else ""),
-    )  # fmt: skip
-
-
-def _lands_on(name: str, foreign: set[str]) -> bool:
-    """Whether writing ``name`` would replace a foreign file or need one as its folder."""
-    parts = name.split("/")
-    return any("/".join(parts[: i + 1]) in foreign for i in range(len(parts)))
 
 
 def _lost_race(tmp: Path, final: Path, error: OSError) -> FileExistsError:
