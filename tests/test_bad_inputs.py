@@ -185,12 +185,13 @@ def _(ws):
     return unlearn("o", forget=ws.write("dup.txt", "r1\nr2\nr1\n"))
 
 
-@cli("unknown-ids", "ids that are not rows of the table", r"not rows of the data, e\.g\. \['zz9'\]")
+@cli("unknown-ids", "ids that are not rows of the table", r"line 2: 'zz9' is not a row id")
 def _(ws):
     return unlearn("o", forget=ws.write("unknown.txt", "r1\nzz9\n"))
 
 
-@cli("row-out-of-range", "row number beyond the table (model without id column)", r"\['5000'\]")
+@cli("row-out-of-range", "row number beyond the table (model without id column)",
+     r"line 2: '5000' is not a row id")
 def _(ws):
     return [*unlearn("o", forget=ws.write("range.txt", "3\n5000\n")), "--model", "m0"]
 
@@ -350,10 +351,12 @@ def nan_model(ws, name: str) -> str:
     return name
 
 
-def edited_model(ws, name: str, file: str, change) -> str:
+def edited_model(ws, name: str, file: str, change, *, marker: bool = True) -> str:
     import json
 
     folder = ws.copy_model(name)
+    if not marker:  # a folder of an earlier version: no checksums to compare with
+        (folder / ".assd-output").unlink()
     state = json.loads((folder / file).read_text())
     change(state)
     (folder / file).write_text(json.dumps(state))
@@ -453,18 +456,135 @@ def _(ws):
             "m-collide", "--id-column", "id", "--epochs", "1"]  # fmt: skip
 
 
-@cli("edited-task-json", "task.json edited into a malformed field", r"not a valid test_share")
+@cli("edited-task-json", "task.json edited (a field changed after assd wrote it)",
+     r"task\.json was changed after assd wrote it \(field\(s\) \['test_share'\]")  # fmt: skip
 def _(ws):
-    model = edited_model(ws, "m-task", "task.json", lambda t: t.update(test_share="a lot"))
+    model = edited_model(ws, "m-task", "task.json", lambda t: t.update(test_share=0.5))
     return unlearn("o", model=model)
 
 
-@cli("edited-model-json", "model.json's training settings edited wrongly",
-     r"malformed settings \[\"epochs='many'\"\]")  # fmt: skip
+@cli("edited-model-json", "model.json's training settings edited",
+     r"model\.json was changed after assd wrote it \(field\(s\) \['extra'\]")  # fmt: skip
 def _(ws):
     model = edited_model(ws, "m-spec", "model.json",
                          lambda m: m["extra"]["training"].update(epochs="many"))  # fmt: skip
     return unlearn("o", model=model)
+
+
+@cli("malformed-task-json", "task.json of a folder without checksums, edited into a "
+     "malformed field", r"not a valid test_share")  # fmt: skip
+def _(ws):
+    model = edited_model(ws, "m-task0", "task.json", lambda t: t.update(test_share="a lot"),
+                         marker=False)  # fmt: skip
+    return unlearn("o", model=model)
+
+
+@cli("malformed-model-json", "model.json of a folder without checksums, training settings "
+     "edited wrongly", r"malformed settings \[\"epochs='many'\"\]")  # fmt: skip
+def _(ws):
+    model = edited_model(ws, "m-spec0", "model.json",
+                         lambda m: m["extra"]["training"].update(epochs="many"), marker=False)
+    return unlearn("o", model=model)
+
+
+# --------------------------------------------------------------- round 3: exact ids, types, files
+
+
+@cli("forget-comment-after-id", "forget file with a comment after an id", r"line 2: 'r2 # "
+     r"again' holds more than an id")  # fmt: skip
+def _(ws):
+    return unlearn("o", forget=ws.write("fc.txt", "r1\nr2  # again\n"))
+
+
+@cli("forget-several-per-line", "forget file with two ids on one line", r"line 1: 'r1,r2' "
+     "holds more than an id")  # fmt: skip
+def _(ws):
+    return unlearn("o", forget=ws.write("fs.txt", "r1,r2\nr3\n"))
+
+
+@cli("forget-spaces", "forget file with a space after an id", r"line 1: 'r1 ' has spaces "
+     r"around the id 'r1'")  # fmt: skip
+def _(ws):
+    return unlearn("o", forget=ws.write("fsp.txt", "r1 \nr2\n"))
+
+
+def dated(ws, name: str, fmt: str) -> str:
+    days = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(ws.frame)) % 300, "D")
+    return ws.table(name, ws.frame.assign(when=days.strftime(fmt)))
+
+
+@cli("ambiguous-dates", "--split time: on dates that read both day-first and month-first",
+     r"split column 'when' holds dates that read both day-first and month-first")  # fmt: skip
+def _(ws):
+    ambiguous = ws.frame.assign(when=[f"{1 + i % 12:02d}/{1 + i % 11:02d}/2024"
+                                      for i in range(len(ws.frame))])  # fmt: skip
+    return [*TRAIN, "--data", ws.table("amb.csv", ambiguous), "--split", "time:when",
+            "--out", "m-amb"]  # fmt: skip
+
+
+@cli("target-is-id", "--target the same column as --id-column", r"the target 'id' is also "
+     "the id column")  # fmt: skip
+def _(ws):
+    return [*TRAIN[:4], "id", *TRAIN[5:], "--id-column", "id", "--out", "m-tid"]
+
+
+@cli("target-is-time", "--target the time-split column", r"the target 'when' is also the "
+     "time-split column")  # fmt: skip
+def _(ws):
+    return [*TRAIN[:4], "when", *TRAIN[5:], "--data", dated(ws, "tt.csv", "%Y-%m-%d"),
+            "--split", "time:when", "--out", "m-ttime"]  # fmt: skip
+
+
+@cli("no-training-rows", "a target column with no labels at all", r"no training rows: of 300 "
+     r"row\(s\), 60 are held out")  # fmt: skip
+def _(ws):
+    return [*TRAIN, "--data", ws.table("nolabels.csv", ws.frame.assign(label="")),
+            "--out", "m-nolab"]  # fmt: skip
+
+
+@cli("float32-overflow", "a feature value near 1e300 at evaluate", r"numeric column 'x1' at "
+     r"row 4 holds 1e\+300.*beyond what float32 holds")  # fmt: skip
+def _(ws):
+    huge = ws.frame.copy()
+    huge.loc[4, "x1"] = 1e300
+    return ["evaluate", "--model", "m1", "--data", ws.table("huge.csv", huge)]
+
+
+@cli("code-unreadable", "a categorical column of integer codes holding a non-code later",
+     r"categorical column 'zone' held whole-number codes at training, but row 7 holds 'B7'")
+def _(ws):
+    coded = ws.frame.assign(zone=np.arange(len(ws.frame)) % 4)
+    assert run_cli([*TRAIN, "--data", ws.table("zone.csv", coded), "--id-column", "id",
+                    "--categorical", "zone", "--out", "m-zone"])[0] == 0  # fmt: skip
+    coded = coded.astype({"zone": object})
+    coded.loc[7, "zone"] = "B7"
+    return ["evaluate", "--model", "m-zone", "--data", ws.table("zone-b.csv", coded)]
+
+
+@cli("edited-class-names", "task.json's class names swapped by hand (valid JSON, wrong "
+     "predictions)", r"task\.json was changed after assd wrote it \(field\(s\) "
+     r"\['class_names'\]")  # fmt: skip
+def _(ws):
+    model = edited_model(ws, "m-classes", "task.json",
+                         lambda t: t.update(class_names=t["class_names"][::-1]))  # fmt: skip
+    return ["evaluate", "--model", model, "--data", "t.csv"]
+
+
+@cli("experiment-into-user-folder", "experiment --out a folder of the user's (its own "
+     "table.md)", r"is a folder an experiment did not make")  # fmt: skip
+def _(ws):
+    ws.root.joinpath("thesis").mkdir(exist_ok=True)
+    ws.write("thesis/table.md", "# my results\n")
+    return ["experiment", "errors", "--out", "thesis", "--seeds", "1"]
+
+
+@cli("overwrite-onto-user-file", "--overwrite where the new output would land on a file the "
+     "user added to an assd folder", r"holds file\(s\) assd did not write where this run "
+     r"would write \['report\.md'\]; nothing there was changed")  # fmt: skip
+def _(ws):
+    assert run_cli([*TRAIN, "--out", "m-mine"])[0] == 0
+    ws.write("m-mine/report.md", "my notes on this model\n")
+    return [*unlearn("m-mine"), "--overwrite"]
 
 
 @cli("eval-data-twice", "the same --eval-data table twice", r"--eval-data t\.csv is given twice")
@@ -857,6 +977,128 @@ def _(ws):
     assert oct((ws.root / "o-modes").stat().st_mode & 0o777) == "0o755"
 
 
+
+@handled(
+    "utf16-table",
+    "a table saved as UTF-16 (Excel's 'Unicode text', PowerShell), tab-separated",
+    "the encoding is detected (byte-order mark or zero bytes) and the model equals the one "
+    "trained on the UTF-8 file",
+)
+def _(ws):
+    ws.frame.to_csv(ws.root / "t16.tsv", sep="\t", index=False, encoding="utf-16")
+    args = ["--id-column", "id", "--seed", "3"]
+    assert run_cli([*TRAIN, "--data", "t16.tsv", *args, "--out", "m-u16"])[0] == 0
+    assert run_cli([*TRAIN, *args, "--out", "m-u8"])[0] == 0
+    weights = [(ws.root / m / "model.safetensors").read_bytes() for m in ("m-u16", "m-u8")]
+    assert weights[0] == weights[1]
+
+
+@handled(
+    "day-first-dates",
+    "--split time: on day-first dates (13/01/2024) and, given --date-format, on dates that "
+    "read both ways",
+    "read by the one layout that reads every value (or the format given); the latest rows "
+    "are held out",
+)
+def _(ws):
+    import json
+
+    for name, fmt, extra in (("dd.csv", "%d/%m/%Y", []), ("mm.csv", "%m/%d/%Y", []),
+                             ("amb2.csv", "%d.%m.%Y", ["--date-format", "%d.%m.%Y"])):  # fmt: skip
+        data = dated(ws, name, fmt)
+        out = f"m-{name[:-4]}"
+        assert run_cli([*TRAIN, "--data", data, "--id-column", "id", "--split", "time:when",
+                        *extra, "--out", out])[0] == 0  # fmt: skip
+        test = json.loads((ws.root / out / "task.json").read_text())["test_ids"]
+        days = np.arange(len(ws.frame)) % 300
+        assert sorted(test) == sorted(ws.frame.id[days >= np.sort(days)[-60]])
+
+
+@handled(
+    "blank-in-codes-and-labels",
+    "a categorical column of integer codes, or 0/1 labels, with one blank cell (pandas then "
+    "reads 3 as 3.0)",
+    "read with the types fixed at training: codes stay codes, labels 1 and 1.0 are one class; "
+    "the features of every other row are unchanged",
+)
+def _(ws):
+    from assd.tabular import TabularModel
+
+    coded = ws.frame.assign(zone=np.arange(len(ws.frame)) % 4, flag=(ws.frame.x2 > 0).astype(int))
+    assert run_cli([*TRAIN, "--data", ws.table("zc.csv", coded), "--id-column", "id",
+                    "--categorical", "zone", "--out", "m-zc"])[0] == 0  # fmt: skip
+    blank = coded.astype({"zone": float})
+    blank.loc[5, "zone"] = np.nan
+    model = TabularModel.load(ws.root / "m-zc")
+    x = model.task.encode(pd.read_csv(ws.root / "zc.csv")).x
+    x_blank = model.task.encode(pd.read_csv(ws.root / ws.table("zc-b.csv", blank))).x
+    assert torch.equal(torch.cat([x[:5], x[6:]]), torch.cat([x_blank[:5], x_blank[6:]]))
+    labels = coded.assign(label=coded.flag.astype(float))
+    labels.loc[9, "label"] = np.nan
+    assert run_cli([*TRAIN, "--data", ws.table("lb.csv", labels), "--out", "m-lb"])[0] == 0
+    assert run_cli(["evaluate", "--model", "m-lb", "--data", ws.table("lb-int.csv", coded.assign(
+        label=coded.flag))])[0] == 0  # fmt: skip
+
+
+@handled(
+    "long-out-name",
+    "an --out name of 240 characters (temporaries beside it add to the name)",
+    "written: a temporary's name keeps at most 120 bytes of the output's name",
+)
+def _(ws):
+    name = "o" * 240
+    assert run_cli(unlearn(name))[0] == 0 and (ws.root / name / "model.json").is_file()
+    assert run_cli([*unlearn(name), "--overwrite"])[0] == 0
+
+
+@handled(
+    "overwrite-keeps-user-files",
+    "--overwrite onto an assd output folder the user added files to (a notebook, a folder)",
+    "only the files the folder's manifest lists are replaced; the user's stay, byte for byte, "
+    "and a warning names them",
+)
+def _(ws):
+    assert run_cli(unlearn("o-keep"))[0] == 0
+    ws.root.joinpath("o-keep", "notes").mkdir()
+    ws.write("o-keep/notes/analysis.ipynb", "{}")
+    ws.write("o-keep/thesis.tex", "chapter 1")
+    with warnings_of("assd") as seen:
+        assert run_cli([*unlearn("o-keep", forget="f.txt"), "--overwrite"])[0] == 0
+    assert (ws.root / "o-keep/notes/analysis.ipynb").read_text() == "{}"
+    assert (ws.root / "o-keep/thesis.tex").read_text() == "chapter 1"
+    assert any("kept 2 file(s)" in m and "thesis.tex" in m for m in seen)
+
+
+@handled(
+    "lookalike-temporaries",
+    "files and folders of the user's beside --out named like assd temporaries "
+    "(.OUT.123.abc.tmp, .OUT.0123456789abcdef.tmp, .OUT.old)",
+    "never touched: only temporaries carrying a record of their own random token are cleaned",
+)
+def _(ws):
+    for name in (".o-look.123.abc.tmp", ".o-look.0123456789abcdef.tmp", ".o-look.old"):
+        ws.root.joinpath(name).mkdir()
+        ws.write(f"{name}/mine.txt", "keep me")
+    assert run_cli(unlearn("o-look"))[0] == 0
+    assert run_cli([*unlearn("o-look"), "--overwrite"])[0] == 0
+    for name in (".o-look.123.abc.tmp", ".o-look.0123456789abcdef.tmp", ".o-look.old"):
+        assert (ws.root / name / "mine.txt").read_text() == "keep me"
+
+
+@handled(
+    "wide-range-feature",
+    "a feature spanning -1e308 to 1e308 (the span overflows float64)",
+    "scaled without overflow (halves first); the feature is kept, not dropped as constant",
+)
+def _(ws):
+    from assd.tabular import TabularModel
+
+    wide = ws.frame.assign(x2=np.where(ws.frame.x2 > 0, 1e308, -1e308) * ws.frame.x2.abs().clip(
+        0.01, 1))  # fmt: skip
+    assert run_cli([*TRAIN, "--data", ws.table("wide.csv", wide), "--out", "m-wide"])[0] == 0
+    assert "x2" in TabularModel.load(ws.root / "m-wide").task.preprocessor.feature_names
+
+
 # ----------------------------------------------------------------------------- the tests
 
 RESULTS: dict[str, str] = {}
@@ -869,6 +1111,7 @@ def normalise(text: str, ws) -> str:
     text = text.replace("(/sys is not", "(<read-only> is not").replace(
         "(locked is not", "(<read-only> is not"
     )
+    text = re.sub(r"unpublished-\d{8}-\d{6}-\d+", "unpublished-<time>-<pid>", text)
     return text.removeprefix("Error: ").strip()
 
 
@@ -971,16 +1214,33 @@ def render(results: dict[str, str]) -> str:
         "  m1/model.safetensors`, `--json m1/model.json`) or be a folder holding one, even",
         "  with `--overwrite`.",
         "- `--overwrite` replaces only a folder assd wrote: every output folder holds a",
-        "  `.assd-output` marker (model folders of earlier versions are recognised by the",
-        "  `assd_version` in their `model.json`). A folder of other files, a single file or",
-        "  a link in its place is refused.",
-        "- Every output is built in a hidden temporary beside its final name",
-        "  (`.NAME.PID.XXXX.tmp`), flushed, and published in one step that re-checks these",
-        "  rules under a lock on the parent folder: a new path is created exclusively",
+        "  `.assd-output` marker listing the files assd wrote there (a manifest). Only those",
+        "  are replaced or removed; files the user added afterwards stay where they are,",
+        "  byte for byte, and a warning names them. A new file that would land on one of",
+        "  the user's is refused before anything changes. Folders of earlier versions",
+        "  (a marker without a list, or only a `model.json` with `assd_version`) own only the",
+        "  file names assd writes into model folders and its cache entries. A folder of",
+        "  other files, a single file or a link in its place is refused.",
+        "- Every output is built in a recorded temporary beside its final name",
+        "  (`.NAME.TOKEN.tmp`, `TOKEN` random, a long `NAME` cut to 120 bytes) whose record",
+        "  file holds that token, the output's name, the process and the host. It is",
+        "  flushed and published in one step that re-checks these rules under a lock on",
+        "  the parent folder: a new path is created exclusively",
         "  (`renameat2(RENAME_NOREPLACE)` on Linux), so of two runs without `--overwrite` one",
-        "  wins and the other says where its result was kept; an existing assd folder is",
-        "  swapped in one `renameat2(RENAME_EXCHANGE)`. Temporaries of dead processes are",
-        "  removed by the next write beside them.",
+        "  wins and the other says where its result was kept; an assd folder holding only",
+        "  assd's files is swapped in one `renameat2(RENAME_EXCHANGE)`. A temporary left by",
+        "  a killed run is removed by the next write beside it only when its record names",
+        "  its own token and a process no longer running on this host: a file or folder",
+        "  that merely looks like a temporary is never touched.",
+        "- An experiment `--out` is new, empty, or a folder an experiment made (its",
+        "  `.assd-experiment` marker, or an earlier version's `results.jsonl` of experiment",
+        "  records); a user's `table.md`, `summary.json` or `results.jsonl` is never",
+        "  written. A complete last record without its newline is kept, not cut off.",
+        "- `model.json`, `task.json` and the importance cache's description are checked",
+        "  against a schema when read, and covered by a checksum (the marker keeps a digest",
+        "  of each JSON file and of each of its fields; the cache entry's checksum covers its",
+        "  key and description): an edited or damaged file is refused naming the file and",
+        "  the field.",
         "- Nothing is published whose weights hold NaN or infinities (training, unlearning",
         "  and every baseline), and `evaluate` refuses such a model.",
         "- Output files get mode 0666 less the umask (0644 usually), weights and cache",
@@ -998,10 +1258,14 @@ def render(results: dict[str, str]) -> str:
         "## What still cannot be made safe, and why",
         "",
         "- **Without `renameat2`** (macOS, Windows, some network file systems) replacing a",
-        "  folder takes two renames (old to a hidden backup, new into place). A crash",
-        "  between them leaves no folder at the path for that moment; the backup is",
+        "  folder takes two renames (old into the recorded temporary, new into place). A",
+        "  crash between them leaves no folder at the path for that moment; the old one is",
         "  restored by the next run (`crash-fallback-backed-up`). There is no portable",
         "  atomic exchange of two folders.",
+        "- **An `--overwrite` of a folder holding the user's files** replaces assd's files",
+        "  one by one (each rename atomic, the marker last), not the folder in one step: a",
+        "  crash part-way leaves some old and some new files of assd's, never a user's file",
+        "  touched.",
         "- **Without `flock`** (Windows) the final re-check and the rename are not under one",
         "  lock; a new path is still created exclusively where the system offers it.",
         "- **A single file output** (`--json`, `assd data --out`) named with `--overwrite`",
@@ -1009,15 +1273,25 @@ def render(results: dict[str, str]) -> str:
         "  file from the user's. It refuses folders, links and files inside assd folders.",
         "- **Other programs** that write into the same path while assd publishes are not",
         "  bound by assd's lock; an empty folder they create is refused like any other.",
-        "- **Stale temporaries are recognised by process id**: on a shared file system seen",
-        "  by several machines (or PID namespaces) a live run elsewhere could look dead, so",
-        "  do not point two machines at the same output folder.",
+        "- **A temporary is judged stale by its record's process id and host**: a run in",
+        "  another PID namespace on the same host name could look dead, so do not point two",
+        "  containers at the same output folder. A temporary from another host is left alone.",
         "- **A table without an id column** has only row numbers as ids: rows can be",
         "  matched only by position. A re-sorted or grown copy is detected (a digest of",
         "  the training rows) and warned about, but its rows cannot be put back in order.",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + _counts_block()
+
+
+def _counts_block() -> str:
+    """The counts section benchmarks/reliability_counts.py --write put in the doc, kept as is
+    (it comes from running every reliability suite, not only this one)."""
+    begin, end = "<!-- counts: benchmarks/reliability_counts.py -->", "<!-- /counts -->"
+    text = DOC.read_text(encoding="utf-8") if DOC.is_file() else ""
+    if begin not in text:
+        return ""
+    return "\n" + begin + text.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
 
 
 def test_reliability_doc_is_current(ws):

@@ -44,8 +44,8 @@ def _frame(n=120):
 
 def test_forget_file_syntax_as_documented(tmp_path):
     path = tmp_path / "f.txt"
-    path.write_text("\ufeff# a comment line\n3, 5\n\n7  # the rest is a comment\n")
-    assert read_forget_ids(path) == ["3", "5", "7"]  # BOM, commas, blanks, comments
+    path.write_text("\ufeff# a comment line\n3\n5\n\n7\n")
+    assert read_forget_ids(path) == ["3", "5", "7"]  # BOM, blanks, comment lines
     frame = _frame()
     trained = train_table(frame, target="label", split="none", config=TrainConfig(epochs=1))
     _, report = unlearn_rows(trained, frame, read_forget_ids(path))
@@ -54,6 +54,12 @@ def test_forget_file_syntax_as_documented(tmp_path):
         path.write_text(text)
         with pytest.raises(ValueError, match=f"not rows of the data, e.g. \\[{bad}\\]"):
             unlearn_rows(trained, frame, read_forget_ids(path))
+    known = [str(i) for i in range(len(frame))]
+    for text, why in (("3, 5\n", "more than an id"), ("7  # c\n", "more than an id"),
+                      ("3 \n", "spaces around")):  # fmt: skip
+        path.write_text(text)
+        with pytest.raises(ValueError, match=f"line 1: .*{why}"):
+            read_forget_ids(path, known=known)
     path.write_text("3\n3\n")
     with pytest.raises(ValueError, match="more than once"):
         read_forget_ids(path)

@@ -83,7 +83,7 @@ def test_a_crash_at_any_step_leaves_the_old_or_the_new_output(tmp_path, monkeypa
     monkeypatch.setattr(publish, "_step", lambda name: None)
     seen = content(out)
     if (mode, step) == ("fallback", "backed-up"):
-        assert seen is None and len(hidden(tmp_path)) == 2  # the honest gap of the fallback
+        assert seen is None and len(hidden(tmp_path)) == 1  # the honest gap of the fallback
     else:
         assert seen in ("old", "new")
     publish.clean_stale(out)  # what the next run does first
@@ -211,24 +211,73 @@ def test_a_full_disk_changes_nothing(tmp_path, monkeypatch, kind):
     load_model(tmp_path / "out")
 
 
-fault("stale-temporaries", "temporaries and a swap backup left by killed runs (also the "
-      "'.old' of earlier versions)", "removed by the next write beside them, restoring a "
-      "backup whose output is missing; temporaries of live runs are kept")  # fmt: skip
+fault("stale-temporaries", "recorded temporaries and a swap backup left by killed runs",
+      "removed by the next write beside them, restoring a backup whose output is missing; "
+      "temporaries of live runs are kept")  # fmt: skip
+
+
+def _crashed_holder(out, *, backup: bool = False):
+    """A recorded temporary as a killed run leaves it (its record names a dead process)."""
+    from assd.store import temporaries
+
+    holder = temporaries.new_holder(out)
+    record = json.loads((holder / temporaries.RECORD).read_text())
+    (holder / temporaries.RECORD).write_text(json.dumps({**record, "pid": _dead_pid()}))
+    (holder / "work").mkdir()
+    (holder / "work" / "model.json").write_text("half")
+    if backup:
+        os.rename(out, holder / "old")
+    return holder
 
 
 def test_stale_temporaries_of_dead_runs_are_cleaned_and_live_ones_kept(tmp_path):
+    from assd.store import temporaries
+
     out = tmp_path / "out"
-    dead = _dead_pid()
-    (tmp_path / f".out.{dead}.abc123.tmp").mkdir()
-    (tmp_path / f".out.{dead}.xyz.tmp").write_text("half a file")
-    (tmp_path / f".out.{os.getpid()}.live.tmp").mkdir()  # a run in progress: kept
-    (tmp_path / f".out.v2.{dead}.abc.tmp").mkdir()  # another output's ("out.v2"): kept
-    backup = tmp_path / ".out.old"  # what the previous version left after a crash
-    backup.mkdir()
-    (backup / "model.json").write_text(json.dumps({"text": "old", "assd_version": "0.1"}))
+    write(out, "old")
+    _crashed_holder(out)
+    _crashed_holder(out, backup=True)  # killed between the two renames: no output now
+    live = temporaries.new_holder(out)  # a run in progress: kept
+    assert content(out) is None
     write(out, "new", overwrite=True)  # the old folder is restored, then replaced
     assert content(out) == "new"
-    assert hidden(tmp_path) == [f".out.{os.getpid()}.live.tmp", f".out.v2.{dead}.abc.tmp"]
+    assert hidden(tmp_path) == [live.name]
+
+
+fault("lookalike-temporaries", "files and folders of the user's named like assd temporaries "
+      "(old and new naming, dead process ids, forged records naming another token)",
+      "never touched: only temporaries whose record names their own random token are "
+      "removed")  # fmt: skip
+
+
+def _lookalikes(root, dead: int) -> dict:
+    record = {"assd_temporary": "0" * 16, "output": "out", "pid": dead, "host": "x"}
+    return {
+        f".out.{dead}.abc123.tmp": None,  # the old naming, a dead pid
+        f".out.{dead}.backup": None,
+        ".out.old": None,
+        ".out.0123456789abcdef.tmp": None,  # the new naming, no record
+        ".out.fedcba9876543210.tmp": record,  # a record naming another token
+        ".out.notes.tmp": "my notes",  # a file
+    }
+
+
+def test_files_named_like_temporaries_are_never_touched(tmp_path):
+    out, dead = tmp_path / "out", _dead_pid()
+    for name, body in _lookalikes(tmp_path, dead).items():
+        if isinstance(body, str):
+            (tmp_path / name).write_text(body)
+            continue
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "thesis.tex").write_text("mine")
+        if body is not None:
+            (tmp_path / name / ".assd-temporary").write_text(json.dumps(body))
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    write(out, "new", overwrite=False)
+    write(out, "two", overwrite=True)
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*")
+             if p.is_file() and not p.is_relative_to(out)}  # fmt: skip
+    assert after == before and content(out) == "two"
 
 
 def _dead_pid() -> int:

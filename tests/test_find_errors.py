@@ -171,3 +171,20 @@ def test_bad_inputs_get_clear_errors(tmp_path, capsys, found_case):
             "--out", str(tmp_path / "ids.txt")]  # fmt: skip
     assert main(args) == 2
     assert "recipe" in capsys.readouterr().err
+
+
+def test_zero_padded_ids_are_read_and_written_exactly(tmp_path):
+    noisy, _ = with_group_errors(shop_table(n=200))
+    noisy.insert(0, "shop_id", [f"{i:05d}" for i in range(len(noisy))])
+    data, folder, out = tmp_path / "t.csv", tmp_path / "m", tmp_path / "ids.txt"
+    noisy.to_csv(data, index=False)
+    recipe = TrainConfig(epochs=3, batch_size=64)
+    train_table(noisy, target="colour", id_column="shop_id", split="none",
+                config=recipe).save(folder)  # fmt: skip
+    args = ["find-errors", "--model", str(folder), "--data", str(data), "--out", str(out),
+            "--folds", "2", "--flagged-only"]  # fmt: skip
+    assert main(args) == 0
+    written = read_forget_ids(out)
+    assert written and set(written) <= set(noisy.shop_id)  # '00007', never '7'
+    scores = pd.read_csv(tmp_path / "ids.scores.csv", dtype={"id": str})
+    assert scores["id"].tolist() == noisy.shop_id.tolist()

@@ -38,7 +38,9 @@ from torch.utils.data import DataLoader
 
 from . import methods as registry
 from .factories import call_factory, import_factory
+from .factory_advice import in_factory_words
 from .metrics import accuracy
+from .store.files import check_readable
 from .verify.membership import forget_retain_loaders
 from .verify.outcome import score_sets
 
@@ -66,6 +68,7 @@ def load_model_factory(factory: str, weights: str | os.PathLike) -> nn.Module:
             f"{path} is not a .safetensors file; assd reads no pickle. Save the weights with "
             "safetensors.torch.save_model(model, 'model.safetensors')."
         )
+    check_readable(path)  # a permission problem is not "damaged"
     try:
         load_model(model, str(path))  # strict: every tensor must fit; tied weights handled
     except Exception as error:  # safetensors raises its own error types
@@ -92,6 +95,12 @@ def load_data_factory(factory: str) -> tuple[Any, dict[str, Any], Any]:
     if "train" not in made:
         raise ValueError(f"{factory} returned a dict without 'train'; name the training rows.")
     collate = made.get("collate_fn")
+    if collate is not None and not callable(collate):
+        raise ValueError(
+            f"{factory} gave {type(collate).__name__} as 'collate_fn'; it must be a function "
+            "that makes one batch from a list of rows (e.g. returning (inputs, targets)), or "
+            "be left out for the default batching."
+        )
     sets = {k: v for k, v in made.items() if k not in ("train", "collate_fn")}
     for name, rows in {"train": made["train"], **sets}.items():
         if not (hasattr(rows, "__getitem__") and hasattr(rows, "__len__")):
@@ -129,8 +138,17 @@ def unlearn_by_ids(
 
     Returns:
         ``(UnlearnResult, report)``; the report has the fields of the table path's
-        (``assd.tabular.unlearn_rows``) and renders with the same markdown.
+        (``assd.tabular.unlearn_rows``) and renders with the same markdown. Advice in
+        errors speaks of factories and options (:mod:`assd.factory_advice`).
     """
+    with in_factory_words():  # a factory user can change a collate_fn, not pass batch_fn=
+        return _unlearn_by_ids(model, dataset, forget_ids, method=method, options=options,
+                               eval_sets=eval_sets, batch_size=batch_size,
+                               collate_fn=collate_fn, task=task)  # fmt: skip
+
+
+def _unlearn_by_ids(model, dataset, forget_ids, *, method, options, eval_sets, batch_size,
+                    collate_fn, task) -> tuple[Any, dict]:  # fmt: skip
     start = time.perf_counter()
     loader = dict(batch_size=batch_size, collate_fn=collate_fn)
     forget, retain = forget_retain_loaders(dataset, forget_ids, **loader)

@@ -11,7 +11,6 @@ import click
 from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..importance.distributed import is_main_process
 from ..methods.options import check_spec
-from ..store.files import check_writable
 from .experiment_report import write_experiment_report
 from .options import COUNT, RATE, parse_numbers, parse_seeds
 
@@ -128,7 +127,9 @@ def errors(
     elif discover:
         config.methods = _discover_methods()
     folder = Path(out)
-    check_writable(folder / "results.jsonl")  # fail now, not after the first cell
+    from ..experiments.folder import claim_folder
+
+    claim_folder(folder, kind="errors")  # new, or made by this experiment; writable
     log_file = ResultLog(folder / "results.jsonl")
     _check_settings(log_file, config)
     frame = None

@@ -9,7 +9,6 @@ import click
 from ..data.scenarios import DATASETS, SCENARIOS
 from ..importance.distributed import is_main_process
 from ..methods.options import check_spec
-from ..store.files import check_writable
 from .experiment_report import write_experiment_report
 from .options import COUNT, RATE, parse_seeds
 
@@ -115,7 +114,9 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
         for spec in config.methods:  # fail now, naming the spec, not after training
             check_spec(spec, own=("original",))
     folder = Path(out)
-    check_writable(folder / "results.jsonl")  # fail now, not after the first cell
+    from ..experiments.folder import claim_folder
+
+    claim_folder(folder, kind="forget")  # new, or made by this experiment; writable
     progress = not no_progress and is_main_process()
     runner = ForgetRun(config, folder, progress=progress)
     cells = make_cells(config)

@@ -67,7 +67,8 @@ def find_errors(model_dir, data_path, out, group_column, folds, seed, flagged_on
             "recipe `assd train` writes (task.json and the training settings)."
         ) from None
     click.echo(f"training {folds} fold models with the recipe of {model_dir} ...", err=True)
-    found = find_label_errors(tabular, read_table(data_path), group_column=group_column,
+    frame = read_table(data_path, text_columns=[tabular.task.id_column])  # ids exactly as written
+    found = find_label_errors(tabular, frame, group_column=group_column,
                               folds=folds, seed=seed, whole_groups=not flagged_only,
                               progress=True)  # fmt: skip
     if not is_main_process():

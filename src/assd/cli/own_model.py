@@ -103,7 +103,7 @@ def _require(given: dict, flags: str) -> None:
 
 def unlearn_own(own: dict, options: dict) -> None:
     """Forget rows of a data set of yours, with a model of yours; write an atomic folder."""
-    from ..data.table import read_forget_ids
+    from ..data.table import read_forget_positions
     from ..methods import SSD, get_method
     from ..own_model import load_data_factory, load_model_factory, unlearn_by_ids
     from ..tabular.report import unlearn_markdown
@@ -127,7 +127,7 @@ def unlearn_own(own: dict, options: dict) -> None:
     check_output(out, inputs=[weights, forget_path], overwrite=overwrite)
     model = load_model_factory(model_factory, weights)
     train, others, collate = load_data_factory(data_factory)
-    ids = _positions(read_forget_ids(forget_path), forget_path)
+    ids = read_forget_positions(forget_path)  # digits only, refused by line number
     result, report = unlearn_by_ids(model, train, ids, method=method, options=opts,
                                     eval_sets=others, batch_size=batch_size,
                                     collate_fn=collate, task=task)  # fmt: skip
@@ -171,16 +171,6 @@ def _task_options(method: str, task, loss_fn) -> dict:
             raise click.UsageError(f"--loss-fn {loss_fn} is not a function.")
     return opts
 
-
-def _positions(ids: list[str], path) -> list[int]:
-    try:
-        return [int(i) for i in ids]
-    except ValueError:
-        bad = next(i for i in ids if not i.lstrip("-").isdigit())
-        raise ValueError(
-            f"{path} names {bad!r}; with --data-factory, forget ids are row positions "
-            "(0, 1, 2, ...) in the training data set."
-        ) from None
 
 
 def evaluate_own(own: dict, options: dict) -> None:

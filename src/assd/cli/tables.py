@@ -55,6 +55,9 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--id-column", default=None, help="Column of unique row ids (default: row numbers).")
 @click.option("--split", default="random", show_default=True, help=SPLIT_HELP)
 @click.option("--test-share", default=0.2, show_default=True, type=float)
+@click.option("--date-format", default=None,
+              help="How --split time: dates are written, e.g. %d/%m/%Y (default: detected; "
+              "dates that read both day-first and month-first are refused).")  # fmt: skip
 @click.option("--features", default=None, help="Comma-separated input columns (default: all).")
 @click.option("--categorical", default=None, help="Columns to one-hot even if numeric.")
 @click.option("--max-levels", default=DEFAULT_MAX_LEVELS, show_default=True, type=COUNT,
@@ -70,8 +73,9 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
 @click.pass_context
-def train(ctx, data_path, target, out, model, id_column, split, test_share, features, categorical,
-          max_levels, epochs, lr, lr_gamma, batch_size, seed, overwrite) -> None:  # fmt: skip
+def train(ctx, data_path, target, out, model, id_column, split, test_share, date_format,
+          features, categorical, max_levels, epochs, lr, lr_gamma, batch_size, seed,
+          overwrite) -> None:  # fmt: skip
     """Train a tabular MLP; the preprocessing is saved with it (JSON, no pickle)."""
     from ..data.table import read_table
     from ..tabular import TrainConfig, train_table
@@ -84,7 +88,8 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, feat
     trained = train_table(
         frame, target=target, id_column=id_column, split=split, test_share=test_share,
         features=_names(features), categorical=_names(categorical), max_levels=max_levels,
-        config=config, source=Path(data_path).name, progress=show_progress(ctx),
+        date_format=date_format, config=config, source=Path(data_path).name,
+        progress=show_progress(ctx),
     )  # fmt: skip
     if not is_main_process():
         return

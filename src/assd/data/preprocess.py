@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..store.files import write_atomic
+from .preprocess_schema import check_preprocessor_state
+from .values import canonical_text, column_kind, integer_codes
 
 __all__ = ["DEFAULT_MAX_LEVELS", "MISSING", "OTHER", "Preprocessor", "split_columns"]
 
@@ -52,6 +54,9 @@ class Preprocessor:
         levels: kept levels per categorical column (most frequent first).
         keep: names of the features kept after the variance threshold.
         max_levels, min_variance: the settings it was fitted with.
+        kinds: how each categorical column was typed at training (``"integer"``,
+            ``"number"``, ``"bool"``, ``"text"``, see :mod:`assd.data.values`); later
+            tables are read that way. Empty in models saved before it existed.
     """
 
     numeric: list[str]
@@ -63,6 +68,7 @@ class Preprocessor:
     keep: list[str] = field(default_factory=list)
     max_levels: int = DEFAULT_MAX_LEVELS
     min_variance: float = 0.0
+    kinds: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def fit(
@@ -85,10 +91,11 @@ class Preprocessor:
             finite = values[np.isfinite(values)]
             if finite.size == 0:
                 raise ValueError(f"numeric column {col!r} has no values in the training rows.")
-            prep.fill[col] = float(np.median(finite))
+            prep.fill[col] = _median(finite)
             prep.low[col], prep.high[col] = float(finite.min()), float(finite.max())
+        prep.kinds = {col: column_kind(frame[col]) for col in categorical}
         for col in categorical:
-            counts = _strings(frame, col).value_counts()
+            counts = prep.categories(frame, col).value_counts()
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             prep.levels[col] = [level for level, _ in ranked[:max_levels]]
         prep.keep = prep.all_features()
@@ -119,17 +126,43 @@ class Preprocessor:
             values = _numbers(frame, col)
             _refuse_infinite(values, col)
             values = np.where(np.isfinite(values), values, self.fill[col])
-            span = self.high[col] - self.low[col]
-            scaled = (values - self.low[col]) / (span if span > 0 else 1.0)
-            blocks.append(scaled.astype(np.float32)[:, None])
+            blocks.append(self._scaled(values, col)[:, None])
         for col in self.categorical:
-            codes = _level_codes(_strings(frame, col).to_numpy(), self.levels[col])
+            codes = _level_codes(self.categories(frame, col).to_numpy(), self.levels[col])
             one_hot = np.zeros((len(codes), len(self.levels[col]) + 1), dtype=np.float32)
             one_hot[np.arange(len(codes)), codes] = 1.0
             blocks.append(one_hot)
         full = np.concatenate(blocks, axis=1) if blocks else np.empty((len(frame), 0), np.float32)
         index = {name: i for i, name in enumerate(self.all_features())}
         return full[:, [index[name] for name in self.keep]].astype(np.float32)
+
+    def _scaled(self, values: np.ndarray, col: str) -> np.ndarray:
+        """Min-max scaled float32; halves first, so a range of +-1e308 does not overflow
+        (the same bits as ``(v - low) / (high - low)`` wherever that is finite)."""
+        low, high = self.low[col], self.high[col]
+        half_span = high / 2 - low / 2
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = ((values / 2 - low / 2) / (half_span if half_span > 0 else 0.5))
+            scaled32 = scaled.astype(np.float32)
+        bad = np.flatnonzero(~np.isfinite(scaled32))
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(
+                f"numeric column {col!r} at row {row} holds {values[row]:.6g}, which the "
+                f"training range [{low:.6g}, {high:.6g}] scales to {scaled[row]:.3g}, beyond "
+                f"what float32 holds ({bad.size} such row(s)); it is almost surely a data "
+                "error. Fix or empty those cells (an empty cell means missing)."
+            )
+        return scaled32
+
+    def categories(self, frame, col: str):
+        """The values of the categorical ``col`` as text, read as typed at training."""
+        kind = self.kinds.get(col)
+        if kind is None:  # a model saved before kinds were recorded: as it was read then
+            return _strings(frame, col)
+        column = frame[col]
+        text = integer_codes(column, col) if kind == "integer" else canonical_text(column)
+        return text.fillna(MISSING).astype(str)
 
     def to_dict(self) -> dict:
         """JSON-ready state."""
@@ -138,8 +171,9 @@ class Preprocessor:
     @classmethod
     def from_dict(cls, state: dict) -> Preprocessor:
         """Rebuild from :meth:`to_dict`'s output."""
-        if state.get("format") != _FORMAT:
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError("not an assd preprocessing file (missing or unknown 'format').")
+        check_preprocessor_state(state)  # a damaged or edited field: refused, named
         return cls(**{k: v for k, v in state.items() if k != "format"})
 
     def save(self, path: str | os.PathLike) -> None:
@@ -219,6 +253,13 @@ def _refuse_infinite(values: np.ndarray, col: str) -> None:
 def _strings(frame, col: str):
     column = frame[col]
     return column.astype(object).where(column.notna(), MISSING).astype(str)
+
+
+def _median(values: np.ndarray) -> float:
+    """The median; of halves where the mean of the two middle values would overflow."""
+    with np.errstate(over="ignore"):
+        middle = float(np.median(values))
+    return middle if np.isfinite(middle) else float(np.median(values / 2) * 2)
 
 
 def _level_codes(values: np.ndarray, levels: list[str]) -> np.ndarray:

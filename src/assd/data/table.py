@@ -1,4 +1,5 @@
-"""Reading tables (CSV, Parquet), stable row ids, train/test splits, forget-id files.
+"""Reading tables (CSV, Parquet), stable row ids, train/test splits (forget-id files:
+:mod:`assd.data.forget_file`).
 
 Row ids are strings: the values of an id column when one is named, else the
 0-based row number in the file, so that users can name rows to forget in a
@@ -22,7 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_forget_ids", "read_table", "row_ids", "split_rows"]
+from .dates import read_dates
+from .forget_file import read_forget_ids, read_forget_positions
+
+__all__ = ["read_forget_ids", "read_forget_positions", "read_table", "row_ids", "split_rows"]
+
 
 log = logging.getLogger("assd")
 
@@ -120,6 +125,10 @@ def _sniff(path: Path) -> tuple[str, str]:
         head = handle.handle.read(65536)
     if not head.strip():
         raise ValueError(f"{path} is empty; pass a table with a header row and data.")
+    wide = _utf16(head)
+    if wide:  # Excel's "Unicode text" and PowerShell write UTF-16
+        log.warning("%s is UTF-16; reading it as %s", path.name, wide)
+        return wide, _delimiter(head.decode(wide, errors="ignore").lstrip("\ufeff"))
     for encoding in ENCODINGS:
         try:
             text = head.decode(encoding)
@@ -128,12 +137,30 @@ def _sniff(path: Path) -> tuple[str, str]:
             continue
     if encoding != "utf-8-sig":
         log.warning("%s is not UTF-8; reading it as %s", path.name, encoding)
+    return encoding, _delimiter(text)
+
+
+def _delimiter(text: str) -> str:
     sample = "\n".join(text.splitlines()[:50])
     try:
-        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
-        delimiter = ","
-    return encoding, delimiter
+        return ","
+
+
+def _utf16(head: bytes) -> str | None:
+    """``"utf-16"`` (with a byte-order mark), ``"utf-16-le"``/``"-be"`` (without), or None."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "utf-16"
+    pairs = head[: len(head) - len(head) % 2]
+    if len(pairs) < 4:
+        return None
+    even, odd = pairs[0::2], pairs[1::2]
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 def row_ids(frame, id_column: str | None = None) -> np.ndarray:
@@ -160,7 +187,9 @@ def row_ids(frame, id_column: str | None = None) -> np.ndarray:
     return ids
 
 
-def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> np.ndarray:
+def split_rows(
+    frame, spec: str, *, test_share: float = 0.2, seed: int = 0, date_format: str | None = None
+) -> np.ndarray:
     """Boolean mask of the held-out (test) rows.
 
     Args:
@@ -170,8 +199,9 @@ def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> n
             share) or ``"none"`` (no test set).
         test_share: share of rows held out.
         seed: seed of the random split.
+        date_format: how the time column's dates are written (``strptime`` codes);
+            default: detected, ambiguous day/month refused (:mod:`assd.data.dates`).
     """
-    import pandas as pd
 
     n = len(frame)
     if spec == "none":
@@ -188,51 +218,7 @@ def split_rows(frame, spec: str, *, test_share: float = 0.2, seed: int = 0) -> n
     col = spec[5:]
     if col not in frame.columns:
         raise ValueError(f"split column {col!r} is not in the data.")
-    times = pd.to_datetime(frame[col], errors="coerce", utc=True)
-    if times.isna().any():
-        raise ValueError(f"split column {col!r} has values that are not dates or times.")
+    times = read_dates(frame[col], col, date_format)
     order = np.argsort(times.astype("int64").to_numpy(), kind="stable")  # vectorised, UTC
     test[order[n - n_test :]] = True
     return test
-
-
-def read_forget_ids(path: str | os.PathLike, *, known=None) -> list[str]:
-    """Ids in a text file: one per line (or comma-separated); blanks and ``#`` comments skipped.
-
-    Args:
-        path: the text file.
-        known: the table's row ids, if at hand: a line that is one of them,
-            exactly as written (commas, ``#``, spaces and all), is taken whole.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no forget file at {path}; write the row ids, one per line.")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(
-            f"{path} is not a UTF-8 text file ({error.reason} at byte {error.start}); write "
-            "the row ids as plain text, one per line."
-        ) from None
-    known = set() if known is None else set(known)
-    ids = []
-    for line in text.splitlines():
-        if line in known:
-            ids.append(line)
-            continue
-        line = line.split("#", 1)[0]
-        ids += [part.strip() for part in line.split(",") if part.strip()]
-    if not ids:
-        raise ValueError(f"{path} names no rows; write the ids of rows to forget, one per line.")
-    if len(set(ids)) != len(ids):
-        seen, repeated = set(), []
-        for i in ids:
-            if i in seen and i not in repeated:
-                repeated.append(i)
-            seen.add(i)
-        raise ValueError(
-            f"{path} names {len(repeated)} row id(s) more than once, e.g. {repeated[:5]}; "
-            "a duplicate usually means the list was pasted together wrongly. Remove the "
-            "repeats and run again."
-        )
-    return ids

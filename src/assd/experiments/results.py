@@ -47,7 +47,7 @@ class ResultLog:
         for number, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
                 if number == len(lines) and not line.endswith("\n"):
                     log.warning("%s: ignoring a torn last line (interrupted run)", self.path)
                     continue
@@ -78,10 +78,17 @@ class ResultLog:
             raise not_writable(self.path, error) from None
 
     def _drop_torn_tail(self) -> None:
+        """Cut off a torn last line; a complete last record without its newline gets one."""
         if not self.path.is_file() or self.path.stat().st_size == 0:
             return
         with open(self.path, "rb+") as handle:
             data = handle.read()
             if data.endswith(b"\n"):
                 return
-            handle.truncate(data.rfind(b"\n") + 1)
+            tail = data[data.rfind(b"\n") + 1 :]
+            try:
+                json.loads(tail)
+            except ValueError:
+                handle.truncate(len(data) - len(tail))
+                return
+            handle.write(b"\n")

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..store.files import atomic_path
+from ..store.files import atomic_path, check_readable
 from ..store.fingerprint import matches as fingerprint_matches
 
 __all__ = ["Importance"]
@@ -222,6 +222,7 @@ class Importance:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no importance file at {path}; compute and save one first.")
+        check_readable(path)  # a permission problem is not "truncated or corrupt"
         try:
             with safe_open(str(path), framework="pt", device=str(device)) as handle:
                 metadata = handle.metadata() or {}

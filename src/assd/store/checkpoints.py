@@ -32,8 +32,11 @@ from torch import nn
 
 from .._version import __version__
 from ..models import build_model
-from .files import not_writable, refuse_existing
-from .publish import clean_stale, new_temporary, publish_folder, refuse_foreign
+from .files import check_readable, not_writable, refuse_existing
+from .manifest import check_json
+from .model_spec import check_spec
+from .publish import new_temporary, publish_folder, refuse_foreign
+from .temporaries import clean_stale
 
 __all__ = ["check_finite", "load_model", "load_state_dict", "save_model", "write_folder"]
 
@@ -73,7 +76,7 @@ def write_folder(
         yield tmp
         publish_folder(tmp, final, overwrite=overwrite, flag=flag)
     except OSError as error:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.parent, ignore_errors=True)
         if error.errno in _DISK_ERRORS:
             raise OSError(
                 error.errno,
@@ -82,7 +85,7 @@ def write_folder(
             ) from error
         raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp.parent, ignore_errors=True)  # the recorded temporary holding it
         raise
 
 
@@ -168,27 +171,51 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, dict]:
             f"{folder} is not a model folder (no {SPEC}); pass a folder written by "
             "`assd train` or assd.store.checkpoints.save_model."
         )
+    data = _read_bytes(spec_path)
+    check_json(folder, SPEC, data)  # edited since assd wrote it: refused, naming the fields
     try:
-        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        spec = check_spec(json.loads(data.decode("utf-8")), spec_path)
         model = build_model(spec["architecture"], **spec["kwargs"])
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
         raise ValueError(
-            f"{spec_path} is corrupt ({error}); re-create the model folder."
+            f"{spec_path} is corrupt ({error}); restore it as assd wrote it, or re-create the "
+            "model folder."
         ) from error
-    _load_weights_into(model, folder / WEIGHTS)
+    _load_weights_into(model, folder / WEIGHTS, spec_path)
     return model.eval(), spec
 
 
-def _load_weights_into(model: nn.Module, path: Path) -> None:
+def _read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """The bytes of ``path`` (the first ``limit``); a file that may not be read says so,
+    instead of being called truncated or corrupt."""
+    check_readable(path)
+    with open(path, "rb") as handle:
+        return handle.read() if limit is None else handle.read(limit)
+
+
+def _load_weights_into(model: nn.Module, path: Path, spec_path: Path | None = None) -> None:
+    from safetensors import safe_open
     from safetensors.torch import load_model as load_weights
 
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}; the model folder is incomplete.")
+    _read_bytes(path, 8)
     try:
         load_weights(model, str(path))  # handles tied (shared) parameters
     except Exception as error:  # safetensors raises its own error types
+        reason = " ".join(str(error).split())[:300]
+        try:
+            with safe_open(str(path), framework="pt"):
+                readable = True
+        except Exception:
+            readable = False
+        if readable and spec_path is not None:  # the weights are intact: the description differs
+            raise ValueError(
+                f"the weights in {path} do not fit the architecture {spec_path} describes "
+                f"({reason}); if {spec_path.name} was edited, restore it as assd wrote it."
+            ) from error
         raise ValueError(
-            f"cannot load {path} ({error}); the file is truncated, corrupt, or belongs to "
+            f"cannot load {path} ({reason}); the file is truncated, corrupt, or belongs to "
             "another architecture."
         ) from error
 
@@ -204,6 +231,7 @@ def load_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}.")
+    check_readable(path)
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 __all__ = [
     "atomic_path",
     "check_output",
+    "check_readable",
     "check_writable",
     "not_writable",
     "refuse_existing",
@@ -20,14 +22,16 @@ __all__ = [
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``.
+    """Yield a temporary path (same name, inside a recorded temporary folder beside
+    ``path``); on success it replaces ``path``.
 
     The temporary file is flushed to disk and given the usual permissions
     (``0666`` less the umask) before the rename; on error it is removed and
     ``path`` is left as it was. With ``overwrite=False`` the rename is
     exclusive: if ``path`` appeared meanwhile (another run), FileExistsError
-    and nothing is written. Temporaries of dead processes beside ``path`` are
-    removed first (:func:`assd.store.publish.clean_stale`).
+    and nothing is written. Recorded temporaries of dead processes beside
+    ``path`` are removed first (:func:`assd.store.temporaries.clean_stale`);
+    nothing else is.
 
     Example:
         >>> import tempfile, pathlib
@@ -41,22 +45,20 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     folder = final.parent if str(final.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot write {final}: folder {folder} does not exist.")
-    from .publish import clean_stale, rename_exclusive
+    from .publish import rename_exclusive
+    from .temporaries import clean_stale, new_holder
 
     clean_stale(final)
     try:
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=folder
-        )
+        holder = new_holder(final)
     except OSError as error:
         raise not_writable(final, error) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = holder / final.name
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp (and safetensors) make 0600
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors makes 0600
         if overwrite:
             os.replace(tmp, final)
         else:
@@ -67,10 +69,8 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
                     f"{final} appeared while this run worked (another run?); nothing was "
                     "written. Choose a new path, or pass --overwrite to replace it."
                 ) from None
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
 
 
 def not_writable(
@@ -202,3 +202,17 @@ def check_writable(target: str | os.PathLike) -> None:
         raise not_writable(target, error, folder) from None
     os.close(fd)
     os.unlink(name)
+
+
+def check_readable(path: str | os.PathLike) -> None:
+    """Raise PermissionError (not "corrupt") if ``path`` exists but may not be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except PermissionError as error:
+        raise PermissionError(
+            f"cannot read {path}: {error.strerror}. The file is not necessarily damaged: make "
+            "it readable (e.g. chmod u+r) or run as a user who may read it."
+        ) from None
+    except (FileNotFoundError, IsADirectoryError):
+        pass

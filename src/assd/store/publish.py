@@ -1,8 +1,10 @@
 """Publishing an output folder in one atomic step that never destroys what assd did not write.
 
-A folder is built in a hidden temporary sibling (``.NAME.PID.XXXX.tmp``) and
-published by :func:`publish_folder`, which, holding a lock on the parent
-folder, re-checks the rules and then renames:
+A folder is built in a recorded temporary beside it
+(:mod:`assd.store.temporaries`) and published by :func:`publish_folder`,
+which writes the marker with the manifest of the files written
+(:mod:`assd.store.manifest`) and, holding a lock on the parent folder,
+re-checks the rules and then renames:
 
 - a new path is created exclusively (``renameat2(RENAME_NOREPLACE)`` on
   Linux; elsewhere the lock plus a re-check), so of two runs writing the same
@@ -10,15 +12,20 @@ folder, re-checks the rules and then renames:
   beside it under a visible name that its error message gives;
 - an existing path is replaced only with ``overwrite`` and only when it is a
   folder assd wrote (it holds the :data:`MARKER` file, or a ``model.json``
-  with an ``assd_version`` from before markers existed). On Linux the swap is
-  one ``renameat2(RENAME_EXCHANGE)``: at every instant the path holds the old
-  folder or the new one. Where that call is missing (other systems, some file
-  systems) the old folder is renamed to a hidden backup first and restored if
-  the second rename fails; a crash between the two renames leaves the path
-  empty for that moment, and the next run restores the backup.
+  with an ``assd_version`` from before markers existed). When it holds only
+  files assd wrote, on Linux the swap is one ``renameat2(RENAME_EXCHANGE)``:
+  at every instant the path holds the old folder or the new one. Where that
+  call is missing the old folder is moved into the temporary first and
+  restored if the second rename fails; a crash between the two renames leaves
+  the path empty for that moment, and the next run restores it.
+- when the folder also holds files assd did not write (added by the user
+  afterwards), those stay where they are: the files assd wrote are replaced
+  one by one (each rename atomic), the marker last, and a warning lists the
+  files kept. A new file that would land on one of the user's is refused
+  before anything changes.
 
-Temporaries of processes that no longer run are removed by the next write
-beside them (:func:`clean_stale`).
+Recorded temporaries of processes that no longer run are removed by the next
+write beside them (:func:`clean_stale`).
 
 Example:
     >>> import tempfile, pathlib
@@ -26,6 +33,9 @@ Example:
     >>> tmp = new_temporary(root / "out")
     >>> _ = (tmp / "a.txt").write_text("new")
     >>> publish_folder(tmp, root / "out")
+    []
+    >>> sorted(p.name for p in root.iterdir())
+    ['out']
     >>> sorted(p.name for p in (root / "out").iterdir())
     ['.assd-output', 'a.txt']
 """
@@ -39,10 +49,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from .in_place import replace_in_place
+from .manifest import MARKER, describe, foreign_files
+from .temporaries import OLD, WORK, clean_stale, new_holder, read_record, short_name
 
 __all__ = [
     "MARKER",
@@ -56,7 +69,6 @@ __all__ = [
 
 log = logging.getLogger("assd")
 
-MARKER = ".assd-output"
 _NOREPLACE, _EXCHANGE, _AT_FDCWD = 1, 2, -100
 
 
@@ -65,10 +77,10 @@ def _step(name: str) -> None:
 
 
 def new_temporary(final: str | os.PathLike) -> Path:
-    """A fresh hidden folder beside ``final`` named ``.NAME.PID.XXXX.tmp``."""
-    final = Path(final)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp",
-                                 dir=final.parent))  # fmt: skip
+    """A fresh folder to build ``final`` in: ``work`` inside a recorded temporary beside it."""
+    work = new_holder(final) / WORK
+    work.mkdir()
+    return work
 
 
 def is_assd_output(path: str | os.PathLike) -> bool:
@@ -151,12 +163,17 @@ def rename_exclusive(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 def publish_folder(tmp: str | os.PathLike, final: str | os.PathLike, *,
-                   overwrite: bool = False, flag: str = "--out") -> None:  # fmt: skip
-    """Make the finished temporary folder ``tmp`` the folder ``final``, in one atomic step.
+                   overwrite: bool = False, flag: str = "--out") -> list[str]:  # fmt: skip
+    """Make the finished folder ``tmp`` (from :func:`new_temporary`) the folder ``final``.
 
-    Writes the :data:`MARKER` into ``tmp``, then under :func:`output_lock` of the
-    parent re-checks the rules (no ``final`` unless ``overwrite``; never a
-    ``final`` that assd did not write) and renames or swaps.
+    Writes the :data:`MARKER` with the manifest into ``tmp``, then under
+    :func:`output_lock` of the parent re-checks the rules (no ``final`` unless
+    ``overwrite``; never a ``final`` that assd did not write) and renames, swaps
+    or, where ``final`` holds files assd did not write, replaces assd's files
+    in place (see the module docstring). The temporary is removed.
+
+    Returns:
+        The files of the user's that an ``overwrite`` left in place (relative paths).
 
     Raises:
         FileExistsError: ``final`` appeared meanwhile (another run), or is not
@@ -164,8 +181,18 @@ def publish_folder(tmp: str | os.PathLike, final: str | os.PathLike, *,
             that the message gives.
     """
     tmp, final = Path(tmp), Path(final)
-    marker = {"written_by": "assd", "pid": os.getpid(), "time": time.time()}
-    (tmp / MARKER).write_text(json.dumps(marker), encoding="utf-8")
+    holder = tmp.parent if read_record(tmp.parent, final) else None
+    try:
+        return _publish(tmp, final, holder, overwrite=overwrite, flag=flag)
+    finally:
+        if holder is not None:
+            shutil.rmtree(holder, ignore_errors=True)
+
+
+def _publish(tmp: Path, final: Path, holder, *, overwrite: bool, flag: str) -> list[str]:
+    marker = {"written_by": "assd", "pid": os.getpid(), "time": time.time(),
+              "files": describe(tmp)}  # fmt: skip
+    (tmp / MARKER).write_text(json.dumps(marker, sort_keys=True), encoding="utf-8")
     _fsync_tree(tmp)
     _step("written")
     with output_lock(final.parent):
@@ -174,8 +201,12 @@ def publish_folder(tmp: str | os.PathLike, final: str | os.PathLike, *,
         try:
             if exists and overwrite:
                 refuse_foreign(final, flag=flag)
-                _swap(tmp, final)
-                return
+                kept = foreign_files(final) if final.is_dir() else []
+                if kept:
+                    replace_in_place(tmp, final, kept, flag=flag)
+                    return kept
+                _swap(tmp, final, holder)
+                return []
             if exists:
                 raise FileExistsError(errno.EEXIST, "exists", str(final))
             rename_exclusive(tmp, final)
@@ -183,17 +214,18 @@ def publish_folder(tmp: str | os.PathLike, final: str | os.PathLike, *,
         except FileExistsError as error:
             raise _lost_race(tmp, final, error) from None
         _fsync_dir(final.parent)
+    return []
 
 
-def _swap(tmp: Path, final: Path) -> None:
-    """Replace the assd folder ``final`` by ``tmp``: an atomic exchange, or a restorable
-    backup where the exchange is missing."""
+def _swap(tmp: Path, final: Path, holder: Path | None) -> None:
+    """Replace the assd folder ``final`` (only assd's files) by ``tmp``: an atomic
+    exchange, or a restorable backup inside the recorded temporary where it is missing."""
     if _renameat2(tmp, final, _EXCHANGE):
         _step("exchanged")
         _fsync_dir(final.parent)
         shutil.rmtree(tmp, ignore_errors=True)  # now the old folder
         return
-    backup = final.with_name(f".{final.name}.{os.getpid()}.backup")
+    backup = (holder if holder is not None else new_holder(final)) / OLD
     os.rename(final, backup)
     try:
         _step("backed-up")
@@ -205,13 +237,13 @@ def _swap(tmp: Path, final: Path) -> None:
         _step("renamed")
         _fsync_dir(final.parent)
     finally:
-        shutil.rmtree(backup, ignore_errors=True)
+        shutil.rmtree(backup.parent if holder is None else backup, ignore_errors=True)
 
 
 def _lost_race(tmp: Path, final: Path, error: OSError) -> FileExistsError:
     """Keep this run's result beside ``final`` under a visible name and say where."""
-    kept = final.with_name(f"{final.name}.unpublished-{time.strftime('%Y%m%d-%H%M%S')}-"
-                           f"{os.getpid()}")  # fmt: skip
+    kept = final.with_name(f"{short_name(final.name)}.unpublished-"
+                           f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")  # fmt: skip
     try:
         os.rename(tmp, kept)
     except OSError:
@@ -219,68 +251,12 @@ def _lost_race(tmp: Path, final: Path, error: OSError) -> FileExistsError:
         where = "This run wrote nothing"
     else:
         where = f"This run's result was kept at {kept}"
-    if error.errno != errno.EEXIST:  # refused by refuse_foreign: its message says why
+    if error.errno != errno.EEXIST:  # refused by refuse_foreign or a clash: it says why
         return FileExistsError(f"{error} {where}.")
     return FileExistsError(
         f"{final} already exists: another run wrote it while this one worked. {where}; "
         "choose a new output path, or pass --overwrite to replace a folder assd wrote."
     )
-
-
-def clean_stale(final: str | os.PathLike) -> list[str]:
-    """Remove temporaries beside ``final`` left by processes that no longer run.
-
-    A backup left by a crash between the two renames of the fallback swap is
-    restored when ``final`` is missing. Returns the names removed or restored.
-    """
-    final = Path(final)
-    folder, prefix = final.parent, f".{final.name}."
-    try:
-        names = [n for n in os.listdir(folder) if n.startswith(prefix)]
-    except OSError:
-        return []
-    done = []
-    for name in sorted(names):
-        kind = _stale_kind(name[len(prefix):])
-        if kind is None:
-            continue
-        path = folder / name
-        if kind != "tmp" and not (final.exists() or final.is_symlink()) and path.is_dir():
-            os.rename(path, final)  # a crash between the two renames of a swap
-            log.warning("restored %s from the backup %s left by a crashed run", final, name)
-        elif path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        done.append(name)
-    return done
-
-
-def _stale_kind(rest: str) -> str | None:
-    """``"tmp"``/``"backup"``/``"old"`` for a temporary of a dead process, else None.
-
-    Names: ``PID.XXXX.tmp`` (mkdtemp/mkstemp), ``PID.backup`` and the ``old`` of
-    earlier versions; anything else (e.g. the temporaries of ``NAME.v2``) is left alone.
-    """
-    parts = rest.split(".")
-    if parts == ["old"]:
-        return "old"
-    shapes = {3: "tmp", 2: "backup"}
-    if shapes.get(len(parts)) != parts[-1] or not parts[0].isdigit():
-        return None
-    return None if _alive(int(parts[0])) else parts[-1]
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_tree(folder: Path) -> None:

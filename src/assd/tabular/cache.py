@@ -46,7 +46,11 @@ __all__ = ["cached_importance", "content_digest", "data_key"]
 log = logging.getLogger("assd")
 
 KEY_OPTIONS = ("objective", "estimator", "train_mode")
-_FORMAT = "assd-importance-cache/1"
+_FORMAT = "assd-importance-cache/2"  # /2: the checksum covers the key and the description
+_INFO = {"objective": (str,), "estimator": (str,), "n_samples": (int,), "n_batches": (int,),
+         "batch_size": (int,), "train_mode": (bool,), "fingerprint": (str, type(None)),
+         "loss": (str, type(None)), "reference": (str, type(None)),
+         "paths": (dict, type(None))}  # fmt: skip
 
 
 def data_key(x: torch.Tensor, y: torch.Tensor) -> str:
@@ -126,8 +130,9 @@ def _write_entry(imp: Importance, path: Path, key: str) -> None:
 
     tensors = {n: t.detach().cpu().contiguous() for n, t in imp.tensors.items()}
     info = {k: v for k, v in imp.__dict__.items() if k != "tensors"}
-    metadata = {"format": _FORMAT, "key": key, "sha256": content_digest(tensors),
-                "info": json.dumps(info)}  # fmt: skip
+    text = json.dumps(info, sort_keys=True)
+    metadata = {"format": _FORMAT, "key": key, "info": text,
+                "sha256": _entry_digest(tensors, key, text)}  # fmt: skip
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -144,12 +149,35 @@ def _read_entry(path: Path, key: str) -> Importance:
         raise ValueError(f"unreadable: {' '.join(str(error).split())}") from None
     if metadata.get("format") != _FORMAT or metadata.get("key") != key:
         raise ValueError("not an assd cache entry for this model, data and settings")
-    if metadata.get("sha256") != content_digest(tensors):
-        raise ValueError("its contents do not match its checksum: the file is damaged")
+    if metadata.get("sha256") != _entry_digest(tensors, key, metadata.get("info", "")):
+        raise ValueError("its contents or its description (sample count, reference, batch "
+                         "size, ...) do not match its checksum: the file is damaged or edited")
+    return Importance(tensors=tensors, **_checked_info(metadata.get("info", "")))
+
+
+def _entry_digest(tensors: dict, key: str, info: str) -> str:
+    """SHA-256 over the tensors, the key and the description: an edit to any is seen."""
+    text = json.dumps([content_digest(tensors), key, info])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _checked_info(text: str) -> dict:
+    """The entry's description, every field of the type :class:`Importance` has."""
     try:
-        return Importance(tensors=tensors, **json.loads(metadata["info"]))
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        info = json.loads(text)
+    except ValueError as error:
         raise ValueError(f"malformed description ({error})") from None
+    if not isinstance(info, dict) or set(info) - set(_INFO):
+        raise ValueError(f"malformed description ({str(info)[:80]})")
+    for name, kinds in _INFO.items():
+        value = info.get(name)
+        required = name in ("objective", "estimator", "n_samples", "n_batches", "batch_size")
+        if (name in info or required) and (not isinstance(value, kinds) or (
+                bool not in kinds and isinstance(value, bool))):  # fmt: skip
+            raise ValueError(f"malformed description: field {name!r} is {value!r}")
+    if info["n_samples"] < 1 or info["n_batches"] < 1 or info["batch_size"] < 1:
+        raise ValueError("malformed description: counts must be at least 1")
+    return info
 
 
 def _key(model: nn.Module, data, options: dict, key: str) -> str:

@@ -26,6 +26,7 @@ from torch import nn
 from ..batches import TensorData
 from ..models import build_model
 from ..store.checkpoints import load_model, save_model
+from ..store.manifest import check_json
 from ..train import fit
 from .task import TableTask
 
@@ -139,8 +140,11 @@ class TabularModel:
                 f"{folder} has no {TASK_FILE}: it was not made by `assd train`, so the "
                 "table preprocessing is unknown. Train it with `assd train`."
             )
+        data = path.read_bytes()
+        check_json(folder, TASK_FILE, data)  # edited since assd wrote it: refused, fields named
         try:
-            task = TableTask.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            task = TableTask.from_dict(json.loads(data.decode("utf-8")))
+            _check_fits(task, spec)
         except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
             raise ValueError(
                 f"{path} is corrupt or was edited wrongly ({error}); restore it as `assd train` "
@@ -170,6 +174,19 @@ class TabularModel:
                 "train again."
             )
         return TrainConfig(**stored)
+
+
+def _check_fits(task: TableTask, spec: dict) -> None:
+    """task.json's features and classes are those model.json's network was built for."""
+    kwargs = spec.get("kwargs", {})
+    sizes = (("n_features", len(task.preprocessor.feature_names), "preprocessor"),
+             ("n_classes", len(task.class_names), "class_names"))  # fmt: skip
+    for key, have, field_name in sizes:
+        if key in kwargs and kwargs[key] != have:
+            raise ValueError(
+                f"field {field_name!r} gives {have} {key[2:]} but model.json's kwargs.{key} is "
+                f"{kwargs[key]}"
+            )
 
 
 def config_dict(config: TrainConfig) -> dict:

@@ -39,6 +39,7 @@ def train_table(
     features: list[str] | None = None,
     categorical: list[str] | None = None,
     max_levels: int = DEFAULT_MAX_LEVELS,
+    date_format: str | None = None,
     config: TrainConfig | None = None,
     source: str | None = None,
     progress: bool = False,
@@ -47,8 +48,8 @@ def train_table(
 
     Args:
         frame: the table (pandas DataFrame).
-        target, id_column, split, test_share, features, categorical, max_levels:
-            see :meth:`assd.tabular.TableTask.fit`.
+        target, id_column, split, test_share, features, categorical, max_levels,
+            date_format: see :meth:`assd.tabular.TableTask.fit`.
         config: training settings (:class:`TrainConfig`); ``batch_size=None`` or
             ``epochs=None`` fit them to the training rows
             (:func:`assd.tabular.defaults.fit_schedule`).
@@ -72,6 +73,7 @@ def train_table(
         features=features,
         categorical=categorical,
         max_levels=max_levels,
+        date_format=date_format,
     )
     check_columns(frame, task)
     rows = task.encode(frame)

@@ -26,6 +26,8 @@ import torch
 
 from ..data.preprocess import DEFAULT_MAX_LEVELS, Preprocessor, split_columns
 from ..data.table import row_ids, split_rows
+from ..data.values import canonical_name, canonical_text
+from .task_checks import check_chosen_columns, check_target_role, check_task_values
 
 __all__ = ["Rows", "TableTask"]
 
@@ -68,6 +70,7 @@ class TableTask:
         test_ids: ids of the held-out rows at training time (sorted); later
             copies of the table are split by these ids, not by position. None
             in models saved before it existed (then the split is recomputed).
+        date_format: how a time split's dates are written (None: detected).
     """
 
     target: str
@@ -78,6 +81,7 @@ class TableTask:
     class_names: list[str]
     preprocessor: Preprocessor
     test_ids: list[str] | None = None
+    date_format: str | None = None
 
     @classmethod
     def fit(
@@ -92,6 +96,7 @@ class TableTask:
         features: list[str] | None = None,
         categorical: list[str] | None = None,
         max_levels: int = DEFAULT_MAX_LEVELS,
+        date_format: str | None = None,
     ) -> TableTask:
         """Choose the columns, split the rows and fit the preprocessing on the training rows.
 
@@ -101,15 +106,23 @@ class TableTask:
             features: input columns (default: all but target, id and split time).
             categorical: columns to one-hot even if numeric (default: by dtype).
             max_levels: most frequent levels kept per categorical column.
+            date_format: see the class attributes.
         """
         if target not in frame.columns:
             raise ValueError(f"no target column {target!r}; columns: {list(frame.columns)[:20]}.")
-        _check_chosen_columns(frame, target, id_column, features, categorical)
-        test = split_rows(frame, split, test_share=test_share, seed=seed)
+        check_chosen_columns(frame, target, id_column, features, categorical)
+        check_target_role(target, id_column, split)
+        test = split_rows(frame, split, test_share=test_share, seed=seed, date_format=date_format)
         ids = row_ids(frame, id_column)  # validate the ids early
         labelled = frame[target].notna().to_numpy()
         train = frame[~test & labelled]
-        classes = sorted(train[target].astype("string").unique())
+        classes = sorted(canonical_text(train[target]).unique())
+        if len(train) == 0:
+            raise ValueError(
+                f"no training rows: of {len(frame)} row(s), {int(test.sum())} are held out by "
+                f"the split {split!r} and {int((~labelled & ~test).sum())} have no "
+                f"{target!r} label. Check --target and --split (or --test-share)."
+            )
         if len(classes) < 2:
             raise ValueError(f"target {target!r} has fewer than 2 classes in the training rows.")
         columns = features or _default_features(frame, target, id_column, split)
@@ -119,7 +132,8 @@ class TableTask:
         numeric, cats = [c for c in numeric if c not in forced], cats + forced
         prep = Preprocessor.fit(train, numeric=numeric, categorical=cats, max_levels=max_levels)
         test_ids = sorted(ids[test].tolist())
-        return cls(target, id_column, split, test_share, seed, classes, prep, test_ids)
+        return cls(target, id_column, split, test_share, seed, classes, prep, test_ids,
+                   date_format)  # fmt: skip
 
     def encode(self, frame, *, require_labels: bool = False) -> Rows:
         """Encode every row of ``frame`` exactly as at training time."""
@@ -135,7 +149,8 @@ class TableTask:
     def held_out(self, frame, ids: np.ndarray) -> np.ndarray:
         """Mask of the held-out rows: by the stored test ids (or, for old models, the split)."""
         if self.test_ids is None:
-            return split_rows(frame, self.split, test_share=self.test_share, seed=self.seed)
+            return split_rows(frame, self.split, test_share=self.test_share, seed=self.seed,
+                              date_format=self.date_format)  # fmt: skip
         import pandas as pd
 
         test = np.asarray(pd.Index(ids, dtype=object).isin(self.test_ids), dtype=bool)
@@ -157,8 +172,12 @@ class TableTask:
             )
         import pandas as pd
 
-        text = frame[self.target].astype("string")  # missing stays missing -> code -1
-        codes = pd.Index(self.class_names).get_indexer(text)
+        column = frame[self.target]
+        text = canonical_text(column)  # 1 and 1.0 (a column with a blank) alike; NA -> -1
+        names = self.class_names
+        if pd.api.types.is_numeric_dtype(column.dtype):  # also models that stored '1.0'
+            names = [canonical_name(c) for c in names]
+        codes = pd.Index(names).get_indexer(text)
         return torch.from_numpy(codes.astype(np.int64))
 
     def _check_classes(self, frame, y: torch.Tensor, test: np.ndarray) -> None:
@@ -186,14 +205,18 @@ class TableTask:
     @classmethod
     def from_dict(cls, state: dict) -> TableTask:
         """Rebuild from :meth:`to_dict`; a field of the wrong type raises ValueError."""
+        if not isinstance(state, dict):
+            raise ValueError("the file does not hold a JSON object")
         state = dict(state)
+        unknown = sorted(set(state) - set(_FIELD_TYPES))
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}")
         for name, kinds in _FIELD_TYPES.items():
             value = state.get(name)
             wrong = not isinstance(value, kinds) or isinstance(value, bool)
             if name in state and wrong:
                 raise ValueError(f"field {name!r} is {value!r}, which is not a valid {name}")
-        if not all(isinstance(c, str) for c in state.get("class_names", [])):
-            raise ValueError("field 'class_names' must be a list of strings")
+        check_task_values(state)
         state["preprocessor"] = Preprocessor.from_dict(state["preprocessor"])
         return cls(**state)
 
@@ -202,6 +225,7 @@ _FIELD_TYPES = {
     "target": (str,), "id_column": (str, type(None)), "split": (str,),
     "test_share": (int, float), "seed": (int,), "class_names": (list,),
     "preprocessor": (dict,), "test_ids": (list, type(None)),
+    "date_format": (str, type(None)),
 }  # fmt: skip
 
 
@@ -211,32 +235,6 @@ def ids_digest(ids) -> str:
     for i in ids:
         digest.update(str(i).encode() + b"\0")
     return digest.hexdigest()
-
-
-def _check_chosen_columns(frame, target, id_column, features, categorical) -> None:
-    """Refuse misspelt feature names and the target or the id column used as a feature."""
-    columns = [str(c) for c in frame.columns]
-    for flag, names in (("--features", features), ("--categorical", categorical)):
-        unknown = [n for n in names or [] if n not in frame.columns]
-        if unknown:
-            import difflib
-
-            hints = {n: difflib.get_close_matches(str(n), columns, n=1) for n in unknown}
-            near = "; ".join(f"{n!r}: did you mean {h[0]!r}?" for n, h in hints.items() if h)
-            raise ValueError(
-                f"{flag} names column(s) {unknown} that the table does not have"
-                f"{' (' + near + ')' if near else ''}; its columns are {columns[:30]}."
-            )
-    if categorical and features:
-        outside = [c for c in categorical if c not in features]
-        if outside:
-            raise ValueError(f"--categorical {outside} are not among --features; add them there.")
-    for role, name in (("target", target), ("id column", id_column)):
-        if name is not None and name in (features or []):
-            raise ValueError(
-                f"--features includes the {role} {name!r}; a model that sees its {role} "
-                "learns nothing useful (or memorises rows). Remove it from --features."
-            )
 
 
 def _warn_index_like(frame, columns: list[str]) -> None:
