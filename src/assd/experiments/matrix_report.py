@@ -1,0 +1,68 @@
+"""Markdown of the forgetting matrix's summary (:func:`assd.experiments.matrix.summarize`)."""
+
+from __future__ import annotations
+
+from ..reports import markdown_table
+
+__all__ = ["LEGEND", "render"]
+
+LEGEND = """\
+How to read it: a run is one method on one cell and seed. It **meets** the cell's
+criterion when its Df accuracy is within 5 points of retraining's on the same seed
+(15 for sub-class and the table's group) and its Dr accuracy (retain test split) is at
+most 1.5 points below the original's (2 for sub-class and the table's group). Df gap:
+|Df − retraining's Df| in points; Dr drop: original's Dr − the method's Dr in points
+(negative: it rose). Member share: the share of Df rows a per-example (LiRA-style) test
+against reference models never trained on them still calls members, at 5 % false
+positives (n/a: this installation has no `assd.verify.per_example`). Time: the method's
+wall time, training-set importance included; × retrain: its ratio to retraining's time
+on the same seed (median over seeds). Retraining's own Df gap is 0 by definition; its Dr
+drop shows how much Dr moves between two trainings."""
+
+
+def render(summary: dict, *, title: str = "Forgetting matrix") -> str:
+    parts = [f"## {title}", "", "### Runs that meet the retraining criterion", "",
+             _counts(summary["counts"])]  # fmt: skip
+    if summary["verdicts"]:
+        parts += ["", "### assd-auto's verdict against the retraining check", "",
+                  _verdicts(summary["verdicts"])]  # fmt: skip
+    parts += ["", "### Per cell (mean over seeds)", "", _cells(summary["cells"]), "", LEGEND, ""]
+    return "\n".join(parts)
+
+
+def _counts(counts: dict) -> str:
+    groups = list(next(iter(counts.values()), {}))
+    rows = [[m, *[_ratio(c[g]) for g in groups]] for m, c in counts.items()]
+    return markdown_table(["method", *groups], rows)
+
+
+def _ratio(count: dict) -> str:
+    return f"{count['met']} / {count['runs']}"
+
+
+def _verdicts(verdicts: dict) -> str:
+    header = ["cells", "runs", "with a verdict", "verdict agrees", "says met, check missed",
+              "says missed, check met", "says met, Df gap > 2× criterion"]  # fmt: skip
+    rows = [[g, v["runs"], v["with_verdict"], _share(v["agree"], v["with_verdict"]),
+             v["said_met_missed"], v["said_missed_met"], v["met_far"]]
+            for g, v in verdicts.items()]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part} / {whole}" + (f" ({100 * part / whole:.0f} %)" if whole else "")
+
+
+def _cells(cells: list[dict]) -> str:
+    header = ["cell", "method", "met", "Df (%)", "retrain Df (%)", "Df gap (pp), mean / worst",
+              "Dr drop (pp)", "member share", "time (s)", "× retrain"]  # fmt: skip
+    rows = [[c["cell"], c["method"], _ratio(c), f"{c['df_acc']:.1f}",
+             f"{c['retrain_df_acc']:.1f}", f"{c['df_gap']:.1f} / {c['df_gap_max']:.1f}",
+             f"{c['dr_drop']:+.1f}", _optional(c["member_share"], "{:.2f}"),
+             f"{c['seconds']:.2f}", _optional(c["cost_ratio"], "{:.2f}")]
+            for c in cells]  # fmt: skip
+    return markdown_table(header, rows)
+
+
+def _optional(value, form: str) -> str:
+    return "n/a" if value is None else form.format(value)
