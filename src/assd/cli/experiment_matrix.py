@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -51,7 +50,7 @@ def matrix(out, cells, methods, seeds, epochs, references, device, no_progress) 
     OUT/runs.jsonl, so an interrupted run resumes; a re-run with more cells or
     seeds adds to it, and the tables cover every run in OUT.
     """
-    from ..experiments import ResultLog, run_cells
+    from ..experiments import ResultLog, key_of, run_cells
     from ..experiments.matrix import make_keys, prepare_folder, write_matrix
     from ..experiments.matrix_cells import select_cells, select_methods
     from ..experiments.matrix_run import MatrixRun
@@ -69,8 +68,20 @@ def matrix(out, cells, methods, seeds, epochs, references, device, no_progress) 
     keys = make_keys(chosen, _seeds(seeds), names)
     records = run_cells(keys, run.run_one, results, config=run.settings(),
                         progress=not no_progress)  # fmt: skip
-    command = "assd " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-    written = write_matrix(folder, records, command=command)
+    wanted = {key_of(k) for k in keys}
+    mine = [r for r in records if key_of(r) in wanted]
+    command = _command(out=out, cells=cells, methods=methods, seeds=seeds, epochs=epochs,
+                       references=references)  # fmt: skip
+    written = write_matrix(folder, mine, command=command)
     click.echo(written["markdown"])
     click.echo(f"wrote {folder}/: runs.jsonl (one line per run; a re-run resumes from it), "
                "matrix.md (these tables) and matrix.json (the summary and every judged run)")
+
+
+def _command(**options) -> str:
+    """The command line that asks for this table (options left at their defaults omitted)."""
+    words = ["assd", "experiment", "matrix"]
+    for name, value in options.items():
+        if value is not None and not (name == "references" and value == 4):
+            words += [f"--{name}", shlex.quote(str(value))]
+    return " ".join(words)
