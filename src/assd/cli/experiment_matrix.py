@@ -59,6 +59,7 @@ def matrix(out, cells, methods, seeds, epochs, references, device, no_progress) 
 
     chosen = select_cells(cells)
     names = select_methods(methods)
+    _require({c.family for c in chosen})
     run = MatrixRun(out, chosen, epochs=epochs, references=references,
                     device=check_device(device), progress=not no_progress)  # fmt: skip
     folder = Path(out)
@@ -85,3 +86,17 @@ def _command(**options) -> str:
         if value is not None and not (name == "references" and value == 4):
             words += [f"--{name}", shlex.quote(str(value))]
     return " ".join(words)
+
+
+def _require(families: set[str]) -> None:
+    """Fail before the first run, not after an hour, when a chosen cell lacks a package."""
+    import importlib.util
+
+    from ..extras import require_extra
+
+    require_extra("tables")  # digits come with scikit-learn; the table cells need pandas too
+    if "transformer" in families and importlib.util.find_spec("transformers") is None:
+        raise ValueError(
+            "the transformer-class cell needs the 'transformers' package (pip install "
+            "transformers); install it, or leave the cell out with --cells."
+        )

@@ -106,7 +106,10 @@ def summarize(rows: list[dict]) -> dict:
                   for g in groups} for m in methods}  # fmt: skip
     for m in methods:
         counts[m]["all"] = _count([r for r in rows if r["method"] == m])
-    return {"counts": counts, "verdicts": verdict_check(rows), "cells": per_cell(rows)}
+    cost = {m: _median([r["cost_ratio"] for r in rows if r["method"] == m]) for m in methods}
+    misses = [r for r in rows if r["method"] == "assd-auto" and not r["met"]]
+    return {"counts": counts, "cost": cost, "verdicts": verdict_check(rows),
+            "cells": per_cell(rows), "misses": misses}  # fmt: skip
 
 
 def _count(rows: list[dict]) -> dict:
@@ -153,6 +156,11 @@ def per_cell(rows: list[dict]) -> list[dict]:
             "cost_ratio": statistics.median(ratios) if ratios else None,
         })  # fmt: skip
     return out
+
+
+def _median(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _mean(values: list[float]) -> float:

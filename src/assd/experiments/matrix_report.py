@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..reports import markdown_table
 
-__all__ = ["LEGEND", "render"]
+__all__ = ["LEGEND", "grid", "render"]
 
 LEGEND = """\
 How to read it: a run is one method on one cell and seed. It **meets** the cell's
@@ -22,18 +22,51 @@ drop shows how much Dr moves between two trainings."""
 
 def render(summary: dict, *, title: str = "Forgetting matrix") -> str:
     parts = [f"## {title}", "", "### Runs that meet the retraining criterion", "",
-             _counts(summary["counts"])]  # fmt: skip
+             _counts(summary["counts"], summary.get("cost", {}))]  # fmt: skip
     if summary["verdicts"]:
         parts += ["", "### assd-auto's verdict against the retraining check", "",
                   _verdicts(summary["verdicts"])]  # fmt: skip
+    parts += ["", "### Met per cell (runs met, mean Df gap in points)", "",
+              grid(summary["cells"])]  # fmt: skip
+    misses = summary.get("misses") or []
+    if misses:
+        parts += ["", "### assd-auto's missed runs", "", _misses(misses)]
     parts += ["", "### Per cell (mean over seeds)", "", _cells(summary["cells"]), "", LEGEND, ""]
     return "\n".join(parts)
 
 
-def _counts(counts: dict) -> str:
+def _counts(counts: dict, cost: dict) -> str:
     groups = list(next(iter(counts.values()), {}))
-    rows = [[m, *[_ratio(c[g]) for g in groups]] for m, c in counts.items()]
-    return markdown_table(["method", *groups], rows)
+    rows = [[m, *[_ratio(c[g]) for g in groups], _optional(cost.get(m), "{:.2f}")]
+            for m, c in counts.items()]  # fmt: skip
+    return markdown_table(["method", *groups, "time × retrain (median run)"], rows)
+
+
+def grid(cells: list[dict]) -> str:
+    """One row per cell, one column per method: runs met and the mean Df gap."""
+    methods = list(dict.fromkeys(c["method"] for c in cells))
+    ids = list(dict.fromkeys(c["cell"] for c in cells))
+    at = {(c["cell"], c["method"]): c for c in cells}
+    rows = []
+    for cell in ids:
+        retrain = at.get((cell, "retrain"))
+        row = [cell, "" if retrain is None else f"{retrain['df_acc']:.1f}"]
+        for m in methods:
+            c = at.get((cell, m))
+            row.append("" if c is None else f"{_ratio(c)} · {c['df_gap']:.1f}")
+        rows.append(row)
+    return markdown_table(["cell", "retrain Df (%)", *methods], rows)
+
+
+def _misses(misses: list[dict]) -> str:
+    header = ["cell", "seed", "Df (%)", "retrain Df (%)", "Df gap (pp)", "Dr drop (pp)",
+              "its verdict"]  # fmt: skip
+    said = {True: "met", False: "missed", None: "none"}
+    rows = [[m["cell"], m["seed"], f"{100 * m['df_acc']:.1f}", f"{100 * m['retrain_df_acc']:.1f}",
+             f"{m['df_gap']:.1f} (≤ {m['df_limit']:g})",
+             f"{m['dr_drop']:+.1f} (≤ {m['dr_limit']:g})", said[m["claimed_met"]]]
+            for m in misses]  # fmt: skip
+    return markdown_table(header, rows)
 
 
 def _ratio(count: dict) -> str:
