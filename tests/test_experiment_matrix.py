@@ -103,10 +103,9 @@ ARGS = ["--cells", "digits-full-class-3", "--seeds", "1", "--methods", "assd", "
 
 def _without_time(path):
     data = json.loads(path.read_text())
-    for row in data["runs"]:
+    data["summary"].pop("cost")
+    for row in [*data["runs"], *data["summary"]["cells"], *data["summary"]["misses"]]:
         row.pop("seconds"), row.pop("cost_ratio")
-    for cell in data["summary"]["cells"]:
-        cell.pop("seconds"), cell.pop("cost_ratio")
     return data
 
 
