@@ -82,6 +82,8 @@ def test_cells_and_methods_are_selected_by_name_and_pattern():
     assert ids == [f"digits-full-class-{c}" for c in range(10)] + ["table-group"]
     assert len(select_cells(None)) == 10 + 10 + 3 + 2 + 1
     assert select_methods("ssd,assd-auto") == ["assd-auto", "ssd", "retrain"]
+    assert select_methods("assd-full,assd") == ["assd", "retrain", "assd-full"]
+    assert len(select_methods("")) == 7
     with pytest.raises(ValueError, match="names no cell"):
         select_cells("digits-full-class-10")
     with pytest.raises(ValueError, match="unknown lfssd"):

@@ -12,7 +12,9 @@ from .app import experiment
 CELLS_HELP = ("Cells to run: comma-separated ids or patterns, e.g. 'digits-full-class-*,"
               "table-*' (default: all; the ids are listed in docs/benchmarks.md).")  # fmt: skip
 METHODS_HELP = ("Methods, comma-separated, of assd-auto, assd, assd-paper (ASSD.paper()), ssd, "
-                "scrub, finetune, retrain (always run; default: all).")  # fmt: skip
+                "scrub, finetune, retrain (always run; default: these seven), and the one-shot "
+                "variants assd-batch (batch estimator) and assd-full (I_D on all rows)."
+                )  # fmt: skip
 
 
 def _seeds(text: str) -> list[int]:

@@ -26,7 +26,7 @@ import json
 import statistics
 from pathlib import Path
 
-from .matrix_cells import CELLS, LIMITS, METHODS, Cell
+from .matrix_cells import CELLS, LIMITS, METHODS, VARIANTS, Cell
 
 __all__ = [
     "MARKER",
@@ -94,7 +94,7 @@ def _order(item) -> tuple:
 
 
 def _method_rank(method: str) -> tuple:
-    names = list(METHODS)
+    names = [*METHODS, *VARIANTS]
     return (names.index(method) if method in names else len(names), method)
 
 

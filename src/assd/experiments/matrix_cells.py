@@ -28,6 +28,7 @@ __all__ = [
     "CELLS",
     "LIMITS",
     "METHODS",
+    "VARIANTS",
     "Cell",
     "method_spec",
     "select_cells",
@@ -46,6 +47,12 @@ METHODS = {
     "scrub": "scrub",
     "finetune": "finetune",
     "retrain": "retrain",
+}
+# one-shot ASSD with one of the paper's two settings each, to tell which default matters;
+# run only when named in --methods
+VARIANTS = {
+    "assd-batch": "assd:estimator=batch",  # the paper's estimator, I_D on the retained rows
+    "assd-full": "assd:reference=full",  # the per-sample estimator, I_D on all rows (paper)
 }
 
 
@@ -111,20 +118,22 @@ def select_cells(text: str | None) -> list[Cell]:
 
 def select_methods(text: str | None) -> list[str]:
     """Method names from ``text`` (comma-separated), in matrix order; ``retrain`` is always
-    included (every other method is judged against it)."""
+    included (every other method is judged against it). Default: :data:`METHODS`; the
+    :data:`VARIANTS` run only when named."""
     if not text:
         return list(METHODS)
     names = [n.strip().lower() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in METHODS]
+    known = {**METHODS, **VARIANTS}
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(
             f"--methods: unknown {', '.join(unknown)}; the matrix's methods are "
-            f"{', '.join(METHODS)}."
+            f"{', '.join(known)}."
         )
-    return [m for m in METHODS if m in names or m == "retrain"]
+    return [m for m in known if m in names or m == "retrain"]
 
 
 def method_spec(name: str) -> str:
     """The forget runner's spec of a matrix method (``assd-paper`` is ``ASSD.paper()``;
     ``original`` is the model before unlearning)."""
-    return "original" if name == "original" else METHODS[name]
+    return "original" if name == "original" else {**METHODS, **VARIANTS}[name]
