@@ -80,7 +80,8 @@ def judge(records: list[dict]) -> list[dict]:
             "method": method, "df_acc": record["df_acc"], "retrain_df_acc": retrain["df_acc"],
             "dr_acc": record["retain_test_acc"], **judge_one(record, retrain, original,
                                                               cell.criterion),
-            "member_share": record.get("member_share"), "claimed_met": record.get("claimed_met"),
+            "member_share": record.get("member_share"), "mia": record.get("mia"),
+            "claimed_met": record.get("claimed_met"),
             "verdict": record.get("verdict"),
         })  # fmt: skip
     return rows
@@ -138,7 +139,8 @@ def verdict_check(rows: list[dict], method: str = "assd-auto") -> dict:
 
 def per_cell(rows: list[dict]) -> list[dict]:
     """Per (cell, method): met count, mean and worst Df gap, mean Dr drop, mean membership
-    share (None where any run lacks it), median seconds and median cost ratio."""
+    share (None where any run lacks it), median SSD-protocol MIA (%), median seconds and
+    median cost ratio."""
     out = []
     for key in dict.fromkeys((r["cell"], r["method"]) for r in rows):
         mine = [r for r in rows if (r["cell"], r["method"]) == key]
@@ -152,6 +154,7 @@ def per_cell(rows: list[dict]) -> list[dict]:
             "df_gap_max": max(r["df_gap"] for r in mine),
             "dr_drop": _mean([r["dr_drop"] for r in mine]),
             "member_share": None if None in shares else _mean(shares),
+            "mia": _median([None if r.get("mia") is None else 100 * r["mia"] for r in mine]),
             "seconds": statistics.median(r["seconds"] for r in mine),
             "cost_ratio": statistics.median(ratios) if ratios else None,
         })  # fmt: skip

@@ -14,7 +14,9 @@ most 1.5 points below the original's (2 for sub-class and the table's group). Df
 |Df − retraining's Df| in points; Dr drop: original's Dr − the method's Dr in points
 (negative: it rose). Member share: the share of Df rows a per-example (LiRA-style) test
 against reference models never trained on them still calls members, at 5 % false
-positives (n/a: this installation has no `assd.verify.per_example`). Time: the method's
+positives (n/a: this installation has no `assd.verify.per_example`). MIA: the SSD
+protocol's population attack (share of Df called "member"; median over seeds), a weaker
+test shown beside it; compare it with retraining's row. Time: the method's
 wall time, training-set importance included; × retrain: its ratio to retraining's time
 on the same seed (median over seeds). Retraining's own Df gap is 0 by definition; its Dr
 drop shows how much Dr moves between two trainings."""
@@ -88,10 +90,11 @@ def _share(part: int, whole: int) -> str:
 
 def _cells(cells: list[dict]) -> str:
     header = ["cell", "method", "met", "Df (%)", "retrain Df (%)", "Df gap (pp), mean / worst",
-              "Dr drop (pp)", "member share", "time (s)", "× retrain"]  # fmt: skip
+              "Dr drop (pp)", "member share", "MIA (%)", "time (s)", "× retrain"]  # fmt: skip
     rows = [[c["cell"], c["method"], _ratio(c), f"{c['df_acc']:.1f}",
              f"{c['retrain_df_acc']:.1f}", f"{c['df_gap']:.1f} / {c['df_gap_max']:.1f}",
              f"{c['dr_drop']:+.1f}", _optional(c["member_share"], "{:.2f}"),
+             _optional(c.get("mia"), "{:.1f}"),
              f"{c['seconds']:.2f}", _optional(c["cost_ratio"], "{:.2f}")]
             for c in cells]  # fmt: skip
     return markdown_table(header, rows)
