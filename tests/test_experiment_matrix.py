@@ -5,6 +5,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from assd.cli.app import main
 from assd.experiments import ResultLog
@@ -191,3 +192,30 @@ def test_membership_share_uses_saved_references_never_trained_on_df(tmp_path, mo
     more = [a if a != "assd" else "assd,ssd" for a in args]
     assert main(more) == 0
     assert len(seen) == 4 and weights.stat().st_mtime_ns == stamp  # one new run, same references
+
+
+def test_token_task_holds_its_class_markers_and_forgets_class_0():
+    from assd.experiments.matrix_tasks import token_scenario
+
+    s = token_scenario(seed=3)
+    for x, y in ((s.x_train, s.y_train), (s.x_test, s.y_test)):
+        for c in range(4):
+            rows = x[y == c]
+            assert ((rows == 2 * c).any(1) & (rows == 2 * c + 1).any(1)).all()
+            others = [t for t in range(8) if t not in (2 * c, 2 * c + 1)]
+            assert not torch.isin(rows, torch.tensor(others)).any()
+    assert torch.equal(s.forget, s.y_train == 0) and torch.equal(s.forget_test, s.y_test == 0)
+    assert torch.equal(token_scenario(seed=0).x_train, s.x_train)  # the data do not move
+
+
+def test_table_cells_forget_one_carrier_or_random_rows_per_seed():
+    from assd.data.flights import load_flights
+    from assd.experiments.matrix_tasks import TABLE_ROWS, table_scenario
+
+    sample = load_flights().sample(TABLE_ROWS, random_state=0)
+    group = table_scenario("group")
+    assert int(group.forget.sum() + group.forget_test.sum()) == int((sample.carrier == "MQ").sum())
+    assert len(group.y_train) + len(group.y_test) == TABLE_ROWS
+    a, b = table_scenario("random", seed=0), table_scenario("random", seed=1)
+    assert int(a.forget.sum()) == round(0.05 * len(a.y_train)) and not a.forget_test.any()
+    assert not torch.equal(a.forget, b.forget)
