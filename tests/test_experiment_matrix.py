@@ -219,3 +219,26 @@ def test_table_cells_forget_one_carrier_or_random_rows_per_seed():
     a, b = table_scenario("random", seed=0), table_scenario("random", seed=1)
     assert int(a.forget.sum()) == round(0.05 * len(a.y_train)) and not a.forget_test.any()
     assert not torch.equal(a.forget, b.forget)
+
+
+def test_transformer_cell_trains_saves_and_reuses_its_original(tmp_path):
+    from safetensors.torch import load_file
+
+    from assd.experiments.matrix_tasks import build_task_model, token_scenario
+
+    out = tmp_path / "m"
+    args = ["experiment", "matrix", "--out", str(out), "--cells", "transformer-class",
+            "--seeds", "1", "--methods", "assd", "--epochs", "1", "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    weights = out / "work" / "transformer" / "originals" / "seed-0" / "weights.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    original = ResultLog(out / "runs.jsonl").records()[0]
+    s = token_scenario()
+    model = build_task_model("transformer", s, 0)
+    model.load_state_dict(load_file(str(weights)))
+    with torch.no_grad():
+        x, y = s.forget_test_set()
+        assert original["df_acc"] == pytest.approx(float((model(x).argmax(1) == y).double().mean()))
+    assert main([a if a != "assd" else "assd,ssd" for a in args]) == 0
+    assert weights.stat().st_mtime_ns == stamp  # loaded, not trained again
+    assert len(ResultLog(out / "runs.jsonl").records()) == 4
