@@ -10,6 +10,7 @@ import click
 from ..methods.registry import available_methods
 from .experiment_errors import errors
 from .experiment_forget import forget
+from .experiment_matrix import matrix
 from .find_errors import find_errors
 from .tables import data, evaluate, train, unlearn
 
@@ -26,4 +27,4 @@ def methods() -> None:
 # ``assd NAME`` for each of these, in this order in ``assd --help``
 COMMANDS = (train, unlearn, evaluate, find_errors, data, methods)
 # ``assd experiment NAME``
-EXPERIMENTS = (errors, forget)
+EXPERIMENTS = (errors, forget, matrix)
