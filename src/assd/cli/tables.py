@@ -112,11 +112,13 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, feat
 @click.option("--no-guard", is_flag=True, help="Dampen as asked, whatever it costs.")
 @click.pass_context
 def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, estimator, options,
-            eval_data, cache_dir, no_cache, overwrite, guard, no_guard) -> None:  # fmt: skip
+            eval_data, cache_dir, no_cache, overwrite, guard, no_guard,
+            ledger=None) -> None:  # fmt: skip
     """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
     from ..data.table import read_forget_ids, read_table, row_ids
-    from ..tabular import TabularModel, unlearn_rows
+    from ..tabular import TabularModel
     from ..tabular.report import unlearn_markdown
+    from ..tabular.stream import unlearn_request
     from .options import method_options
 
     tabular = TabularModel.load(model_dir)  # first: is it a model folder at all?
@@ -127,7 +129,7 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
     opts.update({k: v for k, v in (("reference", reference), ("estimator", estimator)) if v})
     id_column = tabular.task.id_column
     frame = read_table(data_path, text_columns=[id_column])
-    ids = read_forget_ids(forget_path, known=row_ids(frame, id_column))
+    ids = read_forget_ids(forget_path, known=row_ids(frame, id_column)) if forget_path else []
     evals = _eval_tables(eval_data, id_column)
     cache = None if no_cache else (cache_dir or model_dir)
     if cache_dir and not no_cache:
@@ -135,9 +137,9 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
         except OSError as error:
             log.warning("cannot create the cache folder %s (%s); not caching", cache_dir, error)
-    new, report = unlearn_rows(
+    new, report = unlearn_request(  # the model's ledger: assd.cli.ledger, assd.tabular.stream
         tabular, frame, ids, method=method, options=opts, eval_frames=evals, cache_folder=cache,
-        progress=show_progress(ctx), guard=None if no_guard else guard,
+        progress=show_progress(ctx), guard=None if no_guard else guard, **(ledger or {}),
     )  # fmt: skip
     if not is_main_process():
         return
