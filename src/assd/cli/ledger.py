@@ -160,6 +160,8 @@ def ledger_lines(folder) -> str:
     points = ", ".join(f"{k} {v:+.2f} points" for k, v in drift.items())
     lines.append(f"drift since the last full training: {points} (budget "
                  f"{entry.get('drift_budget')})")  # fmt: skip
+    if entry.get("drift_note"):
+        lines.append(entry["drift_note"])
     if entry.get("retrain_due"):
         lines.append(f"RETRAIN DUE: `assd retrain --model {folder} --data T --out NEW`")
     return "\n".join(lines)

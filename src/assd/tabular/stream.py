@@ -237,8 +237,9 @@ def _check_budget(entry: dict, report: dict, budget: float, over_budget: str) ->
     if worst <= budget:
         last = max(entry["drift_step"].values(), default=0.0)
         if last > 0 and worst + last > budget:
-            report["drift"]["note"] = ("retrain soon: another request like this one would "
-                                       "exceed the drift budget")  # fmt: skip
+            note = "retrain soon: another request like this one would exceed the drift budget"
+            report["drift"]["note"] = entry["drift_note"] = note
+            log.warning("%s (%s of %g points)", note, _points(entry["drift"]), budget)
         return
     message = (
         f"retrain due: this request would take the drop since the last full training to "
