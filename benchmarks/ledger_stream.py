@@ -165,6 +165,22 @@ def request_rows(sets, runs) -> list[str]:
     return lines
 
 
+def refresh_summary(runs) -> str:
+    """The refresh's share of the stream's time, and which layers each request changed."""
+    refresh = sum(r["report"]["importance_cache"]["seconds"] for r in runs)
+    total = sum(r["seconds"] for r in runs)
+    request = sum(r["report"]["seconds"] for r in runs)
+    changed = [sorted(k for k, v in r["report"]["result"]["per_layer"].items() if v["dampened"])
+               for r in runs]  # fmt: skip
+    first = sum(any(name.startswith("net.0.") for name in names) for names in changed)
+    return (f"refresh (the pass over the training rows on the new weights): {refresh:.1f} s of "
+            f"{request:.1f} s in the requests' own work and {total:.1f} s of wall time "
+            f"({100 * refresh / total:.0f} %); the cached reruns took "
+            f"{sum(r['cached'] for r in runs):.1f} s. The first layer changed in {first} of "
+            f"{len(runs)} requests; tensors changed per request: "
+            f"{[len(names) for names in changed]} of {len(runs[0]['report']['result']['per_layer'])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=30000)
@@ -179,6 +195,7 @@ def main() -> None:
     union = sorted({i for _, ids in sets for i in ids})
     (root / "union.txt").write_text("\n".join(union) + "\n", encoding="utf-8")
     costs = {"one by one (10 requests)": sum(r["seconds"] for r in runs),
+             "batches of 2 (queue, apply)": batched(root, 2),
              "batches of 5 (queue, apply)": batched(root, 5),
              "union, one request": cli("unlearn", "--model", root / "m0", "--data",
                                        root / "t.csv", "--forget", root / "union.txt",
@@ -187,7 +204,8 @@ def main() -> None:
                                            "--data", root / "t.csv", "--out", root / "r")[0],
              }  # fmt: skip
     folders = {"trained (before any request)": "m0", "one by one (10 requests)": f"m{N_REQUESTS}",
-               "batches of 5 (queue, apply)": "b5", "union, one request": "u",
+               "batches of 2 (queue, apply)": "b2", "batches of 5 (queue, apply)": "b5",
+               "union, one request": "u",
                "retrain (assd retrain)": "r"}  # fmt: skip
     print(f"flights sample: {args.rows} rows, seed {args.seed}; training took "
           f"{train_seconds:.1f} s; {len(union)} rows forgotten in all; load average "
@@ -199,6 +217,7 @@ def main() -> None:
         cost = f"{costs[way]:.1f}" if way in costs else f"{train_seconds:.1f} (training)"
         print(f"| {way} | {acc['forget']:.4f} | {acc['retained']:.4f} | {acc['test']:.4f} | "
               f"{cost} |")
+    print("\n" + refresh_summary(runs))
     _, text = cli("history", "--model", root / f"m{N_REQUESTS}")
     print("\n" + text.splitlines()[-1])
 
