@@ -173,12 +173,13 @@ def refresh_summary(runs) -> str:
     changed = [sorted(k for k, v in r["report"]["result"]["per_layer"].items() if v["dampened"])
                for r in runs]  # fmt: skip
     first = sum(any(name.startswith("net.0.") for name in names) for names in changed)
+    n_tensors = len(runs[0]["report"]["result"]["per_layer"])
     return (f"refresh (the pass over the training rows on the new weights): {refresh:.1f} s of "
             f"{request:.1f} s in the requests' own work and {total:.1f} s of wall time "
             f"({100 * refresh / total:.0f} %); the cached reruns took "
             f"{sum(r['cached'] for r in runs):.1f} s. The first layer changed in {first} of "
             f"{len(runs)} requests; tensors changed per request: "
-            f"{[len(names) for names in changed]} of {len(runs[0]['report']['result']['per_layer'])}")
+            f"{[len(names) for names in changed]} of {n_tensors}")
 
 
 def main() -> None:
