@@ -118,8 +118,8 @@ def batched(root: Path, size: int) -> float:
     for start in range(1, N_REQUESTS + 1, size):
         queue = root / f"q{start}.json"
         for k in range(start, start + size):
-            total += cli("unlearn", "--model", model, "--forget", root / f"f{k}.txt",
-                         "--queue", queue)[0]  # fmt: skip
+            total += cli("unlearn", "--model", model, "--data", root / "t.csv", "--forget",
+                         root / f"f{k}.txt", "--queue", queue)[0]  # fmt: skip
         out = root / f"b{size}-{start}"
         total += cli("unlearn", "--model", model, "--data", root / "t.csv", "--apply-queue",
                      queue, "--out", out, "--over-budget", "apply")[0]  # fmt: skip

@@ -217,3 +217,18 @@ def test_third_request_importance_is_over_the_rows_that_remain(tmp_path):
     expected = direct_importance(two.model, rows.x, rows.y)
     for name, tensor in expected.items():
         torch.testing.assert_close(cached[name], tensor, rtol=1e-4, atol=1e-9)
+
+
+def test_history_of_a_folder_without_ledger_says_so(chain):
+    root, _ = chain
+    code, text = history(root / "m0")
+    assert code == 0 and "has no ledger" in text
+
+
+def test_ledger_options_are_refused_for_own_models(tmp_path, capsys):
+    args = ["unlearn", "--model-factory", "nowhere:build", "--weights", str(tmp_path / "w"),
+            "--data-factory", "nowhere:data", "--forget", str(tmp_path / "f.txt"), "--out",
+            str(tmp_path / "o"), "--hash-ids", "--drift-budget", "3"]  # fmt: skip
+    assert main(args) == 2
+    assert "--hash-ids, --drift-budget: the ledger options are for table models" in (
+        capsys.readouterr().err)

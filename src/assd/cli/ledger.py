@@ -18,8 +18,9 @@ from .tables import unlearn
 __all__ = ["add_ledger_options", "history", "retrain"]
 
 QUEUE_FORMAT = "assd-queue/1"
-LEDGER_KEYS = ("hash_ids", "again", "reforget", "drift_budget", "over_budget", "queue",
-               "apply_queue")  # fmt: skip
+DEFAULTS = {"hash_ids": False, "again": False, "reforget": False, "drift_budget": 2.0,
+            "over_budget": "stop", "queue": None, "apply_queue": None}  # fmt: skip
+LEDGER_KEYS = tuple(DEFAULTS)
 
 
 def _options() -> list[click.Option]:
@@ -57,7 +58,12 @@ def add_ledger_options(command: click.Command) -> None:
     def callback(**options):
         opts = {key: options.pop(key) for key in LEDGER_KEYS}
         if options.get("model_factory"):
-            return inner(**options)  # own models keep their ledger in Python (assd.Ledger)
+            given = [f"--{k.replace('_', '-')}" for k, v in opts.items() if v != DEFAULTS[k]]
+            if given:
+                raise click.UsageError(f"{', '.join(given)}: the ledger options are for table "
+                                       "models; with your own model, keep a ledger with "
+                                       "assd.Ledger in Python (docs/ledger.md).")  # fmt: skip
+            return inner(**options)
         queue, apply_queue = opts.pop("queue"), opts.pop("apply_queue")
         if queue and opts["over_budget"] != "queue":
             return _queue_only(queue, options)
@@ -99,13 +105,12 @@ def _queue_only(queue: str, options: dict) -> None:
     from ..data.table import read_forget_ids, read_table, row_ids
     from ..tabular import TabularModel
 
-    if not options.get("forget_path"):
-        raise click.UsageError("--queue needs --forget FILE: the row ids of the request.")
-    known = None
-    if options.get("data_path"):
-        tabular = TabularModel.load(options["model_dir"])
-        id_column = tabular.task.id_column
-        known = row_ids(read_table(options["data_path"], text_columns=[id_column]), id_column)
+    if not options.get("forget_path") or not options.get("data_path"):
+        raise click.UsageError("--queue needs --forget FILE (the row ids of the request) and "
+                               "--data TABLE (so that ids are read exactly as the table has them).")
+    tabular = TabularModel.load(options["model_dir"])
+    id_column = tabular.task.id_column
+    known = row_ids(read_table(options["data_path"], text_columns=[id_column]), id_column)
     ids = read_forget_ids(options["forget_path"], known=known)
     n = add_to_queue(queue, ids, source=options["forget_path"], model=options["model_dir"])
     click.echo(f"queued {len(ids)} ids in {queue} ({n} request(s) waiting); no model was "

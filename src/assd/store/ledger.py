@@ -82,12 +82,13 @@ class Ledger:
     # -- making ---------------------------------------------------------------------------
     @classmethod
     def start(cls, model: nn.Module, *, recipe: dict | None = None, data: dict | None = None,
-              baseline: dict | None = None) -> Ledger:  # fmt: skip
-        """A new ledger whose base entry describes ``model`` as trained."""
+              baseline: dict | None = None, **fields) -> Ledger:  # fmt: skip
+        """A new ledger whose base entry describes ``model`` as trained (``fields``: more to
+        keep in it)."""
         ledger = cls([])
         ledger.append("base", weights_before=None, weights_after=fingerprint(model),
                       recipe=recipe or {}, data=data or {}, baseline=baseline or {},
-                      salt=secrets.token_hex(16))  # fmt: skip
+                      salt=secrets.token_hex(16), **fields)  # fmt: skip
         return ledger
 
     def append(self, kind: str, **fields) -> dict:

@@ -69,11 +69,15 @@ def history_of(tabular: TabularModel) -> Ledger:
         tabular.ledger.verify(tabular.model, head=head)
         return tabular.ledger.copy()
     data = tabular.extra.get("data", {})
+    earlier = tabular.extra.get("unlearned") or []
+    if earlier:
+        log.warning("this model was unlearned %d time(s) before it had a ledger; those rows are "
+                    "known only by a digest, so they are not left out by id", len(earlier))
     metrics = tabular.extra.get("metrics", {})
     baseline = {name: m.get("accuracy") for name, m in metrics.items() if isinstance(m, dict)}
     return Ledger.start(tabular.model, recipe=tabular.extra.get("training", {}),
                         data={k: data.get(k) for k in ("source", "n_train", "train_set_sha256")},
-                        baseline=baseline)  # fmt: skip
+                        baseline=baseline, before_ledger=earlier)  # fmt: skip
 
 
 def unlearn_request(
