@@ -151,6 +151,9 @@ def test_retrain_leaves_out_every_forgotten_row_and_resets_the_drift(base, tmp_p
     assert set(entry["drift"].values()) == {0.0}
     three, report = unlearn_request(fresh, frame, ids[9:12], over_budget="apply")
     assert report["ledger"]["excluded"] == 9
+    checks = report["ledger"]["reverified"]  # nothing "comes back" into a model never shown it
+    assert [c["retrained_without"] for c in checks] == [True, True]
+    assert [c["came_back"] for c in checks] == [0, 0] and report["came_back"] == []
     assert three.ledger.entries[-1]["drift"] == three.ledger.entries[-1]["drift_step"]
     fresh.save(tmp_path / "r")
     assert main(["history", "--model", str(tmp_path / "r")]) == 0

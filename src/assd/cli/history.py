@@ -43,6 +43,8 @@ def _check_line(check: dict) -> str:
     if not check["checked"]:
         return f"       re-check of entry {check['entry']}: its rows are not in the data"
     state = "holds" if check["holds"] else f"{check['came_back']} row(s) CAME BACK"
+    if check.get("retrained_without"):
+        state = "retrained without its rows since"
     missing = f", {check['missing']} not in the data" if check["missing"] else ""
     then, now = check["forget_accuracy_then"], check["forget_accuracy_now"]
     return (f"       re-check of entry {check['entry']}: forget acc {then:.3f} then, {now:.3f} "

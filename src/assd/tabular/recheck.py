@@ -64,10 +64,13 @@ def recheck(ledger: Ledger, model, rows) -> list[dict]:
 
     Rows of a request that ``rows`` does not hold cannot be checked; they are counted
     under ``missing``. Each result holds ``came_back_ids`` (the ids as the table
-    has them), which callers report and leave out of the ledger.
+    has them), which callers report and leave out of the ledger. Requests older than
+    the last retraining are scored too, but nothing "comes back" there: the model was
+    trained without their rows (``retrained_without``).
     """
     hashed = None
     out = []
+    retrained = ledger.baseline_entry()["index"]
     for entry in ledger.requests():
         if entry["rows"]["hashed"]:
             hashed = ledger.hash_ids(rows.ids) if hashed is None else hashed
@@ -81,6 +84,8 @@ def recheck(ledger: Ledger, model, rows) -> list[dict]:
         own = {k: "".join(entry["evidence"][k][p] for p in position[present])
                for k in ("correct_before", "correct_after")}  # fmt: skip
         back = came_back(own["correct_before"], own["correct_after"], correct)
+        if entry["index"] < retrained:
+            back[:] = False
         then = own["correct_after"].count("1") / len(present) if len(present) else None
         out.append({
             "entry": entry["index"],
@@ -94,6 +99,7 @@ def recheck(ledger: Ledger, model, rows) -> list[dict]:
             "came_back_keys": [stored[p] for p in position[present][back]],
             "came_back_ids": [str(i) for i in rows.ids[present][back]],
             "holds": bool(len(present)) and not back.any(),
+            **({"retrained_without": True} if entry["index"] < retrained else {}),
         })  # fmt: skip
     return out
 
