@@ -35,7 +35,7 @@ from ..metrics import accuracy
 from ..store.fingerprint import fingerprint
 from .model import TabularModel, train_mlp
 from .pipeline import train_set_digest, training_rows
-from .stream import history_of
+from .stream import history_of, report_part
 
 __all__ = ["retrain_model"]
 
@@ -78,7 +78,7 @@ def retrain_model(
                           ["weights_after"]}  # fmt: skip
     new = TabularModel(model, tabular.task, tabular.architecture, extra, ledger)
     report = {"n_train": len(keep), "n_excluded": int(forgotten.sum()), "accuracy": scores,
-              "seconds": seconds, "ledger": ledger.entries[-1]}  # fmt: skip
+              "seconds": seconds, "ledger": report_part(ledger.entries[-1])}  # fmt: skip
     return new, report
 
 

@@ -45,7 +45,7 @@ from .pipeline import train_set_digest, training_rows
 from .recheck import own_evidence, recheck
 from .unlearn import unlearn_rows
 
-__all__ = ["DRIFT_BUDGET", "OverBudget", "history_of", "unlearn_request"]
+__all__ = ["DRIFT_BUDGET", "OverBudget", "history_of", "report_part", "unlearn_request"]
 
 log = logging.getLogger("assd")
 
@@ -112,7 +112,8 @@ def unlearn_request(
         options: passed to :func:`assd.tabular.unlearn_rows`.
 
     Returns:
-        ``(new model with its ledger, report)``; ``report["ledger"]`` holds the new entry.
+        ``(new model with its ledger, report)``; ``report["ledger"]`` holds what the new
+        entry adds to the report (:func:`report_part`): re-checks, drift, rows left out.
     """
     if over_budget not in OVER_BUDGET:
         raise ValueError(f"over_budget must be one of {OVER_BUDGET}, got {over_budget!r}.")
@@ -148,8 +149,20 @@ def unlearn_request(
     remaining = training_rows(rows).subset(~ledger.forgotten(training_rows(rows).ids))
     new.extra.setdefault("data", {}).update(n_train=len(remaining),
                                             train_set_sha256=train_set_digest(remaining))
-    report["ledger"] = {**ledger.entries[-1], "excluded": int(earlier.sum())}
+    report["ledger"] = {**report_part(ledger.entries[-1]), "excluded": int(earlier.sum()),
+                        "entries": len(ledger.entries)}  # fmt: skip
     return new, report
+
+
+def report_part(entry: dict) -> dict:
+    """What a ledger entry adds to a request's report: the same for the same request
+    (no time, hash, ids or weights; the report has the method, verdict and accuracy)."""
+    return {k: v for k, v in entry.items() if k not in _NOT_IN_REPORT}
+
+
+_NOT_IN_REPORT = ("time", "hash", "parent_head", "seconds", "cost_seconds", "weights_before",
+                  "weights_after", "rows", "evidence", "method", "verdict", "alpha", "strength",
+                  "salt")  # fmt: skip
 
 
 def _run(tabular, frame, ids, rows, earlier, repeated, ledger, options):
