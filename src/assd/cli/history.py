@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["format_history"]
+__all__ = ["format_history", "ledger_section"]
 
 
 def format_history(ledger) -> str:
@@ -49,3 +49,30 @@ def _check_line(check: dict) -> str:
     then, now = check["forget_accuracy_then"], check["forget_accuracy_now"]
     return (f"       re-check of entry {check['entry']}: forget acc {then:.3f} then, {now:.3f} "
             f"now; {check['forgotten_then']} row(s) forgotten then; {state}{missing}")
+
+
+def ledger_section(report: dict) -> str:
+    """The report's ledger section (``assd unlearn``): re-checks, drift, what is due."""
+    part = report.get("ledger")
+    if not part:
+        return ""
+    checks = part.get("reverified") or []
+    lines = ["", "## Ledger", "",
+             f"- entry {part['index']} of {part['entries']}; {part['excluded']} row(s) that "
+             "earlier requests forgot were left out of every set"]  # fmt: skip
+    if checks:
+        held = sum(c["holds"] for c in checks)
+        back = sum(c["came_back"] for c in checks)
+        lines.append(f"- re-checked {len(checks)} earlier request(s) on the new model: {held} "
+                     f"hold, {back} row(s) came back")  # fmt: skip
+    if report.get("reforgotten"):
+        lines.append(f"- forgot again {len(report['reforgotten'])} row(s) that had come back")
+    drift = ", ".join(f"{k} {v:+.2f} points" for k, v in (part.get("drift") or {}).items())
+    lines.append(f"- drift since the last full training: {drift} (budget "
+                 f"{part.get('drift_budget')} points)")  # fmt: skip
+    if part.get("drift_note"):
+        lines.append(f"- {part['drift_note']}")
+    if part.get("retrain_due"):
+        lines.append("- RETRAIN DUE: applied past the drift budget; `assd retrain --model M "
+                     "--data T --out NEW` starts a fresh baseline")  # fmt: skip
+    return "\n".join(lines) + "\n"

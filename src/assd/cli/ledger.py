@@ -97,8 +97,6 @@ def _apply(inner, options: dict, opts: dict, queue, queued) -> None:
         click.echo(f"queued in {queue} ({len(error.ids)} ids); nothing else was written. "
                    f"Apply the queue after retraining: assd unlearn --apply-queue {queue} ...")
         return
-    if is_main_process():
-        click.echo(ledger_lines(options["out"]))
 
 
 def _queue_only(queue: str, options: dict) -> None:
@@ -144,32 +142,6 @@ def add_to_queue(path, ids, *, source, model) -> int:
                               "model": str(model), "ids": [str(i) for i in ids]})  # fmt: skip
     write_atomic(path, json.dumps(state, indent=1, ensure_ascii=False))
     return len(state["requests"])
-
-
-def ledger_lines(folder) -> str:
-    """What ``assd unlearn`` adds after its report: the new entry, re-checks and drift."""
-    from ..store.ledger import Ledger
-
-    ledger = Ledger.read(folder)
-    if ledger is None:
-        return ""
-    entry = ledger.entries[-1]
-    checks = entry.get("reverified") or []
-    back = sum(c["came_back"] for c in checks)
-    lines = [f"ledger: entry {entry['index']} of {folder}/ledger.jsonl (head {ledger.head[:12]})"]
-    if checks:
-        held = sum(c["holds"] for c in checks)
-        lines.append(f"re-verified {len(checks)} earlier request(s) on the new model: {held} "
-                     f"hold, {back} row(s) came back (`assd history --model {folder}`)")
-    drift = entry.get("drift") or {}
-    points = ", ".join(f"{k} {v:+.2f} points" for k, v in drift.items())
-    lines.append(f"drift since the last full training: {points} (budget "
-                 f"{entry.get('drift_budget')})")  # fmt: skip
-    if entry.get("drift_note"):
-        lines.append(entry["drift_note"])
-    if entry.get("retrain_due"):
-        lines.append(f"RETRAIN DUE: `assd retrain --model {folder} --data T --out NEW`")
-    return "\n".join(lines)
 
 
 @cli.command()

@@ -119,6 +119,7 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
     from ..tabular import TabularModel
     from ..tabular.report import unlearn_markdown
     from ..tabular.stream import unlearn_request
+    from .history import ledger_section
     from .options import method_options
 
     tabular = TabularModel.load(model_dir)  # first: is it a model folder at all?
@@ -144,7 +145,7 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
     if not is_main_process():
         return
     report["model"], report["data"], report["forget_file"] = model_dir, data_path, forget_path
-    text, markdown = json.dumps(report, indent=2), unlearn_markdown(report)
+    text, markdown = json.dumps(report, indent=2), unlearn_markdown(report) + ledger_section(report)
     files = {
         "report.json": lambda p: p.write_text(text, encoding="utf-8"),
         "report.md": lambda p: p.write_text(markdown, encoding="utf-8"),
@@ -154,7 +155,8 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
     click.echo(
         f"wrote {out}: model.safetensors, model.json, task.json (the new model; "
         f"`assd evaluate --model {out}` scores it), report.md (this report), report.json "
-        "(the same figures as JSON)"
+        "(the same figures as JSON), ledger.jsonl (what the model was made to forget; "
+        f"`assd history --model {out}`)"
     )
 
 
