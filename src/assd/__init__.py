@@ -43,6 +43,7 @@ from .rule.dampening import (
 )
 from .rule.percentile import exact_percentile, forget_percentile
 from .store.fingerprint import fingerprint
+from .store.ledger import Ledger
 from .verify.guard import GuardRefused, RetainGuard
 from .verify.membership import forget_retain_loaders
 from .verify.outcome import Outcome
@@ -57,6 +58,7 @@ __all__ = [
     "FineTune",
     "GuardRefused",
     "Importance",
+    "Ledger",
     "Outcome",
     "RetainGuard",
     "Retrain",

@@ -12,6 +12,7 @@ from .experiment_errors import errors
 from .experiment_forget import forget
 from .experiment_matrix import matrix
 from .find_errors import find_errors
+from .ledger import history, retrain
 from .tables import data, evaluate, train, unlearn
 
 __all__ = ["COMMANDS", "EXPERIMENTS"]
@@ -25,6 +26,6 @@ def methods() -> None:
 
 
 # ``assd NAME`` for each of these, in this order in ``assd --help``
-COMMANDS = (train, unlearn, evaluate, find_errors, data, methods)
+COMMANDS = (train, unlearn, evaluate, find_errors, data, history, retrain, methods)
 # ``assd experiment NAME``
 EXPERIMENTS = (errors, forget, matrix)

@@ -11,6 +11,7 @@ import click
 from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..importance.distributed import is_main_process
 from ..store.files import check_output
+from .ledger import ledger_options
 from .options import COUNT, RATE, SEED
 from .own_model import evaluate_own, own_model_options, unlearn_own
 
@@ -100,9 +101,9 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, date
 @click.command()
 @click.option("--model", "model_dir", type=click.Path(), help="Model folder.")
 @click.option("--data", "data_path", type=click.Path(), help="The training table.")
-@click.option("--forget", "forget_path", required=True, type=click.Path(),
+@click.option("--forget", "forget_path", type=click.Path(),
               help="Text file of row ids to forget, one per line.")  # fmt: skip
-@click.option("--out", required=True, type=click.Path(), help="New model folder to write.")
+@click.option("--out", type=click.Path(), help="New model folder to write.")
 @click.option("--method", default="assd", show_default=True, help="Any of `assd methods`.")
 @click.option("--reference", type=click.Choice(["full", "retain"]), default=None,
               help="SSD family: I_D on all training rows or on the rows kept.")  # fmt: skip
@@ -120,13 +121,17 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, date
                    "dampening.")
 @click.option("--no-guard", is_flag=True, help="Dampen as asked, whatever it costs.")
 @click.pass_context
+@ledger_options
 @own_model_options(unlearn_own)
 def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, estimator, options,
-            eval_data, cache_dir, no_cache, overwrite, guard, no_guard) -> None:  # fmt: skip
+            eval_data, cache_dir, no_cache, overwrite, guard, no_guard,
+            ledger=None) -> None:  # fmt: skip
     """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
     from ..data.table import read_forget_ids, read_table, row_ids
-    from ..tabular import TabularModel, unlearn_rows
+    from ..tabular import TabularModel
     from ..tabular.report import unlearn_markdown
+    from ..tabular.stream import unlearn_request
+    from .history import ledger_section
     from .options import unlearn_options
 
     tabular = TabularModel.load(model_dir)  # first: is it a model folder at all?
@@ -137,7 +142,7 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
                                        estimator=estimator, guard=guard, no_guard=no_guard))
     id_column = tabular.task.id_column
     frame = read_table(data_path, text_columns=[id_column])
-    ids = read_forget_ids(forget_path, known=row_ids(frame, id_column))
+    ids = read_forget_ids(forget_path, known=row_ids(frame, id_column)) if forget_path else []
     evals = _eval_tables(eval_data, id_column)
     cache = None if no_cache else (cache_dir or model_dir)
     if cache_dir and not no_cache:
@@ -145,14 +150,14 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
             Path(cache_dir).mkdir(parents=True, exist_ok=True)
         except OSError as error:
             log.warning("cannot create the cache folder %s (%s); not caching", cache_dir, error)
-    new, report = unlearn_rows(
+    new, report = unlearn_request(  # the model's ledger: assd.cli.ledger, assd.tabular.stream
         tabular, frame, ids, method=method, options=opts, eval_frames=evals, cache_folder=cache,
-        progress=show_progress(ctx), guard=guard,
+        progress=show_progress(ctx), guard=guard, **(ledger or {}),
     )  # fmt: skip
     if not is_main_process():
         return
     report["model"], report["data"], report["forget_file"] = model_dir, data_path, forget_path
-    text, markdown = json.dumps(report, indent=2), unlearn_markdown(report)
+    text, markdown = json.dumps(report, indent=2), unlearn_markdown(report) + ledger_section(report)
     files = {
         "report.json": lambda p: p.write_text(text, encoding="utf-8"),
         "report.md": lambda p: p.write_text(markdown, encoding="utf-8"),
@@ -162,7 +167,8 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
     click.echo(
         f"wrote {out}: model.safetensors, model.json, task.json (the new model; "
         f"`assd evaluate --model {out}` scores it), report.md (this report), report.json "
-        "(the same figures as JSON)"
+        "(the same figures as JSON), ledger.jsonl (what the model was made to forget; "
+        f"`assd history --model {out}`)"
     )
 
 

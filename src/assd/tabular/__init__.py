@@ -17,12 +17,15 @@ from .evaluate import classify, format_classification
 from .find_errors import FoundErrors, find_label_errors
 from .model import TabularModel, TrainConfig, train_mlp
 from .pipeline import train_table, training_rows
+from .retrain import retrain_model
+from .stream import OverBudget, unlearn_request
 from .task import Rows, TableTask
 from .unlearn import DEFAULT_OPTIONS, trained_ids, unlearn_rows
 
 __all__ = [
     "DEFAULT_OPTIONS",
     "FoundErrors",
+    "OverBudget",
     "Rows",
     "TableTask",
     "TabularModel",
@@ -30,9 +33,11 @@ __all__ = [
     "classify",
     "find_label_errors",
     "format_classification",
+    "retrain_model",
     "train_mlp",
     "train_table",
     "trained_ids",
     "training_rows",
+    "unlearn_request",
     "unlearn_rows",
 ]

@@ -26,6 +26,7 @@ from torch import nn
 from ..batches import TensorData
 from ..models import build_model
 from ..store.checkpoints import load_model, save_model
+from ..store.ledger import LEDGER_FILE, Ledger
 from ..store.manifest import check_json
 from ..train import fit
 from .task import TableTask
@@ -104,6 +105,7 @@ class TabularModel:
     task: TableTask
     architecture: str
     extra: dict = field(default_factory=dict)
+    ledger: Ledger | None = None  # what it was made to forget (assd.store.ledger)
 
     def save(
         self, folder: str | os.PathLike, *, overwrite: bool = False, files: dict | None = None
@@ -117,12 +119,17 @@ class TabularModel:
             "n_features": len(self.task.preprocessor.feature_names),
             "n_classes": len(self.task.class_names),
         }
+        extra, files = self.extra, dict(files or {})
+        if self.ledger is not None:  # written with the folder, its head kept in model.json
+            head = {"head": self.ledger.head, "entries": len(self.ledger.entries)}
+            extra = {**extra, "ledger": head}
+            files[LEDGER_FILE] = self.ledger.write
         save_model(
             folder,
             self.model,
             architecture=self.architecture,
             kwargs=kwargs,
-            extra=self.extra,
+            extra=extra,
             overwrite=overwrite,
             files={
                 TASK_FILE: lambda path: path.write_text(task_json, encoding="utf-8"),
@@ -150,7 +157,7 @@ class TabularModel:
                 f"{path} is corrupt or was edited wrongly ({error}); restore it as `assd train` "
                 "wrote it, or re-create the model."
             ) from error
-        return cls(model, task, spec["architecture"], spec.get("extra", {}))
+        return cls(model, task, spec["architecture"], spec.get("extra", {}), Ledger.read(folder))
 
     def config(self) -> TrainConfig:
         """The training settings stored with the model (defaults where absent).

@@ -66,6 +66,7 @@ def unlearn_rows(
     cache_folder: str | os.PathLike | None = None,
     progress: bool = False,
     guard: float | None = None,
+    exclude=None,
 ) -> tuple[TabularModel, dict]:
     """Forget the training rows named by ``forget_ids``; the input model is not changed.
 
@@ -85,6 +86,8 @@ def unlearn_rows(
             the retained and held-out rows); a request that would break it backs
             off to the strongest dampening that respects it. None: no guard
             (``assd-auto`` keeps its own default guard). The CLI sets 0.01.
+        exclude: ids of training rows to leave out of every set (rows that earlier
+            requests forgot: :func:`assd.tabular.stream.unlearn_request` passes them).
 
     Returns:
         ``(new TabularModel, report)``: the report is JSON-ready (method and
@@ -96,6 +99,8 @@ def unlearn_rows(
     start = time.perf_counter()
     rows = tabular.task.encode(frame)
     train = training_rows(rows)
+    if exclude is not None and len(exclude):
+        train = train.subset(~_member(train.ids, np.asarray(list(exclude), dtype=object)))
     digest = _check_same_data(tabular, rows, train)
     is_forget = _forget_mask(train, rows, forget_ids)
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
