@@ -101,8 +101,8 @@ def unlearn_own(own: dict, options: dict) -> None:
     picked = (("reference", options["reference"]), ("estimator", options["estimator"]))
     opts.update({k: v for k, v in picked if v})
     guard = None if options.get("no_guard") else options.get("guard")
-    if guard is not None and issubclass(type(get_method(method)), SSD):
-        opts.setdefault("guard", guard)  # the retain guard, as for tables
+    if issubclass(type(get_method(method)), SSD):
+        opts.setdefault("guard", guard)  # the retain guard, as for tables; None: none at all
     _require(
         {"weights": weights, "data_factory": data_factory},
         "--model-factory needs --weights (safetensors) and --data-factory (the training rows).",

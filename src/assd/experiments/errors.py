@@ -43,6 +43,7 @@ from ..data.label_errors import inject_label_errors
 from ..methods import get_method
 from ..methods.ssd import SSD
 from ..metrics import accuracy
+from ..tabular.guarded import DEFAULT_REASON, watched_rows
 from ..tabular.model import TrainConfig, train_mlp
 from ..tabular.task import Rows
 from ..tabular.unlearn import dampen_rows, evaluation_batches, method_options
@@ -82,6 +83,8 @@ class ErrorsConfig:
     # errors in a destination are learnable (docs/errors.md); rarer levels go to "other"
     max_levels: int = 120
     with_dep_delay: bool = True
+    # errors in the held-out rows too (the guard sees them; scores use the clean labels)
+    everywhere: bool = False
     training: dict = field(default_factory=dict)  # TrainConfig fields; model and seed per cell
 
     def task_spec(self) -> dict:
@@ -192,10 +195,15 @@ class _Context:
         picked = np.sort(rng.choice(len(data.train), size=n, replace=False))
         self.clean = data.train.subset(picked)
         self.groups = None if data.train_groups is None else data.train_groups[picked]
-        errors = inject_label_errors(
-            self.clean.y.numpy(), rate=cell["rate"], kind=cell["kind"], seed=cell["seed"],
-            n_classes=len(data.class_names), groups=self.groups,
-        )  # fmt: skip
+        if config.everywhere:
+            errors, noisy_test = _everywhere(self.clean, data, cell, self.groups)
+            self.held_out = Rows(data.test.x, torch.from_numpy(noisy_test), data.test.ids,
+                                 data.test.test)  # fmt: skip
+        else:
+            errors = inject_label_errors(
+                self.clean.y.numpy(), rate=cell["rate"], kind=cell["kind"], seed=cell["seed"],
+                n_classes=len(data.class_names), groups=self.groups,
+            )  # fmt: skip
         self.errors = errors
         noisy_y = torch.from_numpy(errors.labels)
         self.noisy = Rows(self.clean.x, noisy_y, self.clean.ids, self.clean.test)
@@ -282,6 +290,7 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     if not is_forget.any():  # discovery found nothing: nothing to forget
         return ctx.model, {"note": "nothing to forget"}
     forget_rows, retain_rows = ctx.noisy.subset(is_forget), ctx.noisy.subset(~is_forget)
+    reason = options.pop("reason", DEFAULT_REASON)
     options = method_options(name, options, ctx.train_config)
     if name == "assd-auto":
         options.setdefault("target", "mislabelled")  # the rows are known to carry wrong labels
@@ -289,9 +298,12 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     cfg = ctx.train_config
     forget = _loader(forget_rows, cfg)
     if isinstance(algorithm, SSD):
-        evaluate = None
+        evaluate, watch = None, None
         if algorithm.needs_evaluation or algorithm.guard is not None:  # assd-auto, a guard
-            evaluate = evaluation_batches(forget_rows, retain_rows, ctx.held_out, cfg)
+            # the guard watches what it would in `assd unlearn --reason REASON`
+            kept, held, watch = watched_rows(forget_rows, retain_rows, ctx.held_out,
+                                             reason=reason)  # fmt: skip
+            evaluate = evaluation_batches(forget_rows, kept, held, cfg)
         result, info = dampen_rows(algorithm, ctx.model, ctx.noisy, forget_rows, retain_rows, cfg,
                                    memo=ctx.memo, evaluate=evaluate)  # fmt: skip
         now = info["seconds"] if "seconds" in info and not info.get("hit") else 0.0
@@ -302,10 +314,32 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
         return result.model, {**{k: result.summary()[k] for k in keys},
                               "n_changed": result.n_changed, "verdict": result.verdict,
                               "importance_seconds": now,
-                              "pass_seconds": ctx.importance_seconds}  # fmt: skip
+                              "pass_seconds": ctx.importance_seconds,
+                              **_guard_figures(result, watch)}  # fmt: skip
     retain = cfg.loader(retain_rows.x, retain_rows.y)
     result = algorithm.unlearn(ctx.model, forget=forget, retain=retain)
     return result.model, {}
+
+
+def _everywhere(clean: Rows, data: ErrorsData, cell: dict, groups):
+    from .everywhere import inject_everywhere
+
+    both = None if groups is None else (groups, data.test_groups)
+    return inject_everywhere(clean.y.numpy(), data.test.y.numpy(), rate=cell["rate"],
+                             kind=cell["kind"], seed=cell["seed"],
+                             n_classes=len(data.class_names), groups=both)  # fmt: skip
+
+
+def _guard_figures(result, watch) -> dict:
+    """What the guard set aside and whether it changed the request (None: no guard)."""
+    guard = result.outcome.guard if result.outcome is not None else None
+    if guard is None or watch is None:
+        return {}
+    change = guard.get("changed")
+    return {"guard_changed": change is not None,
+            "guard_asked_drop": None if change is None else change["asked_drop"],
+            "guard_set_aside": watch["held_out_set_aside"],
+            "guard_groups": len(watch["groups"])}  # fmt: skip
 
 
 def _measure(model, ctx: _Context, data: ErrorsData) -> dict:

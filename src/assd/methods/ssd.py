@@ -11,7 +11,7 @@ from torch import nn
 
 from ..importance.core import Importance
 from ..rule.dampening import dampen_parameters_
-from ..verify.guard import GuardRefused, RetainGuard
+from ..verify.guard import GuardRefused, RetainGuard, guard_change
 from ..verify.membership import check_forget_rows
 from ..verify.outcome import Outcome, evaluation_sets, layer_changes
 from .registry import register
@@ -244,8 +244,9 @@ class SSD(ImportanceSources):
                 },
             )
         chosen = search(trials, first=first)
-        log.warning("%s: the request broke the retain guard; backed off to alpha=%.4g",
-                    self.name, chosen["alpha"])  # fmt: skip
+        change = guard_change(first, chosen, what=f"this {self.name} request")
+        chosen["guard"] = {**chosen["guard"], "changed": change}
+        log.warning("%s: %s", self.name, change["headline"])
         return chosen
 
     @classmethod

@@ -22,7 +22,7 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
     method, result = report["method"], report["result"]
     options = ", ".join(f"{k}={v}" for k, v in method["options"].items()) or "defaults"
     lines = [
-        f"# {title}",
+        f"# {title}{_headline(result.get('outcome'))}",
         "",
         f"- method: `{method['name']}` ({options})",
         f"- rows forgotten: {report['n_forget']} of {report['n_train']} training rows",
@@ -145,6 +145,12 @@ def _f(value: float) -> str:
 
 def _pp(delta: float) -> str:
     return f"{100 * delta:+.2f}"
+
+
+def _headline(outcome: dict | None) -> str:
+    """``: <what the guard did, with figures>`` when the retain guard changed the request."""
+    change = ((outcome or {}).get("guard") or {}).get("changed")
+    return f": {change['headline']}" if change else ""
 
 
 def _outcome_lines(outcome: dict | None) -> list[str]:

@@ -28,7 +28,9 @@ from ..methods.ssd import SSD
 from ..metrics import accuracy
 from ..store.checkpoints import check_finite
 from ..store.fingerprint import fingerprint
+from ..verify.guard import DEFAULT_MAX_DROP
 from .cache import cached_importance, data_key
+from .guarded import DEFAULT_REASON, check_reason, watched_rows
 from .model import TabularModel, TrainConfig
 from .pipeline import data_changes, train_set_digest, training_rows
 from .task import Rows, ids_digest
@@ -65,7 +67,8 @@ def unlearn_rows(
     eval_frames: dict | None = None,
     cache_folder: str | os.PathLike | None = None,
     progress: bool = False,
-    guard: float | None = None,
+    guard: float | None = DEFAULT_MAX_DROP,
+    reason: str = DEFAULT_REASON,
 ) -> tuple[TabularModel, dict]:
     """Forget the training rows named by ``forget_ids``; the input model is not changed.
 
@@ -83,8 +86,12 @@ def unlearn_rows(
         progress: show progress bars.
         guard: SSD family: the retain guard's limit (0.01 = one accuracy point on
             the retained and held-out rows); a request that would break it backs
-            off to the strongest dampening that respects it. None: no guard
-            (``assd-auto`` keeps its own default guard). The CLI sets 0.01.
+            off to the strongest dampening that respects it. None: no guard, for
+            every method (``assd-auto`` included). An option ``guard`` wins.
+        reason: ``"errors"`` (the forget rows are wrongly labelled: rows likely to carry
+            the same error, held-out ones included, are not counted as damage by the
+            guard; see :mod:`assd.tabular.guarded`) or ``"privacy"`` (the rows are
+            right, only to be removed: the guard watches every retained and held-out row).
 
     Returns:
         ``(new TabularModel, report)``: the report is JSON-ready (method and
@@ -100,13 +107,15 @@ def unlearn_rows(
     is_forget = _forget_mask(train, rows, forget_ids)
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
+    check_reason(reason)
     options = method_options(method, options, tabular.config())
-    if guard is not None and issubclass(type(registry.get_method(method)), SSD):
-        options = {**options, "guard": guard}
+    if issubclass(type(registry.get_method(method)), SSD):
+        options = {"guard": guard, **options}  # None: no guard for assd-auto either
     held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
+    watch = _watched(method, options, forget, retain, held_out, forget_ids, reason, tabular)
     result, cache_info = _run(
         tabular, method, options, train, forget, retain, cache_folder, held_out,
-        progress=progress, digest=digest,
+        progress=progress, digest=digest, watch=watch,
     )
     timings["unlearn"] = time.perf_counter() - start - timings["encode"]
     check_finite(result.model, what=f"the model unlearned with {method!r}")
@@ -126,6 +135,7 @@ def unlearn_rows(
         "n_train": len(train),
         "result": result.summary(),
         "importance_cache": cache_info,
+        "guard": None if watch is None else {"limit": options.get("guard"), **watch[2]},
         "accuracy": accuracy,
         "metrics": metrics,
         "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -134,15 +144,27 @@ def unlearn_rows(
     return new, report
 
 
+def _watched(method, options, forget, retain, held_out, forget_ids, reason, tabular):
+    """The rows the guard / outcome of an SSD-family request watch (None: not verified)."""
+    kind = type(registry.get_method(method))
+    if not issubclass(kind, SSD) or (options.get("guard") is None and not kind.needs_evaluation):
+        return None
+    declared = _member(held_out.ids, np.asarray([str(i) for i in forget_ids], dtype=object))
+    return watched_rows(forget, retain, held_out, reason=reason, declared=declared,
+                        names=tabular.task.preprocessor.feature_names)  # fmt: skip
+
+
 def _run(tabular: TabularModel, method: str, options: dict, train, forget, retain, folder,
-         held_out, *, progress: bool = False, digest: str | None = None):  # fmt: skip
-    """Run the method; SSD-family methods take the training importance from the cache."""
+         held_out, *, progress: bool = False, digest: str | None = None,
+         watch=None):  # fmt: skip
+    """Run the method; SSD-family methods take the training importance from the cache.
+    ``watch``: the retained and held-out rows the guard watches (:func:`_watched`)."""
     config = tabular.config()
     algorithm = registry.get_method(method, **options)
     if isinstance(algorithm, SSD):
         evaluate = None
-        if algorithm.guard is not None or algorithm.needs_evaluation:
-            evaluate = evaluation_batches(forget, retain, held_out, config)
+        if watch is not None:
+            evaluate = evaluation_batches(forget, watch[0], watch[1], config)
         return dampen_rows(algorithm, tabular.model, train, forget, retain, config,
                            folder=folder, progress=progress, evaluate=evaluate,
                            digest=digest)  # fmt: skip
