@@ -152,3 +152,23 @@ def test_no_guard_reaches_assd_auto(shop_model, tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["result"]["outcome"]["guard"] is None and report["guard"]["limit"] is None
     assert math.isfinite(report["result"]["alpha"])
+
+
+def test_report_figures_from_counts_match_scikit_learn():
+    from assd.tabular.evaluate import summarize
+    from assd.tabular.scoring import summary_from_counts
+
+    rng = np.random.default_rng(1)
+    for k in (2, 3, 5):
+        target, pred = rng.integers(0, k, 300), rng.integers(0, k, 300)
+        target[target == k - 1] = 0  # a class no row has: recall NaN, left out of the means
+        counts = torch.bincount(torch.from_numpy(target * k + pred), minlength=k * k)
+        names = [f"c{i}" for i in range(k)]
+        ours = summary_from_counts(counts.reshape(k, k), names, majority=1)
+        theirs = summarize(target, pred, names, majority_class=1)
+        for key in ("balanced_accuracy", "macro_f1", "majority_baseline", "beats_baseline"):
+            assert ours[key] == pytest.approx(theirs[key], abs=1e-12)
+        assert ours["majority_class"] == theirs["majority_class"]
+        for name in names:
+            a, b = ours["recall"][name], theirs["recall"][name]
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-12)

@@ -108,22 +108,22 @@ class Preprocessor:
     def transform(self, frame) -> np.ndarray:
         """Features of ``frame`` as float32 ``(rows, features)``, exactly as fitted."""
         _check_columns(frame, [*self.numeric, *self.categorical])
-        blocks = []
+        index = {name: i for i, name in enumerate(self.keep)}
+        out = np.zeros((len(frame), len(index)), dtype=np.float32)  # written in place, once
         for col in self.numeric:
             values = _numbers(frame, col)
             _refuse_infinite(values, col)
-            values = np.where(np.isfinite(values), values, self.fill[col])
-            span = self.high[col] - self.low[col]
-            scaled = (values - self.low[col]) / (span if span > 0 else 1.0)
-            blocks.append(scaled.astype(np.float32)[:, None])
+            if col in index:
+                values = np.where(np.isfinite(values), values, self.fill[col])
+                span = self.high[col] - self.low[col]
+                out[:, index[col]] = (values - self.low[col]) / (span if span > 0 else 1.0)
         for col in self.categorical:
             codes = _level_codes(_strings(frame, col).to_numpy(), self.levels[col])
-            one_hot = np.zeros((len(codes), len(self.levels[col]) + 1), dtype=np.float32)
-            one_hot[np.arange(len(codes)), codes] = 1.0
-            blocks.append(one_hot)
-        full = np.concatenate(blocks, axis=1) if blocks else np.empty((len(frame), 0), np.float32)
-        index = {name: i for i, name in enumerate(self.all_features())}
-        return full[:, [index[name] for name in self.keep]].astype(np.float32)
+            names = [f"{col}={level}" for level in self.levels[col]] + [f"{col}={OTHER}"]
+            where = np.array([index.get(name, -1) for name in names])[codes]  # -1: dropped
+            kept = where >= 0
+            out[np.flatnonzero(kept), where[kept]] = 1.0
+        return out
 
     def to_dict(self) -> dict:
         """JSON-ready state."""

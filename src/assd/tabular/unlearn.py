@@ -25,7 +25,6 @@ import numpy as np
 from .. import methods as registry
 from ..batches import TensorData
 from ..methods.ssd import SSD
-from ..metrics import accuracy
 from ..store.checkpoints import check_finite
 from ..store.fingerprint import fingerprint
 from ..verify.guard import DEFAULT_MAX_DROP
@@ -33,6 +32,7 @@ from .cache import cached_importance, data_key
 from .guarded import DEFAULT_REASON, check_reason, watched_rows
 from .model import TabularModel, TrainConfig
 from .pipeline import data_changes, train_set_digest, training_rows
+from .scoring import before_after
 from .task import Rows, ids_digest
 
 __all__ = [
@@ -121,11 +121,9 @@ def unlearn_rows(
     check_finite(result.model, what=f"the model unlearned with {method!r}")
     tick = time.perf_counter()
     sets = _evaluation_sets(tabular, rows, retain, forget, eval_frames)
-    accuracy = {
-        name: {"before": _acc(tabular.model, s), "after": _acc(result.model, s), "n": len(s)}
-        for name, s in sets.items()
-    }
-    metrics = _metrics(tabular, result.model, sets, train)
+    names = tabular.task.class_names
+    majority = int(train.y.bincount(minlength=len(names)).argmax())  # the baseline's answer
+    accuracy, metrics = before_after(tabular.model, result.model, sets, names, majority)
     timings["evaluate"] = time.perf_counter() - tick
     new = TabularModel(result.model, tabular.task, tabular.architecture, _extra(tabular, forget))
     new.extra["unlearned"][-1].update(method=method, options=_jsonable(options))
@@ -332,32 +330,6 @@ def _evaluation_sets(tabular, rows: Rows, retain: Rows, forget: Rows, eval_frame
             )
         sets[name] = tabular.task.encode(other, require_labels=False)
     return sets
-
-
-def _acc(model, rows: Rows) -> float:
-    known = rows.y >= 0
-    return accuracy(model, TensorData(rows.x[known], rows.y[known], batch_size=4096))
-
-
-def _metrics(tabular: TabularModel, after, sets: dict, train: Rows) -> dict:
-    """Balanced accuracy, macro-F1, recall per class and the training-majority baseline,
-    before and after, on every evaluation set (:func:`assd.tabular.evaluate.summarize`)."""
-    from ..metrics import predict
-    from .evaluate import summarize
-
-    names = tabular.task.class_names
-    majority = int(train.y.bincount(minlength=len(names)).argmax())
-    out = {}
-    for name, rows in sets.items():
-        known = rows.y >= 0
-        if not known.any():
-            continue
-        data = TensorData(rows.x[known], rows.y[known], batch_size=4096)
-        out[name] = {
-            when: summarize(*predict(model, data)[::-1], names, majority)
-            for when, model in (("before", tabular.model), ("after", after))
-        }
-    return out
 
 
 def _extra(tabular: TabularModel, forget: Rows) -> dict:
