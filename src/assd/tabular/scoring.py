@@ -38,7 +38,8 @@ def before_after(before, after, sets: dict, class_names: list[str], majority: in
         known = rows.y >= 0
         counts = {}
         if known.any():
-            data = TensorData(rows.x[known], rows.y[known], batch_size=BATCH)
+            x, y = (rows.x, rows.y) if known.all() else (rows.x[known], rows.y[known])
+            data = TensorData(x, y, batch_size=BATCH)  # no copy when every label is known
             counts = {when: _counts(model, data, k) for when, model in
                       (("before", before), ("after", after))}  # fmt: skip
         accuracy[name] = {**{w: _accuracy(c) for w, c in counts.items()}, "n": len(rows)}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -179,8 +179,11 @@ class TableTask:
             )
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}  # asdict deep-copies ids
         out["preprocessor"] = self.preprocessor.to_dict()
+        out["class_names"] = list(self.class_names)
+        if self.test_ids is not None:
+            out["test_ids"] = list(self.test_ids)
         return out
 
     @classmethod
