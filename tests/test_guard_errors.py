@@ -172,3 +172,30 @@ def test_report_figures_from_counts_match_scikit_learn():
         for name in names:
             a, b = ours["recall"][name], theirs["recall"][name]
             assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-12)
+
+
+def test_errors_everywhere_puts_the_groups_errors_in_the_held_out_rows_too():
+    from assd.experiments.errors import ErrorsConfig, load_errors_data, run_one
+
+    frame = shop_table(n=700, seed=2)
+    frame["label"] = np.where(frame.x > 0.5, "high", "low")  # clean labels: errors injected
+    frame["shop"] = np.array(list("abcde"))[np.arange(700) % 5]  # 140 rows each: 20 % = one
+    config = ErrorsConfig(target="label", group_column="shop", everywhere=True, rates=[0.2],
+                          id_column="id",
+                          kinds=["group"], n_train=10_000, split="random",
+                          training={"epochs": 30, "batch_size": 32})  # fmt: skip
+    data = load_errors_data(config, frame)
+    cache: dict = {}
+    cell = {"model": "mlp", "kind": "group", "rate": 0.2, "seed": 0}
+    mistake = run_one({**cell, "method": "mistake"}, data, config, cache)
+    ctx = cache["context"]
+    hit = np.isin(data.test_groups, mistake["groups"])
+    # the guard sees wrong labels on exactly the held-out rows of the mislabelled shops...
+    assert np.array_equal((ctx.held_out.y != data.test.y).numpy(), hit) and hit.any()
+    # ...and every model is scored on the clean ones
+    with torch.no_grad():
+        clean = float((ctx.model(data.test.x).argmax(1) == data.test.y).double().mean())
+    assert mistake["test"] == pytest.approx(clean, abs=1e-6)
+    guarded = run_one({**cell, "method": "assd:guard=0.01"}, data, config, cache)
+    assert guarded["guard_set_aside"] == int(hit.sum())
+    assert guarded["set_aside_precision"] == 1.0 and guarded["set_aside_recall"] == 1.0

@@ -47,6 +47,7 @@ from ..tabular.guarded import DEFAULT_REASON, watched_rows
 from ..tabular.model import TrainConfig, train_mlp
 from ..tabular.task import Rows
 from ..tabular.unlearn import dampen_rows, evaluation_batches, method_options
+from .everywhere import guard_figures, inject_everywhere
 
 __all__ = [
     "ErrorsConfig",
@@ -191,14 +192,20 @@ class _Context:
     def __init__(self, data: ErrorsData, config: ErrorsConfig, cell: dict):
         rng = np.random.default_rng(cell["seed"])
         self.held_out = data.test  # assd-auto compares the forget rows with held-out rows
+        self.held_out_wrong = None  # which held-out labels are wrong (errors everywhere)
         n = min(config.n_train, len(data.train))
         picked = np.sort(rng.choice(len(data.train), size=n, replace=False))
         self.clean = data.train.subset(picked)
         self.groups = None if data.train_groups is None else data.train_groups[picked]
         if config.everywhere:
-            errors, noisy_test = _everywhere(self.clean, data, cell, self.groups)
+            both = None if self.groups is None else (self.groups, data.test_groups)
+            errors, noisy_test = inject_everywhere(
+                self.clean.y.numpy(), data.test.y.numpy(), rate=cell["rate"], kind=cell["kind"],
+                seed=cell["seed"], n_classes=len(data.class_names), groups=both,
+            )  # fmt: skip
             self.held_out = Rows(data.test.x, torch.from_numpy(noisy_test), data.test.ids,
                                  data.test.test)  # fmt: skip
+            self.held_out_wrong = noisy_test != data.test.y.numpy()
         else:
             errors = inject_label_errors(
                 self.clean.y.numpy(), rate=cell["rate"], kind=cell["kind"], seed=cell["seed"],
@@ -315,31 +322,11 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
                               "n_changed": result.n_changed, "verdict": result.verdict,
                               "importance_seconds": now,
                               "pass_seconds": ctx.importance_seconds,
-                              **_guard_figures(result, watch)}  # fmt: skip
+                              **guard_figures(result, watch, ctx.held_out, ctx.held_out_wrong,
+                                              forget_rows, retain_rows)}  # fmt: skip
     retain = cfg.loader(retain_rows.x, retain_rows.y)
     result = algorithm.unlearn(ctx.model, forget=forget, retain=retain)
     return result.model, {}
-
-
-def _everywhere(clean: Rows, data: ErrorsData, cell: dict, groups):
-    from .everywhere import inject_everywhere
-
-    both = None if groups is None else (groups, data.test_groups)
-    return inject_everywhere(clean.y.numpy(), data.test.y.numpy(), rate=cell["rate"],
-                             kind=cell["kind"], seed=cell["seed"],
-                             n_classes=len(data.class_names), groups=both)  # fmt: skip
-
-
-def _guard_figures(result, watch) -> dict:
-    """What the guard set aside and whether it changed the request (None: no guard)."""
-    guard = result.outcome.guard if result.outcome is not None else None
-    if guard is None or watch is None:
-        return {}
-    change = guard.get("changed")
-    return {"guard_changed": change is not None,
-            "guard_asked_drop": None if change is None else change["asked_drop"],
-            "guard_set_aside": watch["held_out_set_aside"],
-            "guard_groups": len(watch["groups"])}  # fmt: skip
 
 
 def _measure(model, ctx: _Context, data: ErrorsData) -> dict:

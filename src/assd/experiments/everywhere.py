@@ -50,3 +50,25 @@ def inject_everywhere(train_y, test_y, *, rate: float, kind: str, seed: int, n_c
     train = LabelErrors(every.labels[:n].copy(), rows, train_y[rows].copy(), kind, rate, seed,
                         every.mapping, every.groups)  # fmt: skip
     return train, every.labels[n:].copy()
+
+
+def guard_figures(result, watch: dict | None, held_out, held_out_wrong, forget, retain) -> dict:
+    """A guarded request's record: whether the guard changed it, how many held-out rows
+    it set aside and, when the held-out labels' truth is known (errors everywhere), the
+    precision and recall of those rows against the held-out rows whose labels are wrong."""
+    guard = result.outcome.guard if result.outcome is not None else None
+    if guard is None or watch is None:
+        return {}
+    change = guard.get("changed")
+    out = {"guard_changed": change is not None,
+           "guard_asked_drop": None if change is None else change["asked_drop"],
+           "guard_set_aside": watch["held_out_set_aside"],
+           "guard_groups": len(watch["groups"])}  # fmt: skip
+    if held_out_wrong is None or watch["reason"] != "errors":
+        return out
+    from ..verify.suspects import suspect_rows, wrong_groups
+
+    aside = suspect_rows(held_out.x, wrong_groups(forget.x, retain.x)).numpy()
+    hits = int((aside & held_out_wrong).sum())
+    return {**out, "set_aside_precision": hits / aside.sum() if aside.any() else None,
+            "set_aside_recall": hits / held_out_wrong.sum() if held_out_wrong.any() else None}
