@@ -85,6 +85,8 @@ def test_errors_guard_sets_aside_the_held_out_rows_of_the_wrong_group(shop_model
     after = errors["accuracy"]
     assert after["forget"]["after"] < after["forget"]["before"] - 0.3  # the wrong rows let go
     assert errors["result"]["alpha"] < privacy["result"]["alpha"]
+    line = f"{int(is_c.sum())} held-out and 0 retained row(s) likely carrying the same error"
+    assert line in unlearn_markdown(errors) and "(shop=c)" in unlearn_markdown(errors)
 
 
 def test_the_headline_says_when_the_guard_changed_a_request(shop_model):
