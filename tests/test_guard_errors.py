@@ -201,3 +201,15 @@ def test_errors_everywhere_puts_the_groups_errors_in_the_held_out_rows_too():
     guarded = run_one({**cell, "method": "assd:guard=0.01"}, data, config, cache)
     assert guarded["guard_set_aside"] == int(hit.sum())
     assert guarded["set_aside_precision"] == 1.0 and guarded["set_aside_recall"] == 1.0
+
+
+def test_held_out_ids_named_in_the_forget_file_are_set_aside(shop_model):
+    frame, model, forget = shop_model
+    rows = model.task.encode(frame)
+    held_a = rows.ids[rows.test & (frame.shop == "a").to_numpy()][:7]
+    _, report = unlearn_rows(model, frame, [*forget, *held_a], reason="errors")
+    is_c = (frame.shop == "c").to_numpy()[rows.test]
+    assert report["n_forget"] == len(forget)  # held-out ids are not training rows to forget
+    assert report["guard"]["held_out_declared"] == 7
+    assert report["guard"]["held_out_set_aside"] == int(is_c.sum()) + 7
+    assert report["result"]["outcome"]["before"]["test"]["n"] == len(is_c) - int(is_c.sum()) - 7

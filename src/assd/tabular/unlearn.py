@@ -284,7 +284,8 @@ def _forget_mask(train: Rows, rows: Rows, forget_ids) -> np.ndarray:
     mask = _member(train.ids, wanted)
     skipped = wanted.size - int(mask.sum())
     if skipped:
-        log.warning("%d forget id(s) are held-out or unlabelled rows: skipped", skipped)
+        log.warning("%d forget id(s) are held-out or unlabelled rows: not forgotten (with "
+                    "reason 'errors' the retain guard does not count them as damage)", skipped)
     if not mask.any():
         raise ValueError("none of the forget ids is a training row; there is nothing to forget.")
     if mask.all():
