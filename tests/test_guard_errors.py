@@ -53,6 +53,8 @@ def test_wrong_groups_match_a_direct_computation():
     assert chernoff_tail(n_c, n_c, k / n) == pytest.approx((k / n) ** n_c)
     assert [(g.column, g.value, g.n_forget, g.n_rows) for g in groups] == [(3, 1.0, n_c, n_c)]
     assert torch.equal(suspect_rows(x, groups), torch.tensor((frame.shop == "c").to_numpy()))
+    known = torch.tensor([False] + [True] * onehot.shape[1])  # the one-hot columns, as told
+    assert wrong_groups(x[forget], x[~forget], known=known) == groups
 
 
 def test_random_rows_form_no_wrong_group():

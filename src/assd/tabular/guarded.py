@@ -51,7 +51,8 @@ def check_reason(reason: str) -> str:
 
 def watched_rows(forget: Rows, retain: Rows, held_out: Rows | None, *, reason: str,
                  declared: np.ndarray | None = None,
-                 names: list[str] | None = None) -> tuple[Rows, Rows | None, dict]:  # fmt: skip
+                 names: list[str] | None = None,
+                 numeric: list[str] | None = None) -> tuple[Rows, Rows | None, dict]:  # fmt: skip
     """The retained and held-out rows the guard watches, and what was set aside.
 
     Args:
@@ -60,6 +61,8 @@ def watched_rows(forget: Rows, retain: Rows, held_out: Rows | None, *, reason: s
         reason: ``"errors"`` or ``"privacy"`` (see the module docstring).
         declared: held-out rows the forget file names too (boolean mask over ``held_out``).
         names: the input columns' names, for the report.
+        numeric: the names of the numeric inputs; with ``names``, every other input is a
+            one-hot level (0 or 1 by construction) and is not checked for being binary.
 
     Returns:
         ``(retain watched, held-out watched, info)``; ``info`` holds the reason, the wrong
@@ -70,7 +73,7 @@ def watched_rows(forget: Rows, retain: Rows, held_out: Rows | None, *, reason: s
             "held_out_declared": 0}  # fmt: skip
     if reason == "privacy":
         return retain, held_out, info
-    groups = wrong_groups(forget.x, retain.x)
+    groups = wrong_groups(forget.x, retain.x, known=_one_hot(names, numeric, forget.x.shape[1]))
     info["groups"] = [g.to_dict(names) for g in groups]
     keep_retain = ~suspect_rows(retain.x, groups).numpy()
     info["retain_set_aside"] = int((~keep_retain).sum())
@@ -95,3 +98,14 @@ def watched_rows(forget: Rows, retain: Rows, held_out: Rows | None, *, reason: s
                  "forget rows' error and are not counted as damage", info["held_out_set_aside"],
                  info["retain_set_aside"])  # fmt: skip
     return watched_retain, watched_held, info
+
+
+def _one_hot(names: list[str] | None, numeric: list[str] | None, width: int):
+    """One-hot columns hold only 0 and 1 by construction; the numeric ones are checked (a
+    numeric 0/1 flag is a group too). None: check every column."""
+    if names is None or numeric is None or len(names) != width:
+        return None
+    import torch
+
+    numbers = set(numeric)
+    return torch.tensor([name not in numbers for name in names], dtype=torch.bool)

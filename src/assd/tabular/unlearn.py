@@ -148,8 +148,9 @@ def _watched(method, options, forget, retain, held_out, forget_ids, reason, tabu
     if not issubclass(kind, SSD) or (options.get("guard") is None and not kind.needs_evaluation):
         return None
     declared = _member(held_out.ids, np.asarray([str(i) for i in forget_ids], dtype=object))
+    prep = tabular.task.preprocessor
     return watched_rows(forget, retain, held_out, reason=reason, declared=declared,
-                        names=tabular.task.preprocessor.feature_names)  # fmt: skip
+                        names=prep.feature_names, numeric=prep.numeric)  # fmt: skip
 
 
 def _run(tabular: TabularModel, method: str, options: dict, train, forget, retain, folder,

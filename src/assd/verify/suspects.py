@@ -68,6 +68,7 @@ def wrong_groups(
     *,
     min_forget: int = MIN_FORGET_ROWS,
     level: float = LEVEL,
+    known: torch.Tensor | None = None,
 ) -> list[WrongGroup]:
     """The groups (sides of binary input columns) that the forget rows dominate.
 
@@ -76,14 +77,19 @@ def wrong_groups(
         retain_x: inputs of the other training rows ``(n - k, F)``.
         min_forget: fewest forget rows in a wrong group.
         level: the Chernoff bound on the group's forget share must fall below it.
+        known: columns known to hold only 0 and 1 (a boolean mask, e.g. one-hot
+            columns); the others are checked. Default: every column is checked.
     """
     forget_x, retain_x = _flat(forget_x), _flat(retain_x)
     k, n = len(forget_x), len(forget_x) + len(retain_x)
     if k == 0 or k == n:
         return []
-    binary = _binary_columns(forget_x) & _binary_columns(retain_x)
-    ones_f = forget_x[:, binary].sum(0).double()
-    ones_n = ones_f + retain_x[:, binary].sum(0).double()
+    binary = torch.zeros(forget_x.shape[1], dtype=torch.bool) if known is None else known.clone()
+    rest = ~binary
+    if rest.any():  # only the columns not known to be binary
+        binary[rest] = _binary_columns(forget_x[:, rest]) & _binary_columns(retain_x[:, rest])
+    ones_f = forget_x.sum(0, dtype=torch.float64)[binary]
+    ones_n = ones_f + retain_x.sum(0, dtype=torch.float64)[binary]
     p = k / n
     out = []
     for col, f1, n1 in zip(binary.nonzero().flatten().tolist(), ones_f.tolist(), ones_n.tolist(),
@@ -127,7 +133,7 @@ def _is_wrong(n_forget: int, n_rows: int, p: float, min_forget: int, level: floa
 def _binary_columns(x: torch.Tensor) -> torch.Tensor:
     if len(x) == 0:
         return torch.ones(x.shape[1], dtype=torch.bool)
-    return ((x == 0) | (x == 1)).all(0)
+    return (x == 0).sum(0) + (x == 1).sum(0) == len(x)
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
