@@ -215,3 +215,13 @@ def test_held_out_ids_named_in_the_forget_file_are_set_aside(shop_model):
     assert report["guard"]["held_out_declared"] == 7
     assert report["guard"]["held_out_set_aside"] == int(is_c.sum()) + 7
     assert report["result"]["outcome"]["before"]["test"]["n"] == len(is_c) - int(is_c.sum()) - 7
+
+
+def test_ids_digest_is_the_sha256_of_each_id_and_a_nul():
+    import hashlib
+
+    from assd.tabular.task import ids_digest
+
+    for ids in ([], ["a"], ["1", "é", "x\0y", 3], [str(i) for i in range(500)]):
+        direct = hashlib.sha256(b"".join(str(i).encode() + b"\0" for i in ids)).hexdigest()
+        assert ids_digest(ids) == direct

@@ -210,10 +210,8 @@ _FIELD_TYPES = {
 
 def ids_digest(ids) -> str:
     """SHA-256 of a sequence of row ids (order matters): to tell whether data changed."""
-    digest = hashlib.sha256()
-    for i in ids:
-        digest.update(str(i).encode() + b"\0")
-    return digest.hexdigest()
+    parts = [str(i) for i in ids]  # the bytes of id + NUL per id, joined once
+    return hashlib.sha256(("\0".join(parts) + "\0" if parts else "").encode()).hexdigest()
 
 
 def _check_chosen_columns(frame, target, id_column, features, categorical) -> None:
