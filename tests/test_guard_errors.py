@@ -225,3 +225,16 @@ def test_ids_digest_is_the_sha256_of_each_id_and_a_nul():
     for ids in ([], ["a"], ["1", "é", "x\0y", 3], [str(i) for i in range(500)]):
         direct = hashlib.sha256(b"".join(str(i).encode() + b"\0" for i in ids)).hexdigest()
         assert ids_digest(ids) == direct
+
+
+def test_category_codes_convert_each_distinct_value_once_with_the_same_result():
+    from assd.data.preprocess import MISSING, _column_codes, _level_codes, _strings
+
+    frame = pd.DataFrame({"a": ["x", None, "y", "z", "x", "", "NA"],
+                          "b": [1, 2, None, 1, 3, 2, 1],
+                          "c": [1.5, np.nan, 2.0, 1.5, 3.0, 2.0, 1.0]})  # fmt: skip
+    frame["s"] = frame["a"].astype("string")
+    levels = ["x", "y", "1", "2.0", "1.5", "nan", MISSING]
+    for col in frame.columns:  # the row-by-row definition, as fitting uses it
+        direct = _level_codes(_strings(frame, col).to_numpy(), levels)
+        assert np.array_equal(_column_codes(frame, col, levels), direct), col

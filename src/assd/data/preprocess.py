@@ -118,7 +118,7 @@ class Preprocessor:
                 span = self.high[col] - self.low[col]
                 out[:, index[col]] = (values - self.low[col]) / (span if span > 0 else 1.0)
         for col in self.categorical:
-            codes = _level_codes(_strings(frame, col).to_numpy(), self.levels[col])
+            codes = _column_codes(frame, col, self.levels[col])
             names = [f"{col}={level}" for level in self.levels[col]] + [f"{col}={OTHER}"]
             where = np.array([index.get(name, -1) for name in names])[codes]  # -1: dropped
             kept = where >= 0
@@ -213,6 +213,15 @@ def _refuse_infinite(values: np.ndarray, col: str) -> None:
 def _strings(frame, col: str):
     column = frame[col]
     return column.astype(object).where(column.notna(), MISSING).astype(str)
+
+
+def _column_codes(frame, col: str, levels: list[str]) -> np.ndarray:
+    """``_level_codes(_strings(frame, col))``, converting each distinct value once."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)  # missing: -1
+    names = np.array([str(u) for u in uniques] + [MISSING], dtype=object)
+    return _level_codes(names, levels)[codes]  # code -1 picks the last name: MISSING
 
 
 def _level_codes(values: np.ndarray, levels: list[str]) -> np.ndarray:
