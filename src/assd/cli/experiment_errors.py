@@ -18,7 +18,7 @@ log = logging.getLogger("assd")
 
 # Settings that change the numbers of every cell: a results file made with others is refused.
 FIXED = ("data", "target", "split", "id_column", "n_train", "group_column", "max_levels",
-         "with_dep_delay", "training", "folds")  # fmt: skip
+         "with_dep_delay", "training", "folds", "everywhere")  # fmt: skip
 DISCOVER_METHODS = ["mistake", "found:assd", "found:retrain", "assd", "retrain"]
 
 
@@ -62,6 +62,9 @@ def _words(text: str) -> list[str]:
 @click.option("--lr", default=0.05, show_default=True, type=RATE)
 @click.option("--batch-size", default=None, type=COUNT,
               help="Rows per training step (default 1024; a small table needs fewer).")
+@click.option("--errors-everywhere", "everywhere", is_flag=True,
+              help="Put errors in the held-out rows too (drawn with the training rows'); the "
+                   "guard sees them, scores use the clean labels.")
 @click.option("--no-progress", is_flag=True)
 def errors(
     out,
@@ -83,6 +86,7 @@ def errors(
     epochs,
     lr,
     batch_size,
+    everywhere,
     no_progress,
 ) -> None:
     """Train on wrongly entered labels, unlearn them with each method, compare with retraining.
@@ -118,12 +122,16 @@ def errors(
         rates=[r / 100 for r in rates], seeds=parse_seeds(seeds), models=_words(models),
         kinds=_words(kinds), n_train=n_train, training=_training(epochs, lr, batch_size),
         data=data_path, max_levels=max_levels, target=target, split=split, id_column=id_column,
-        group_column=group_column, folds=folds,
+        group_column=group_column, folds=folds, everywhere=everywhere,
     )  # fmt: skip
     if methods:
         config.methods = [m for m in methods.replace(";", " ").split() if m]
         for spec in config.methods:  # fail now, naming the spec, not in the middle of the grid
-            check_spec(spec, own=("mistake",), prefix="found:")
+            _, opts = check_spec(spec, own=("mistake",), prefix="found:", extra=("reason",))
+            if "reason" in opts:
+                from ..tabular.guarded import check_reason
+
+                check_reason(opts["reason"])
     elif discover:
         config.methods = _discover_methods()
     folder = Path(out)
@@ -177,7 +185,8 @@ def _discover_methods() -> list[str]:
 def _check_settings(log_file, config) -> None:
     wanted = {k: config.to_dict()[k] for k in FIXED}
     for record in log_file.records():
-        have = {k: record.get("config", {}).get(k) for k in FIXED}
+        have = {k: record.get("config", {}).get(k, False if k == "everywhere" else None)
+                for k in FIXED}  # fmt: skip
         if have != wanted:
             raise ValueError(
                 f"{log_file.path} holds results made with other settings ({have}); "

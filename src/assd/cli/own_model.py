@@ -113,8 +113,8 @@ def unlearn_own(own: dict, options: dict) -> None:
     forget_path, out, overwrite = options["forget_path"], options["out"], options["overwrite"]
     method = options["method"]
     opts, guard = unlearn_options(options)  # the same checks as the table path
-    if guard is not None and issubclass(type(get_method(method)), SSD):
-        opts["guard"] = guard  # the retain guard, as for tables
+    if issubclass(type(get_method(method)), SSD):
+        opts["guard"] = guard  # the retain guard, as for tables; None (--no-guard): none at all
     extra = _task_options(method, task, loss_fn)
     for key in sorted(set(extra) & set(opts)):
         raise click.UsageError(f"--{key.replace('_', '-')} and --option {key}=... both given; "

@@ -119,13 +119,19 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, date
               help="SSD family: most retained / held-out accuracy the request may cost (default "
                    "0.01 = 1 point); a request that would cost more backs off to a weaker "
                    "dampening.")
-@click.option("--no-guard", is_flag=True, help="Dampen as asked, whatever it costs.")
+@click.option("--no-guard", is_flag=True,
+              help="No retain guard, for every method (assd-auto's included): dampen as asked.")
+@click.option("--reason", type=click.Choice(["errors", "privacy"]), default="errors",
+              show_default=True,
+              help="errors: the rows are wrongly labelled, so held-out rows likely to carry the "
+                   "same error (their group, or named in --forget) are not counted as damage; "
+                   "privacy: the rows are right, the guard watches every held-out row.")
 @click.pass_context
 @ledger_options
 @own_model_options(unlearn_own)
 def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, estimator, options,
             eval_data, cache_dir, no_cache, overwrite, guard, no_guard,
-            ledger=None) -> None:  # fmt: skip
+            reason, ledger=None) -> None:  # fmt: skip
     """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
     from ..data.table import read_forget_ids, read_table, row_ids
     from ..tabular import TabularModel
@@ -152,7 +158,7 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
             log.warning("cannot create the cache folder %s (%s); not caching", cache_dir, error)
     new, report = unlearn_request(  # the model's ledger: assd.cli.ledger, assd.tabular.stream
         tabular, frame, ids, method=method, options=opts, eval_frames=evals, cache_folder=cache,
-        progress=show_progress(ctx), guard=guard, **(ledger or {}),
+        progress=show_progress(ctx), guard=guard, reason=reason, **(ledger or {}),
     )  # fmt: skip
     if not is_main_process():
         return

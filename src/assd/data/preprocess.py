@@ -121,20 +121,21 @@ class Preprocessor:
     def transform(self, frame) -> np.ndarray:
         """Features of ``frame`` as float32 ``(rows, features)``, exactly as fitted."""
         _check_columns(frame, [*self.numeric, *self.categorical])
-        blocks = []
+        index = {name: i for i, name in enumerate(self.keep)}
+        out = np.zeros((len(frame), len(index)), dtype=np.float32)  # written in place, once
         for col in self.numeric:
             values = _numbers(frame, col)
             _refuse_infinite(values, col)
-            values = np.where(np.isfinite(values), values, self.fill[col])
-            blocks.append(self._scaled(values, col)[:, None])
+            if col in index:
+                values = np.where(np.isfinite(values), values, self.fill[col])
+                out[:, index[col]] = self._scaled(values, col)
         for col in self.categorical:
-            codes = _level_codes(self.categories(frame, col).to_numpy(), self.levels[col])
-            one_hot = np.zeros((len(codes), len(self.levels[col]) + 1), dtype=np.float32)
-            one_hot[np.arange(len(codes)), codes] = 1.0
-            blocks.append(one_hot)
-        full = np.concatenate(blocks, axis=1) if blocks else np.empty((len(frame), 0), np.float32)
-        index = {name: i for i, name in enumerate(self.all_features())}
-        return full[:, [index[name] for name in self.keep]].astype(np.float32)
+            codes = _column_codes(self.categories(frame, col), self.levels[col])
+            names = [f"{col}={level}" for level in self.levels[col]] + [f"{col}={OTHER}"]
+            where = np.array([index.get(name, -1) for name in names])[codes]  # -1: dropped
+            kept = where >= 0
+            out[np.flatnonzero(kept), where[kept]] = 1.0
+        return out
 
     def _scaled(self, values: np.ndarray, col: str) -> np.ndarray:
         """Min-max scaled float32; halves first, so a range of +-1e308 does not overflow
@@ -260,6 +261,14 @@ def _median(values: np.ndarray) -> float:
     with np.errstate(over="ignore"):
         middle = float(np.median(values))
     return middle if np.isfinite(middle) else float(np.median(values / 2) * 2)
+
+
+def _column_codes(text, levels: list[str]) -> np.ndarray:
+    """``_level_codes`` of a column's text values, converting each distinct value once."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(text)  # no missing values: categories() filled them
+    return _level_codes(np.asarray(uniques, dtype=object).astype(str), levels)[codes]
 
 
 def _level_codes(values: np.ndarray, levels: list[str]) -> np.ndarray:

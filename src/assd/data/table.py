@@ -96,23 +96,27 @@ def _warn_text_numbers(frame, name: str, *, skip=()) -> None:
         dtype = frame[col].dtype
         if col in skip or not pd.api.types.is_string_dtype(dtype):
             continue
-        values = frame[col].dropna().astype(str).str.strip()
-        values = values[values != ""]
-        if len(values) < 2:
+        counts = frame[col].dropna().astype(str).str.strip().value_counts(sort=False)
+        counts = counts[counts.index != ""]  # each distinct value parsed once, weighted by rows
+        values = counts.index.to_series()
+        if counts.sum() < 2:
             continue
-        plain = pd.to_numeric(values, errors="coerce").notna()
-        comma = pd.to_numeric(values.str.replace(",", ".", regex=False), errors="coerce").notna()
-        if comma.mean() >= 0.9 and plain.mean() < 0.9:
+        plain = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+        comma = pd.to_numeric(values.str.replace(",", ".", regex=False),
+                              errors="coerce").notna().to_numpy()  # fmt: skip
+        weights = counts.to_numpy() / counts.sum()
+        plain_share, comma_share = weights[plain].sum(), weights[comma].sum()
+        if comma_share >= 0.9 and plain_share < 0.9:
             log.warning(
                 "%s: column %r looks numeric with decimal commas (e.g. %r) but is read as text "
                 "(categorical); save the file with decimal points to use it as a number",
                 name, col, values[~plain].iloc[0],
             )  # fmt: skip
-        elif plain.mean() >= 0.9:
+        elif plain_share >= 0.9:
             log.warning(
                 "%s: column %r is mostly numbers but is read as text because of %d value(s) "
                 "like %r; clean them (or leave the cells empty) to use it as a number",
-                name, col, int((~plain).sum()), values[~plain].iloc[0],
+                name, col, int(counts.to_numpy()[~plain].sum()), values[~plain].iloc[0],
             )  # fmt: skip
 
 

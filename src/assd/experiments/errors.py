@@ -44,9 +44,11 @@ from ..methods import get_method
 from ..methods.options import parse_spec
 from ..methods.ssd import SSD
 from ..metrics import accuracy
+from ..tabular.guarded import DEFAULT_REASON, watched_rows
 from ..tabular.model import TrainConfig, train_mlp
 from ..tabular.task import Rows
 from ..tabular.unlearn import dampen_rows, evaluation_batches, table_defaults
+from .everywhere import guard_figures, inject_everywhere
 
 __all__ = [
     "ErrorsConfig",
@@ -81,6 +83,8 @@ class ErrorsConfig:
     folds: int = 5  # out-of-fold models of the found: methods
     max_levels: int = DEFAULT_MAX_LEVELS  # one-hot levels kept per categorical (all 104 dests)
     with_dep_delay: bool = True
+    # errors in the held-out rows too (the guard sees them; scores use the clean labels)
+    everywhere: bool = False
     training: dict = field(default_factory=dict)  # TrainConfig fields; model and seed per cell
 
     def task_spec(self) -> dict:
@@ -177,14 +181,25 @@ class _Context:
     def __init__(self, data: ErrorsData, config: ErrorsConfig, cell: dict):
         rng = np.random.default_rng(cell["seed"])
         self.held_out = data.test  # assd-auto compares the forget rows with held-out rows
+        self.held_out_wrong = None  # which held-out labels are wrong (errors everywhere)
         n = min(config.n_train, len(data.train))
         picked = np.sort(rng.choice(len(data.train), size=n, replace=False))
         self.clean = data.train.subset(picked)
         self.groups = None if data.train_groups is None else data.train_groups[picked]
-        errors = inject_label_errors(
-            self.clean.y.numpy(), rate=cell["rate"], kind=cell["kind"], seed=cell["seed"],
-            n_classes=len(data.class_names), groups=self.groups,
-        )  # fmt: skip
+        if config.everywhere:
+            both = None if self.groups is None else (self.groups, data.test_groups)
+            errors, noisy_test = inject_everywhere(
+                self.clean.y.numpy(), data.test.y.numpy(), rate=cell["rate"], kind=cell["kind"],
+                seed=cell["seed"], n_classes=len(data.class_names), groups=both,
+            )  # fmt: skip
+            self.held_out = Rows(data.test.x, torch.from_numpy(noisy_test), data.test.ids,
+                                 data.test.test)  # fmt: skip
+            self.held_out_wrong = noisy_test != data.test.y.numpy()
+        else:
+            errors = inject_label_errors(
+                self.clean.y.numpy(), rate=cell["rate"], kind=cell["kind"], seed=cell["seed"],
+                n_classes=len(data.class_names), groups=self.groups,
+            )  # fmt: skip
         self.errors = errors
         noisy_y = torch.from_numpy(errors.labels)
         self.noisy = Rows(self.clean.x, noisy_y, self.clean.ids, self.clean.test)
@@ -271,6 +286,7 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     if not is_forget.any():  # discovery found nothing: nothing to forget
         return ctx.model, {"note": "nothing to forget"}
     forget_rows, retain_rows = ctx.noisy.subset(is_forget), ctx.noisy.subset(~is_forget)
+    reason = options.pop("reason", DEFAULT_REASON)
     options = table_defaults(name, options, ctx.train_config)
     if name == "assd-auto":
         options.setdefault("target", "mislabelled")  # the rows are known to carry wrong labels
@@ -278,9 +294,12 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     cfg = ctx.train_config
     forget = _loader(forget_rows, cfg)
     if isinstance(algorithm, SSD):
-        evaluate = None
+        evaluate, watch = None, None
         if algorithm.needs_evaluation or algorithm.guard is not None:  # assd-auto, a guard
-            evaluate = evaluation_batches(forget_rows, retain_rows, ctx.held_out, cfg)
+            # the guard watches what it would in `assd unlearn --reason REASON`
+            kept, held, watch = watched_rows(forget_rows, retain_rows, ctx.held_out,
+                                             reason=reason)  # fmt: skip
+            evaluate = evaluation_batches(forget_rows, kept, held, cfg)
         result, info = dampen_rows(algorithm, ctx.model, ctx.noisy, forget_rows, retain_rows, cfg,
                                    memo=ctx.memo, evaluate=evaluate)  # fmt: skip
         now = info["seconds"] if "seconds" in info and not info.get("hit") else 0.0
@@ -291,7 +310,9 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
         return result.model, {**{k: result.summary()[k] for k in keys},
                               "n_changed": result.n_changed, "verdict": result.verdict,
                               "importance_seconds": now,
-                              "pass_seconds": ctx.importance_seconds}  # fmt: skip
+                              "pass_seconds": ctx.importance_seconds,
+                              **guard_figures(result, watch, ctx.held_out, ctx.held_out_wrong,
+                                              forget_rows, retain_rows)}  # fmt: skip
     retain = cfg.loader(retain_rows.x, retain_rows.y)
     result = algorithm.unlearn(ctx.model, forget=forget, retain=retain)
     return result.model, {}

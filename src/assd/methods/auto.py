@@ -77,7 +77,7 @@ import math
 import torch
 
 from ..batches import split_batch
-from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused
+from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused, guard_change
 from .assd import ASSD
 from .binomial import binomial_upper
 from .registry import register
@@ -180,6 +180,7 @@ class AutoASSD(ASSD):
             )
         if not chosen["target"]["met"]:
             log.warning("assd-auto: %s", chosen["target"]["verdict"])
+            _note_guard_change(trials, chosen)
         return chosen
 
     def _dampen_and_repair(self, trials: Trials, fallback: dict, retain) -> dict:
@@ -224,6 +225,18 @@ class AutoASSD(ASSD):
                  "the strongest dampening within the guard", epochs)  # fmt: skip
         trials.apply(_strength(fallback), record=False)
         return fallback
+
+
+def _note_guard_change(trials: Trials, chosen: dict) -> None:
+    """If the guard is why the target was missed, say so in the chosen try's guard record."""
+    broken = [t for t in trials.tries if t["guard"] is not None and not t["guard"]["ok"]]
+    if not broken:
+        return
+    asked = max(broken, key=lambda t: t["alpha"])  # the weakest try the guard refused
+    change = guard_change(asked, chosen, what="assd-auto short of its forget target",
+                          asked_as="a stronger try", verbs=("held", "held"))
+    chosen["guard"] = {**chosen["guard"], "changed": change}
+    log.warning("assd-auto: %s", change["headline"])
 
 
 PACE_WINDOW = 5  # epochs over which the repair's recent progress is measured

@@ -84,10 +84,12 @@ def method_options(method: str, items, *, flag: str = "--option") -> dict:
     return check_options(method, key_values(items, flag=flag), flag=flag)
 
 
-def check_spec(spec: str, *, own: tuple[str, ...] = (), prefix: str = "") -> tuple[str, dict]:
+def check_spec(spec: str, *, own: tuple[str, ...] = (), prefix: str = "",
+               extra: tuple[str, ...] = ()) -> tuple[str, dict]:  # fmt: skip
     """Parse a method spec and check its options against the method, as ``assd experiment``
     reads ``--methods``; ``own`` names that are not methods (``mistake``, ``original``,
-    without options) and a ``prefix`` (``found:``) are let through.
+    without options), a ``prefix`` (``found:``) and ``extra`` keys the experiment itself
+    reads (not the method: ``reason``) are let through.
 
     Example:
         >>> check_spec("found:ssd:alpha=5", own=("mistake",), prefix="found:")
@@ -100,7 +102,8 @@ def check_spec(spec: str, *, own: tuple[str, ...] = (), prefix: str = "") -> tup
         if options:
             raise ValueError(f"method {spec!r}: {name} takes no options.")
     else:
-        check_options(name, options, flag=f"method {spec!r}: option")
+        mine = {k: v for k, v in options.items() if k not in extra}
+        check_options(name, mine, flag=f"method {spec!r}: option")
     return lead + name, options
 
 

@@ -14,7 +14,7 @@ from ..importance.estimators import DEFAULT_ESTIMATOR
 from ..importance.sharded import is_sharded_model
 from ..rule.dampening import dampen_parameters_
 from ..tasks import check_task, default_loss
-from ..verify.guard import GuardRefused, RetainGuard
+from ..verify.guard import GuardRefused, RetainGuard, guard_change
 from ..verify.membership import check_forget_rows
 from ..verify.outcome import Outcome, evaluation_sets, layer_changes
 from ..verify.scoring import probe_task
@@ -139,8 +139,9 @@ class SSD(ImportanceSources):
                 },
             )
         chosen = search(trials, first=first)
-        log.warning("%s: the request broke the retain guard; backed off to alpha=%.4g",
-                    self.name, chosen["alpha"])  # fmt: skip
+        change = guard_change(first, chosen, what=f"this {self.name} request")
+        chosen["guard"] = {**chosen["guard"], "changed": change}
+        log.warning("%s: %s", self.name, change["headline"])
         return chosen
 
     def unlearn(

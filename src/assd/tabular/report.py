@@ -22,7 +22,7 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
     method, result = report["method"], report["result"]
     options = ", ".join(f"{k}={v}" for k, v in method["options"].items()) or "defaults"
     lines = [
-        f"# {title}",
+        f"# {title}{_headline(result.get('outcome'))}",
         "",
         f"- method: `{method['name']}` ({options})",
         f"- rows forgotten: {report['n_forget']} of {report['n_train']} training rows",
@@ -37,6 +37,7 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
             f"({100 * result['n_dampened'] / max(result['n_params'], 1):.2f} %)"
         )
     lines += _outcome_lines(result.get("outcome"))
+    lines += _guard_lines(report.get("guard"))
     if report.get("importance_cache"):
         lines.append(cache_line(report["importance_cache"]))
     lines += ["", "## Accuracy", ""]
@@ -157,6 +158,29 @@ def _f(value: float) -> str:
 
 def _pp(delta: float) -> str:
     return f"{100 * delta:+.2f}"
+
+
+def _guard_lines(guard: dict | None) -> list[str]:
+    """What the retain guard watched: its limit, the request's reason, what it set aside."""
+    if not guard or guard.get("limit") is None:
+        return []
+    line = f"- retain guard: limit {100 * guard['limit']:.2f} pp, reason {guard['reason']}"
+    if guard["reason"] == "privacy":
+        return [line + " (every retained and held-out row watched)"]
+    groups = ", ".join(g["group"] for g in guard["groups"][:5])
+    more = f" and {len(guard['groups']) - 5} more" if len(guard["groups"]) > 5 else ""
+    where = f" in {len(guard['groups'])} group(s) the forget rows dominate ({groups}{more})"
+    declared = guard.get("held_out_declared") or 0
+    named = f", {declared} of them named in the forget file" if declared else ""
+    return [line + f": {guard['held_out_set_aside']} held-out and {guard['retain_set_aside']} "
+            f"retained row(s) likely carrying the same error not counted as damage"
+            f"{where if guard['groups'] else ''}{named}"]  # fmt: skip
+
+
+def _headline(outcome: dict | None) -> str:
+    """``: <what the guard did, with figures>`` when the retain guard changed the request."""
+    change = ((outcome or {}).get("guard") or {}).get("changed")
+    return f": {change['headline']}" if change else ""
 
 
 def _outcome_lines(outcome: dict | None) -> list[str]:

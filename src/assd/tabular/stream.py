@@ -220,11 +220,24 @@ def _warn_missing(ledger: Ledger, rows, earlier: np.ndarray) -> None:
                     "re-checked", gone)  # fmt: skip
 
 
+def _drift_step(acc: dict, outcome: dict) -> dict:
+    """Points lost by this request on retained and held-out rows: on the rows the guard
+    watched where it watched them (an error-correction request sets aside rows that carry
+    the same error, :mod:`assd.tabular.guarded`), else on every row."""
+    before, after, step = outcome.get("before") or {}, outcome.get("after") or {}, {}
+    for k in ("retain", "test"):
+        pair = [(before.get(k) or {}).get("accuracy"), (after.get(k) or {}).get("accuracy")]
+        if None not in pair:
+            step[k] = round(100 * (pair[0] - pair[1]), 4)
+        elif k in acc:
+            step[k] = round(100 * (acc[k]["before"] - acc[k]["after"]), 4)
+    return step
+
+
 def _entry(ledger, tabular, new, report, forgot, flags, checks, hash_ids, batched) -> dict:
     result, acc = report.get("result") or {}, report["accuracy"]
     previous = ledger.drift()
-    step = {k: round(100 * (acc[k]["before"] - acc[k]["after"]), 4) for k in ("retain", "test")
-            if k in acc}  # fmt: skip
+    step = _drift_step(acc, result.get("outcome") or {})
     drift = {k: round(previous.get(k, 0.0) + v, 4) for k, v in step.items()}
     return {
         "rows": ledger.rows(forgot, hashed=hash_ids),

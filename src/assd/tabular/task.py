@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -198,8 +198,11 @@ class TableTask:
             )
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}  # asdict deep-copies ids
         out["preprocessor"] = self.preprocessor.to_dict()
+        out["class_names"] = list(self.class_names)
+        if self.test_ids is not None:
+            out["test_ids"] = list(self.test_ids)
         return out
 
     @classmethod
@@ -231,10 +234,8 @@ _FIELD_TYPES = {
 
 def ids_digest(ids) -> str:
     """SHA-256 of a sequence of row ids (order matters): to tell whether data changed."""
-    digest = hashlib.sha256()
-    for i in ids:
-        digest.update(str(i).encode() + b"\0")
-    return digest.hexdigest()
+    parts = [str(i) for i in ids]  # the bytes of id + NUL per id, joined once
+    return hashlib.sha256(("\0".join(parts) + "\0" if parts else "").encode()).hexdigest()
 
 
 def _warn_index_like(frame, columns: list[str]) -> None:

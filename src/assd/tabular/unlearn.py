@@ -25,12 +25,14 @@ import numpy as np
 from .. import methods as registry
 from ..batches import TensorData
 from ..methods.ssd import SSD
-from ..metrics import accuracy
 from ..store.checkpoints import check_finite
 from ..store.fingerprint import fingerprint
+from ..verify.guard import DEFAULT_MAX_DROP
 from .cache import cached_importance, data_key
+from .guarded import DEFAULT_REASON, check_reason, watched_rows
 from .model import TabularModel, TrainConfig
 from .pipeline import data_changes, train_set_digest, training_rows
+from .scoring import before_after
 from .task import Rows, ids_digest
 
 __all__ = [
@@ -65,7 +67,8 @@ def unlearn_rows(
     eval_frames: dict | None = None,
     cache_folder: str | os.PathLike | None = None,
     progress: bool = False,
-    guard: float | None = None,
+    guard: float | None = DEFAULT_MAX_DROP,
+    reason: str = DEFAULT_REASON,
     exclude=None,
 ) -> tuple[TabularModel, dict]:
     """Forget the training rows named by ``forget_ids``; the input model is not changed.
@@ -84,8 +87,12 @@ def unlearn_rows(
         progress: show progress bars.
         guard: SSD family: the retain guard's limit (0.01 = one accuracy point on
             the retained and held-out rows); a request that would break it backs
-            off to the strongest dampening that respects it. None: no guard
-            (``assd-auto`` keeps its own default guard). The CLI sets 0.01.
+            off to the strongest dampening that respects it. None: no guard, for
+            every method (``assd-auto`` included). An option ``guard`` wins.
+        reason: ``"errors"`` (the forget rows are wrongly labelled: rows likely to carry
+            the same error, held-out ones included, are not counted as damage by the
+            guard; see :mod:`assd.tabular.guarded`) or ``"privacy"`` (the rows are
+            right, only to be removed: the guard watches every retained and held-out row).
         exclude: ids of training rows to leave out of every set (rows that earlier
             requests forgot: :func:`assd.tabular.stream.unlearn_request` passes them).
 
@@ -105,23 +112,23 @@ def unlearn_rows(
     is_forget = _forget_mask(train, rows, forget_ids)
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
+    check_reason(reason)
     options = table_defaults(method, options, tabular.config())
-    if guard is not None and issubclass(type(registry.get_method(method)), SSD):
-        options = {**options, "guard": guard}
+    if issubclass(type(registry.get_method(method)), SSD):
+        options = {"guard": guard, **options}  # None: no guard for assd-auto either
     held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
+    watch = _watched(method, options, forget, retain, held_out, forget_ids, reason, tabular)
     result, cache_info = _run(
         tabular, method, options, train, forget, retain, cache_folder, held_out,
-        progress=progress, digest=digest,
+        progress=progress, digest=digest, watch=watch,
     )
     timings["unlearn"] = time.perf_counter() - start - timings["encode"]
     check_finite(result.model, what=f"the model unlearned with {method!r}")
     tick = time.perf_counter()
     sets = _evaluation_sets(tabular, rows, retain, forget, eval_frames)
-    accuracy = {
-        name: {"before": _acc(tabular.model, s), "after": _acc(result.model, s), "n": len(s)}
-        for name, s in sets.items()
-    }
-    metrics = _metrics(tabular, result.model, sets, train)
+    names = tabular.task.class_names
+    majority = int(train.y.bincount(minlength=len(names)).argmax())  # the baseline's answer
+    accuracy, metrics = before_after(tabular.model, result.model, sets, names, majority)
     timings["evaluate"] = time.perf_counter() - tick
     new = TabularModel(result.model, tabular.task, tabular.architecture, _extra(tabular, forget))
     new.extra["unlearned"][-1].update(method=method, options=_jsonable(options))
@@ -131,6 +138,7 @@ def unlearn_rows(
         "n_train": len(train),
         "result": result.summary(),
         "importance_cache": cache_info,
+        "guard": None if watch is None else {"limit": options.get("guard"), **watch[2]},
         "accuracy": accuracy,
         "metrics": metrics,
         "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -139,15 +147,28 @@ def unlearn_rows(
     return new, report
 
 
+def _watched(method, options, forget, retain, held_out, forget_ids, reason, tabular):
+    """The rows the guard / outcome of an SSD-family request watch (None: not verified)."""
+    kind = type(registry.get_method(method))
+    if not issubclass(kind, SSD) or (options.get("guard") is None and not kind.needs_evaluation):
+        return None
+    declared = _member(held_out.ids, np.asarray([str(i) for i in forget_ids], dtype=object))
+    prep = tabular.task.preprocessor
+    return watched_rows(forget, retain, held_out, reason=reason, declared=declared,
+                        names=prep.feature_names, numeric=prep.numeric)  # fmt: skip
+
+
 def _run(tabular: TabularModel, method: str, options: dict, train, forget, retain, folder,
-         held_out, *, progress: bool = False, digest: str | None = None):  # fmt: skip
-    """Run the method; SSD-family methods take the training importance from the cache."""
+         held_out, *, progress: bool = False, digest: str | None = None,
+         watch=None):  # fmt: skip
+    """Run the method; SSD-family methods take the training importance from the cache.
+    ``watch``: the retained and held-out rows the guard watches (:func:`_watched`)."""
     config = tabular.config()
     algorithm = registry.get_method(method, **options)
     if isinstance(algorithm, SSD):
         evaluate = None
-        if algorithm.guard is not None or algorithm.needs_evaluation:
-            evaluate = evaluation_batches(forget, retain, held_out, config)
+        if watch is not None:
+            evaluate = evaluation_batches(forget, watch[0], watch[1], config)
         return dampen_rows(algorithm, tabular.model, train, forget, retain, config,
                            folder=folder, progress=progress, evaluate=evaluate,
                            digest=digest)  # fmt: skip
@@ -270,7 +291,8 @@ def _forget_mask(train: Rows, rows: Rows, forget_ids) -> np.ndarray:
     mask = _member(train.ids, wanted)
     skipped = wanted.size - int(mask.sum())
     if skipped:
-        log.warning("%d forget id(s) are held-out or unlabelled rows: skipped", skipped)
+        log.warning("%d forget id(s) are held-out or unlabelled rows: not forgotten (with "
+                    "reason 'errors' the retain guard does not count them as damage)", skipped)
     if not mask.any():
         raise ValueError("none of the forget ids is a training row; there is nothing to forget.")
     if mask.all():
@@ -316,32 +338,6 @@ def _evaluation_sets(tabular, rows: Rows, retain: Rows, forget: Rows, eval_frame
             )
         sets[name] = tabular.task.encode(other, require_labels=False)
     return sets
-
-
-def _acc(model, rows: Rows) -> float:
-    known = rows.y >= 0
-    return accuracy(model, TensorData(rows.x[known], rows.y[known], batch_size=4096))
-
-
-def _metrics(tabular: TabularModel, after, sets: dict, train: Rows) -> dict:
-    """Balanced accuracy, macro-F1, recall per class and the training-majority baseline,
-    before and after, on every evaluation set (:func:`assd.tabular.evaluate.summarize`)."""
-    from ..metrics import predict
-    from .evaluate import summarize
-
-    names = tabular.task.class_names
-    majority = int(train.y.bincount(minlength=len(names)).argmax())
-    out = {}
-    for name, rows in sets.items():
-        known = rows.y >= 0
-        if not known.any():
-            continue
-        data = TensorData(rows.x[known], rows.y[known], batch_size=4096)
-        out[name] = {
-            when: summarize(*predict(model, data)[::-1], names, majority)
-            for when, model in (("before", tabular.model), ("after", after))
-        }
-    return out
 
 
 def _extra(tabular: TabularModel, forget: Rows) -> dict:

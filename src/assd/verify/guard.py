@@ -24,7 +24,7 @@ import math
 from .outcome import SetScore
 from .split import is_forgotten_part
 
-__all__ = ["DEFAULT_MAX_DROP", "GuardRefused", "RetainGuard"]
+__all__ = ["DEFAULT_MAX_DROP", "GuardRefused", "RetainGuard", "guard_change"]
 
 DEFAULT_MAX_DROP = 0.01
 
@@ -108,3 +108,44 @@ def _kind(score: SetScore) -> str:
     if score.perplexity is not None:
         return "relative perplexity"
     return "accuracy points" if score.accuracy is not None else "relative loss"
+
+
+def guard_change(
+    asked: dict,
+    chosen: dict,
+    *,
+    what: str = "this request",
+    asked_as: str = "as asked",
+    verbs: tuple[str, str] = ("stopped", "weakened"),
+) -> dict:
+    """The record and headline of a request the guard changed.
+
+    ``asked``: the try the guard refused (a :class:`assd.methods.search.Trials` entry with
+    ``alpha`` and a broken ``guard``); ``chosen``: the try kept instead (``alpha`` inf, or
+    ``selected`` 0: nothing changed).
+
+    Example:
+        >>> broke = {"alpha": 2.0, "guard": {"limit": 0.01, "worst": {"set": "test",
+        ...          "drop": 0.032, "kind": "accuracy points"}}}
+        >>> kept = {"alpha": float("inf"), "selected": 0, "guard": {"limit": 0.01,
+        ...         "worst": {"set": "test", "drop": 0.0, "kind": "accuracy points"}}}
+        >>> guard_change(broke, kept)["headline"]  # doctest: +NORMALIZE_WHITESPACE
+        "The retain guard stopped this request: as asked (alpha 2) it would cost 3.20 pp on
+        'test' (limit 1.00 pp); no weaker dampening stayed within it, so no weight changed."
+    """
+    unit = " pp" if asked["guard"]["worst"]["kind"] == "accuracy points" else " %"
+    worst, limit = asked["guard"]["worst"], 100 * asked["guard"]["limit"]
+    cost = f"{100 * worst['drop']:.2f}{unit} on {worst['set']!r} (limit {limit:.2f}{unit})"
+    nothing = not math.isfinite(chosen["alpha"]) or chosen.get("selected") == 0
+    verb = verbs[0] if nothing else verbs[1]
+    start = f"The retain guard {verb} {what}: {asked_as} (alpha {asked['alpha']:.4g})"
+    if nothing:
+        headline = (f"{start} it would cost {cost}; no weaker dampening stayed within it, so "
+                    "no weight changed.")  # fmt: skip
+    else:
+        kept = chosen["guard"]["worst"]
+        headline = (f"{start} it would cost {cost}; it kept alpha {chosen['alpha']:.4g} instead "
+                    f"(cost {100 * kept['drop']:.2f}{unit} on {kept['set']!r}).")  # fmt: skip
+    return {"asked_alpha": asked["alpha"], "asked_drop": worst["drop"], "asked_set": worst["set"],
+            "kept_alpha": None if nothing else chosen["alpha"], "changed_nothing": nothing,
+            "headline": headline}  # fmt: skip

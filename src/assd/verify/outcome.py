@@ -174,8 +174,12 @@ class Outcome:
         return a.accuracy - b.accuracy if b.accuracy is not None else a.loss - b.loss
 
     def verdict(self) -> str:
-        """What happened, in plain words (one or more sentences)."""
-        parts = [_change_sentence(self)]
+        """What happened, in plain words (one or more sentences). When the retain guard
+        changed the request, that comes first, with its figures."""
+        change = (self.guard or {}).get("changed")
+        parts = [change["headline"]] if change else []
+        if not (change and change["changed_nothing"]):
+            parts.append(_change_sentence(self))
         for name in self.before:
             parts.append(_set_sentence(name, self.before[name], self.after[name]))
         if self.target is not None:
@@ -183,7 +187,7 @@ class Outcome:
         elif self.n_changed and _forget_unmoved(self):
             parts.append("The forget rows are predicted as before: nothing measurable was "
                          "forgotten (assd-auto searches for a strength that does forget).")
-        if self.guard is not None:
+        if self.guard is not None and not (change and change["changed_nothing"]):
             parts.append(self.guard.get("verdict", ""))
         return " ".join(p for p in parts if p)
 
