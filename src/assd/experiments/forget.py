@@ -156,6 +156,7 @@ class ForgetRun:
         if result.outcome is not None:
             extra.update(n_changed=result.n_changed, tries=len(result.outcome.tries) or 1,
                          verdict=result.verdict)  # fmt: skip
+            extra.update(_target_figures(result.outcome.target))
         return {
             **self.measure(result.model), **extra, "seconds": result.seconds,
             "importance_seconds": importance_seconds,
@@ -196,6 +197,8 @@ class ForgetRun:
         cls = type(get_method(name))
         if name == "assd-auto" and self.config.scenario in ("full-class", "sub-class"):
             options.setdefault("target", "group")  # the request forgets a class / sub-class
+        if name == "assd-auto":
+            options = self._evidence_options(options, seed)
         if issubclass(cls, TrainingMethod):
             options.setdefault("seed", seed)
         if name == "retrain":
@@ -209,6 +212,22 @@ class ForgetRun:
                     "alpha", reference_alpha(self.config.model, self.config.scenario)
                 )
         return get_method(name, **options)
+
+    def _evidence_options(self, options: dict, seed: int) -> dict:
+        """assd-auto judged against reference models trained with the original's recipe at
+        ``reference_budget`` (0: the rule targets), with the relearning check on."""
+        from ..verify.relearn import RELEARN_STEPS
+        from .forget_references import REFERENCE_BUDGET, benchmark_recipe
+
+        options = dict(options)
+        budget = options.pop("reference_budget", REFERENCE_BUDGET)
+        if budget:
+            options.setdefault("recipe", benchmark_recipe(self.config, self.scenario,
+                                                          self.device, budget=budget))  # fmt: skip
+            options.setdefault("reference_pairs", 2 if self.config.scenario == "random" else 1)
+            options.setdefault("reference_seed", seed)
+        options.setdefault("relearn_steps", RELEARN_STEPS)
+        return options
 
     @staticmethod
     def _retain_pass(method: SSD) -> bool:
@@ -273,3 +292,16 @@ class ForgetRun:
             "n_forget": len(labels["forget"]),
             "n_retain": len(labels["retain"]),
         }  # fmt: skip
+
+
+def _target_figures(target: dict | None) -> dict:
+    """What a verified request's target said: met, its basis, the per-example share."""
+    if not target:
+        return {}
+    keys = ("met", "basis", "member_share", "overshoot", "expected", "band")
+    out = {f"target_{k}": target[k] for k in keys if k in target}
+    relearn = target.get("relearn")
+    if relearn:
+        out["relearn_came_back"] = relearn["came_back"]
+        out["relearned_acc"] = relearn["relearned_accuracy"]
+    return out

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..importance.core import Importance
 from ..rule.dampening import dampen_parameters_
+from ..verify.forget_check import forget_scores, one_shot_outcome
 from ..verify.guard import GuardRefused, RetainGuard
 from ..verify.membership import check_forget_rows
 from ..verify.outcome import Outcome, evaluation_sets, layer_changes
@@ -159,6 +160,8 @@ class SSD(ImportanceSources):
         timings["copy"] = time.perf_counter() - tick - timings["alpha"]
         tick = time.perf_counter()
         if evaluate is None and not self.needs_evaluation:
+            score = {k: self.importance_options[k] for k in ("loss_fn", "batch_fn", "output_fn")}
+            before = forget_scores(target, forget, **score)  # did the forget rows move?
             counts = dampen_parameters_(
                 {n: p for n, p in target.named_parameters() if n in reference.tensors},
                 forgotten.tensors,
@@ -166,7 +169,9 @@ class SSD(ImportanceSources):
                 alpha=alpha,
                 dampening=self.dampening,
             )
-            outcome, dampening = None, self.dampening
+            outcome = one_shot_outcome(before, target, forget, original=None if inplace else model,
+                                       names=reference.tensors, counts=counts, **score)
+            dampening = self.dampening
         else:
             sets = evaluation_sets(evaluate, forget, batch_fn=self.importance_options["batch_fn"])
             trials = Trials(target, forgotten.tensors, reference.tensors, alpha0=alpha,
