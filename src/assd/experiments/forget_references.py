@@ -22,7 +22,7 @@ from .forget_setup import Augmented, _wrap, load_weights_, model_spec
 
 __all__ = ["REFERENCE_BUDGET", "benchmark_recipe"]
 
-REFERENCE_BUDGET = 0.2  # share of the original's epochs each (half-data) reference trains
+REFERENCE_BUDGET = 0.5  # share of the original's epochs each (half-data) reference trains
 
 
 def benchmark_recipe(config, scenario, device, *, budget: float = REFERENCE_BUDGET) -> Recipe:

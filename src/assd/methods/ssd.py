@@ -11,7 +11,7 @@ from torch import nn
 
 from ..importance.core import Importance
 from ..rule.dampening import dampen_parameters_
-from ..verify.forget_check import forget_scores, one_shot_outcome
+from ..verify.forget_check import before_request, one_shot_outcome
 from ..verify.guard import GuardRefused, RetainGuard
 from ..verify.membership import check_forget_rows
 from ..verify.outcome import Outcome, evaluation_sets, layer_changes
@@ -161,7 +161,7 @@ class SSD(ImportanceSources):
         tick = time.perf_counter()
         if evaluate is None and not self.needs_evaluation:
             score = {k: self.importance_options[k] for k in ("loss_fn", "batch_fn", "output_fn")}
-            before = forget_scores(target, forget, **score)  # did the forget rows move?
+            before = before_request(target, forget, names=reference.tensors, **score)
             counts = dampen_parameters_(
                 {n: p for n, p in target.named_parameters() if n in reference.tensors},
                 forgotten.tensors,
@@ -170,7 +170,7 @@ class SSD(ImportanceSources):
                 dampening=self.dampening,
             )
             outcome = one_shot_outcome(before, target, forget, original=None if inplace else model,
-                                       names=reference.tensors, counts=counts, **score)
+                                       counts=counts, **score)  # did the forget rows move?
             dampening = self.dampening
         else:
             sets = evaluation_sets(evaluate, forget, batch_fn=self.importance_options["batch_fn"])

@@ -14,8 +14,8 @@ Example:
     >>> from assd.batches import TensorData
     >>> model = torch.nn.Linear(2, 2)
     >>> rows = TensorData(torch.randn(4, 2), torch.tensor([0, 1, 0, 1]))
-    >>> before = forget_scores(model, rows)
-    >>> out = one_shot_outcome(before, model, rows, original=model, names=["weight"])
+    >>> before = before_request(model, rows, names=["weight"])
+    >>> out = one_shot_outcome(before, model, rows, original=model, counts={"weight": (0, 4)})
     >>> out.verdict().split(".")[0]
     'No weight changed: the request did nothing'
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 from ..batches import split_batch
 from .outcome import LayerChange, Outcome, SetScore, layer_changes, score_sets
 
-__all__ = ["forget_scores", "one_shot_outcome"]
+__all__ = ["before_request", "forget_scores", "one_shot_outcome"]
 
 
 def forget_scores(model, forget, *, loss_fn=None, batch_fn=None, output_fn=None,
@@ -38,28 +38,34 @@ def forget_scores(model, forget, *, loss_fn=None, batch_fn=None, output_fn=None,
                       output_fn=output_fn)["forget"]  # fmt: skip
 
 
-def one_shot_outcome(before: SetScore | None, model, forget, *, original=None, names,
-                     counts: dict | None = None, **score_options) -> Outcome | None:  # fmt: skip
-    """The outcome of a one-shot request from the forget rows' scores before and now.
+def before_request(model, forget, *, names, **score_options) -> dict:
+    """What :func:`one_shot_outcome` needs from before the request: the forget rows'
+    score and the norms of the parameters ``names`` (scalars: no copy of the weights)."""
+    own = dict(model.named_parameters())
+    norms = {n: float(own[n].detach().double().norm()) for n in names if n in own}
+    return {"score": forget_scores(model, forget, **score_options), "norms": norms}
+
+
+def one_shot_outcome(before: dict, model, forget, *, original=None, counts: dict,
+                     **score_options) -> Outcome | None:  # fmt: skip
+    """The outcome of a one-shot request from :func:`before_request` and the model now.
 
     Args:
-        before: :func:`forget_scores` before the request (None: no outcome).
+        before: :func:`before_request` (its score None: no outcome).
         model: the model after the request.
         original: the untouched model, to count the weights that changed value;
             None (an in-place request) counts the weights selected for dampening.
-        names: the parameters the request may have changed.
-        counts: ``{name: (selected, elements)}`` from the dampening, used when
-            ``original`` is None.
+        counts: ``{name: (selected, elements)}`` from the dampening.
     """
-    if before is None:
+    if before["score"] is None:
         return None
     after = forget_scores(model, forget, **score_options)
     if original is not None:
         own = dict(original.named_parameters())
-        layers = layer_changes({n: own[n].detach() for n in names}, model)
+        layers = layer_changes({n: own[n].detach() for n in counts}, model)
     else:
         now = dict(model.named_parameters())
-        layers = {n: LayerChange(changed=s, elements=e, norm_before=float("nan"),
+        layers = {n: LayerChange(changed=s, elements=e, norm_before=before["norms"][n],
                                  norm_after=float(now[n].detach().double().norm()))
-                  for n, (s, e) in (counts or {}).items()}  # fmt: skip
-    return Outcome(before={"forget": before}, after={"forget": after}, layers=layers)
+                  for n, (s, e) in counts.items()}  # fmt: skip
+    return Outcome(before={"forget": before["score"]}, after={"forget": after}, layers=layers)
