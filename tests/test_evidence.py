@@ -215,3 +215,20 @@ def test_one_shot_verdict_reports_forget_rows_that_moved():
         after = float((result.model(x[y == 2]).argmax(1) == 2).double().mean())
     assert result.outcome.after["forget"].accuracy == pytest.approx(after)
     assert after < 0.9 and "fell by" in result.verdict
+
+
+def test_assd_auto_on_a_table_is_judged_against_references_from_its_recipe():
+    import numpy as np
+    import pandas as pd
+
+    from assd.tabular import TrainConfig, train_table, unlearn_rows
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"income": rng.gamma(2, 20, 300).round(2),
+                          "tier": rng.integers(1, 5, 300)})  # fmt: skip
+    frame["label"] = np.where(frame.income + 15 * (frame.tier == 3) > 45, "yes", "no")
+    trained = train_table(frame, target="label", config=TrainConfig(batch_size=64, epochs=4))
+    _, report = unlearn_rows(trained, frame, [str(i) for i in range(0, 200, 9)], method="assd-auto")
+    target = report["result"]["outcome"]["target"]
+    assert target["basis"] == "references" and target["n_references"] == 4  # rows: two pairs
+    assert 0.0 <= target["member_share"] <= 1.0 and "reference models" in target["verdict"]

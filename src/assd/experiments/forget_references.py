@@ -17,12 +17,11 @@ import torch
 from ..batches import TensorData
 from ..models import build_model
 from ..train import fit
-from ..verify.references import Recipe
+from ..verify.references import REFERENCE_BUDGET, Recipe
 from .forget_setup import Augmented, _wrap, load_weights_, model_spec
 
 __all__ = ["REFERENCE_BUDGET", "benchmark_recipe"]
 
-REFERENCE_BUDGET = 0.5  # share of the original's epochs each (half-data) reference trains
 
 
 def benchmark_recipe(config, scenario, device, *, budget: float = REFERENCE_BUDGET) -> Recipe:

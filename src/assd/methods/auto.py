@@ -116,7 +116,8 @@ class AutoASSD(ASSD):
         references: reference models given directly (a list of at least two models
             never trained on the forget rows, or a
             :class:`assd.verify.references.ReferenceSet`).
-        reference_pairs: pairs of references a recipe trains (on complementary halves).
+        reference_pairs: pairs of references a recipe trains (on complementary halves;
+            default 1 for a group, 2 for rows: each row is then outside two of them).
         reference_seed: the seed of the halves and of the references' training.
         reference_cache: where trained references are kept and looked up (default: the
             process's :data:`assd.verify.references.SHARED`).
@@ -133,7 +134,7 @@ class AutoASSD(ASSD):
     def __init__(self, *, target: str = "auto", guard: float | None = DEFAULT_MAX_DROP,
                  repair_epochs: int = REPAIR_EPOCHS, reference: str = "retain",
                  estimator: str = "sample", recipe: Recipe | None = None, references=None,
-                 reference_pairs: int = 1, reference_seed: int = 0, fpr: float = 0.05,
+                 reference_pairs: int | None = None, reference_seed: int = 0, fpr: float = 0.05,
                  relearn_steps: int = 0, reference_cache: ReferenceCache | None = None,
                  **options):  # fmt: skip
         if target not in TARGETS:
@@ -178,7 +179,8 @@ class AutoASSD(ASSD):
         """The target from reference models, when a recipe or references are given."""
         refs = self.references
         if refs is None and self.recipe is not None:
-            refs = for_request(kind, sets, self.recipe, pairs=self.reference_pairs,
+            pairs = self.reference_pairs or (1 if kind == "group" else 2)
+            refs = for_request(kind, sets, self.recipe, pairs=pairs,
                                seed=self.reference_seed, cache=self.reference_cache,
                                batch_fn=self.importance_options["batch_fn"])  # fmt: skip
         if refs is None:

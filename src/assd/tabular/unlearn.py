@@ -139,6 +139,10 @@ def _run(tabular: TabularModel, method: str, options: dict, train, forget, retai
     """Run the method; SSD-family methods take the training importance from the cache."""
     config = tabular.config()
     algorithm = registry.get_method(method, **options)
+    if getattr(algorithm, "recipe", False) is None and getattr(algorithm, "references", 1) is None:
+        from .references import table_recipe  # assd-auto: judged against reference models
+
+        algorithm.recipe = table_recipe(config, n_classes=len(tabular.task.class_names))
     if isinstance(algorithm, SSD):
         evaluate = None
         if algorithm.guard is not None or algorithm.needs_evaluation:

@@ -46,6 +46,7 @@ from .per_example import (
 )
 
 __all__ = [
+    "REFERENCE_BUDGET",
     "HalfSplit",
     "Recipe",
     "ReferenceCache",
@@ -56,6 +57,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("assd")
+
+# The share of the original's training budget (epochs) each half-data reference gets by
+# default; measured in docs/evidence.md (benchmarks/reference_budget.py).
+REFERENCE_BUDGET = 0.5
 
 
 @dataclass(frozen=True)
