@@ -43,9 +43,7 @@ def measure(case: str, rounds: int, budget: float) -> list:
     model = full.train(scenario.x_train, scenario.y_train, seed)
     recipe = benchmark_recipe(config, scenario, "cpu", budget=budget)
     loader = lambda x, y: assd.TensorData(x, y, batch_size=64)  # noqa: E731
-    sets = {"retain": loader(*scenario.retain_train())}
-    if name == "random":
-        sets["test"] = loader(*scenario.retain_test_set())
+    sets = {"retain": loader(*scenario.retain_train()), "test": loader(*scenario.retain_test_set())}
     options = {"target": "rows" if name == "random" else "group", "recipe": recipe,
                "reference_pairs": 2 if name == "random" else 1, "reference_seed": seed}  # fmt: skip
     full_rows = loader(scenario.x_train, scenario.y_train)

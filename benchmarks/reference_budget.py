@@ -4,12 +4,13 @@ For each case (scenario, forget class, seed) this trains the digits CNN
 original and its retraining (30 epochs, the benchmark recipe), then reference
 models at several budgets (a share of the 30 epochs, each on half of the rows:
 one pair on the retained rows for class scenarios, two pairs on all rows for
-random rows, whose confidences are calibrated on the test rows as assd-auto
-does when it has held-out rows). Printed per budget: the references' expected forget-row accuracy
-and band beside retraining's forget-row accuracy, whether retraining falls
-inside the band, the per-example member share of retraining (should stay
-within chance) and of the original (should not), and the references' training
-time as a ratio of retraining's, measured in this run.
+random rows; every model's confidences calibrated on the retained classes' test
+rows, as assd-auto does when it has held-out rows). Printed per budget: the
+references' expected forget-row accuracy and band beside retraining's forget-
+row accuracy, whether retraining falls inside the band, the per-example member
+share of retraining (should stay within chance) and of the original (should
+not), and the references' training time as a ratio of retraining's, measured in
+this run.
 
     python benchmarks/reference_budget.py [--cases sub-class:3:0 full-class:3:0 random:0.05:0]
         [--budgets 0.1 0.2 0.33]
@@ -51,7 +52,7 @@ def case_rows(case: str, budgets: list[float]) -> list[list]:
         recipe = benchmark_recipe(config, scenario, "cpu", budget=budget)
         x, y = scenario.retain_train() if group else (scenario.x_train, scenario.y_train)
         refs = build_references(x, y, recipe, pairs=1 if group else 2, seed=seed, cache=None)
-        held_out = None if group else assd.TensorData(*scenario.retain_test_set(), batch_size=512)
+        held_out = assd.TensorData(*scenario.retain_test_set(), batch_size=512)
         evidence = Evidence(refs.profile(forget, held_out=held_out), n_references=len(refs.models),
                             kind="group" if group else "rows", held_out=held_out)  # fmt: skip
         r, o = evidence.judge(retrain, forget), evidence.judge(original, forget)

@@ -149,7 +149,8 @@ class ForgetRun:
             kwargs["retain"] = self._loader("retain", shuffle=True)
         forget = self._loader("forget", shuffle=not isinstance(method, SSD))
         if getattr(method, "needs_evaluation", False) or getattr(method, "guard", None):
-            kwargs["evaluate"] = self._evaluation_sets()
+            kwargs["evaluate"] = self._evaluation_sets(
+                held_out=getattr(method, "recipe", None) is not None)
         result = method.unlearn(self.original, forget=forget, **kwargs)
         summary = result.summary()
         extra = {k: summary[k] for k in ("alpha", "percentile", "n_dampened", "share_dampened")}
@@ -184,12 +185,14 @@ class ForgetRun:
         incompetent = reinitialize_(copy.deepcopy(self.original), seed=seed)
         self.incompetent_logits = self._logits(incompetent, self._df_set())
 
-    def _evaluation_sets(self) -> dict:
+    def _evaluation_sets(self, *, held_out: bool = False) -> dict:
         """What a verified request (assd-auto, a guard) scores: Df, the retained training
-        rows and, for random forgetting only, the test rows as the held-out comparison
-        (the rows target needs one; class scenarios are judged without test rows)."""
+        rows and, for random forgetting (or ``held_out``: assd-auto judged against
+        references, which calibrate every model's confidences on them), the retained
+        classes' test rows as held-out rows (the rule targets judge class scenarios
+        without test rows)."""
         sets = {"forget": self._loader("forget"), "retain": self._loader("retain")}
-        if self.config.scenario == "random":
+        if self.config.scenario == "random" or held_out:
             sets["test"] = self._loader("retain_test")
         return sets
 
