@@ -31,6 +31,8 @@ def rows_of(folder: Path, method: str) -> list[list]:
     df_limit, dr_limit = TARGETS[scenario]
     rows = []
     for forget, seed in sorted({(f, s) for m, f, s in by if m == method}):
+        if ("retrain", forget, seed) not in by:  # a run still under way
+            continue
         got, retrain, original = (by[(m, forget, seed)] for m in (method, "retrain", "original"))
         df_gap = 100 * abs(got["df_acc"] - retrain["df_acc"])
         dr_drop = 100 * (original["retain_test_acc"] - got["retain_test_acc"])

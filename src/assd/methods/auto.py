@@ -208,8 +208,8 @@ class AutoASSD(ASSD):
         if evidence is not None:  # judged on the working model, row by row
             trials.target = evidence.bind(trials.model, trials.sets["forget"], **options)
         chosen = self._searched(trials, retain)
-        if chosen["target"].get("overshoot"):  # the weakest strength that reaches the target
-            chosen["target"] = {**chosen["target"], "met": False}  # went past the references
+        if "forgotten" in chosen["target"]:  # searched on the accuracy; the verdict needs all
+            chosen["target"] = {**chosen["target"], "met": chosen["target"]["forgotten"]}
         if self.relearn_steps:
             before = trials.before["forget"]
             rows = retain if retain is not None else trials.sets["retain"]
