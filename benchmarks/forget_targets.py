@@ -41,11 +41,14 @@ def rows_of(folder: Path, method: str) -> list[list]:
         verdict = "-" if said is None else ("met" if said else "not met")
         agrees = "-" if said is None else ("yes" if said == met else "NO")
         share = got.get("target_member_share")
+        band = got.get("target_band")  # the references' accuracy band alone, without the
+        in_band = None if band is None else got["forget_acc"] <= band[1] + 1e-9  # per-row test
+        band_agrees = "-" if in_band is None else ("yes" if in_band == met else "NO")
         rows.append([scenario, forget, seed, f"{100 * got['df_acc']:.1f}",
                      f"{100 * retrain['df_acc']:.1f}", f"{df_gap:.1f} (≤ {df_limit:g})",
                      f"{dr_drop:+.1f} (≤ {dr_limit:g})", "met" if met else "MISSED", verdict,
                      agrees, "-" if share is None else f"{100 * share:.1f}",
-                     _relearn(got), bool(said and df_gap > 2 * df_limit)])  # fmt: skip
+                     _relearn(got), band_agrees, bool(said and df_gap > 2 * df_limit)])  # fmt: skip
     return rows
 
 
@@ -62,15 +65,18 @@ def main() -> None:
     rows = [row for folder in args.folders for row in rows_of(folder, args.method)]
     columns = ["scenario", "forget", "seed", "Df (%)", "retrain Df (%)", "Df gap to retrain (pp)",
                "Dr drop vs original (pp)", "target", "verdict", "agrees", "members (%)",
-               "relearning"]  # fmt: skip
+               "relearning", "band alone agrees"]  # fmt: skip
     print(f"{args.method}\n")
     print(markdown_table(columns, [r[:-1] for r in rows]))
     for scenario in dict.fromkeys(r[0] for r in rows):
         mine = [r for r in rows if r[0] == scenario]
         judged = [r for r in mine if r[9] != "-"]
+        banded = [r for r in mine if r[12] != "-"]
         print(f"\n{scenario}: criteria met in {sum(r[7] == 'met' for r in mine)}/{len(mine)}; "
               f"verdict agrees in {sum(r[9] == 'yes' for r in judged)}/{len(judged)}; "
-              f"'met' with a Df gap over twice the criterion: {sum(r[-1] for r in mine)}")
+              f"the accuracy band alone agrees in {sum(r[12] == 'yes' for r in banded)}/"
+              f"{len(banded)}; 'met' with a Df gap over twice the criterion: "
+              f"{sum(r[-1] for r in mine)}")
 
 
 if __name__ == "__main__":
