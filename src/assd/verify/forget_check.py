@@ -22,20 +22,29 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 from ..batches import split_batch
 from .outcome import LayerChange, Outcome, SetScore, layer_changes, score_sets
 
 __all__ = ["before_request", "forget_scores", "one_shot_outcome"]
 
+log = logging.getLogger("assd")
+
 
 def forget_scores(model, forget, *, loss_fn=None, batch_fn=None, output_fn=None,
                   ) -> SetScore | None:  # fmt: skip
-    """``model``'s score on the forget rows, or None when they carry no labels."""
+    """``model``'s score on the forget rows, or None when they carry no labels (or outputs
+    that :func:`assd.verify.outcome.score_sets` cannot score, e.g. per-token targets)."""
     first = next(iter(forget), None)
     if first is None or split_batch(first, batch_fn)[1] is None:
         return None
-    return score_sets(model, {"forget": forget}, loss_fn=loss_fn, batch_fn=batch_fn,
-                      output_fn=output_fn)["forget"]  # fmt: skip
+    try:
+        return score_sets(model, {"forget": forget}, loss_fn=loss_fn, batch_fn=batch_fn,
+                          output_fn=output_fn)["forget"]  # fmt: skip
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        log.info("the forget rows were not scored before/after (%s); no outcome", error)
+        return None
 
 
 def before_request(model, forget, *, names, **score_options) -> dict:
@@ -60,6 +69,8 @@ def one_shot_outcome(before: dict, model, forget, *, original=None, counts: dict
     if before["score"] is None:
         return None
     after = forget_scores(model, forget, **score_options)
+    if after is None:
+        return None
     if original is not None:
         own = dict(original.named_parameters())
         layers = layer_changes({n: own[n].detach() for n in counts}, model)
