@@ -232,3 +232,30 @@ def test_assd_auto_on_a_table_is_judged_against_references_from_its_recipe():
     target = report["result"]["outcome"]["target"]
     assert target["basis"] == "references" and target["n_references"] == 4  # rows: two pairs
     assert 0.0 <= target["member_share"] <= 1.0 and "reference models" in target["verdict"]
+
+
+def test_relearning_check_by_its_definition():
+    from assd.verify.relearn import relearn_check, relearned
+
+    x, y, train, _ = memorising_case()
+    keep = torch.arange(48) >= 8
+    retain, forget = assd.TensorData(x[keep], y[keep], batch_size=8), assd.TensorData(x[:8], y[:8])
+    original, refs = train(x, y, 0), [train(x[keep], y[keep], s) for s in (1, 2)]
+    before = acc_of(original, x[:8], y[:8])
+    out = relearn_check(refs[0], retain=retain, forget=forget, original=(before, 0.0),
+                        references=refs, steps=5)  # fmt: skip
+    again = acc_of(relearned(refs[0], retain, steps=5), x[:8], y[:8])
+    yardstick = [acc_of(relearned(r, retain, steps=5), x[:8], y[:8]) for r in refs]
+    assert out["relearned_accuracy"] == pytest.approx(again)
+    assert out["references_relearned"] == pytest.approx(yardstick)
+    assert out["came_back"] is False  # a reference comes back no further than the references
+    now = acc_of(refs[0], x[:8], y[:8])
+    assert out["recovered"] == pytest.approx((again - now) / (before - now), abs=1e-6)
+    # a model that still knows the rows "comes back" beyond every reference
+    assert relearn_check(original, retain=retain, forget=forget, original=(before, 0.0),
+                         references=refs, steps=5)["came_back"] is True  # fmt: skip
+
+
+def acc_of(model, x, y) -> float:
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).double().mean())

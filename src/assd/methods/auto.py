@@ -21,6 +21,13 @@ the guard still breaks, it returns the strongest dampening the guard allows
 and the verdict says the target was missed. The path of tries is in
 ``result.outcome.tries``.
 
+With reference models (``recipe=`` to train them, or ``references=``), the
+target is read off models that never trained on the forget rows
+(:mod:`assd.verify.evidence`): the search stops once the forget-row accuracy
+is inside the references' band, and the verdict says "forgotten" only when
+the per-example (LiRA offline) test agrees. Without them the rule targets
+below apply, and the verdict says that the target is a rule, not evidence.
+
 The forget target says what a model that never trained on the forget rows
 would do with them; nothing in it is tuned per data set. The two targets on
 a rate (``"group"``, ``"mislabelled"``) allow for sampling noise: with ``n``
