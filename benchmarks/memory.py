@@ -64,7 +64,7 @@ def _warm_up(folder: str) -> None:
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
     tiny, data = torch.nn.Linear(4, 2), assd.TensorData(x, y, batch_size=16)
     plain_pass(tiny, data)
-    assd.compute_importance(tiny, data).save(Path(folder) / "tiny.safetensors")
+    assd.compute_importance(tiny, data, estimator="batch").save(Path(folder) / "tiny.safetensors")
     imp = assd.Importance.load(Path(folder) / "tiny.safetensors")
     assd.ASSD().unlearn(tiny, forget=assd.TensorData(x[:4], y[:4]), importance=imp, n_data=64)
     assd.ASSD().unlearn(tiny, forget=assd.TensorData(x[:4], y[:4]), data=data)
@@ -73,7 +73,7 @@ def _warm_up(folder: str) -> None:
 def measure(model_name: str, scale: str, folder: str) -> dict:
     case = cases(scale)[model_name]
     model = case.model()
-    assd.compute_importance(model, case.loaders()[0]).save(
+    assd.compute_importance(model, case.loaders()[0], estimator="batch").save(
         Path(folder) / f"{model_name}.safetensors"
     )
     out = {}

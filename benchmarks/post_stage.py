@@ -57,8 +57,9 @@ def fresh_params(model, rounds: int) -> list[dict[str, torch.Tensor]]:
 def measure(case, *, rounds: int) -> dict:
     model = case.model()
     full, forget = case.loaders()
-    data_imp = assd.compute_importance(model, full, fingerprint=False).tensors
-    forget_imp = assd.compute_importance(model, forget, fingerprint=False).tensors
+    data_imp = assd.compute_importance(model, full, fingerprint=False, estimator="batch").tensors
+    forget_imp = assd.compute_importance(model, forget, fingerprint=False,
+                                         estimator="batch").tensors
     n = rounds + 1  # one warm-up round
     copies = {"ours": fresh_params(model, n), "straightforward": fresh_params(model, n)}
     alphas = {"ours": [], "straightforward": []}

@@ -28,7 +28,7 @@ def measure(case, *, rounds: int, folder: Path) -> dict:
     full, forget = case.loaders()
     retain = TensorData(x[case.n_forget :], y[case.n_forget :], batch_size=1024, shuffle=True)
     path = folder / "mlp.safetensors"
-    assd.compute_importance(model, full).save(path)
+    assd.compute_importance(model, full, estimator="batch").save(path)
     retrain = assd.Retrain(epochs=25, lr=0.05, lr_gamma=0.95)
 
     def cached():

@@ -58,7 +58,8 @@ def measure(name: str, *, rounds: int, rows: int) -> dict:
 
     times = alternate(
         {
-            "batch": lambda: assd.compute_importance(model, data, fingerprint=False),
+            "batch": lambda: assd.compute_importance(model, data, fingerprint=False,
+                                                     estimator="batch"),
             "sample": sample,
         },
         rounds=rounds,

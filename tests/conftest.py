@@ -71,3 +71,31 @@ def _write_flights_like(path, n=600, seed=0):
     )  # fmt: skip
     raw["arr_delay"] = raw.dep_delay + rng.normal(0, 8, n).round()
     flights_delay_frame(raw).to_csv(path, index=False)
+
+
+@pytest.fixture
+def numpy_alpha():
+    """ASSD's alpha by its definition, in NumPy: the p-th percentile (p = 100 - ln(1 + 100 k/n))
+    of the finite ratios I_Df / I_D pooled over every parameter."""
+    return _numpy_alpha
+
+
+def _numpy_alpha(forget: dict, data: dict, n_forget: int, n_data: int) -> float:
+    import math
+
+    import numpy as np
+
+    ratios = np.concatenate([(forget[n] / data[n]).numpy().ravel() for n in forget])
+    p = 100 - math.log(1 + 100 * n_forget / n_data)
+    return float(np.percentile(ratios[np.isfinite(ratios)], p))
+
+
+@pytest.fixture
+def retain_importance():
+    """I_retain derived from the whole set's and the forget set's importances, by definition:
+    (n I_D - k I_Df) / (n - k), floored at 0 (the sample estimator's sums subtract)."""
+    return _retain_importance
+
+
+def _retain_importance(whole: dict, forget: dict, n: int, k: int) -> dict:
+    return {name: ((whole[name] * n - forget[name] * k) / (n - k)).clamp(min=0) for name in whole}

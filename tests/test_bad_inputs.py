@@ -408,7 +408,7 @@ def _(ws):
 
 
 @cli("unknown-option", "--option key the method does not take",
-     r"--option alpah: method 'assd' has no such option; it takes estimator, ")  # fmt: skip
+     r"--option alpah: method 'assd' has no such option; it takes batch_fn, ")  # fmt: skip
 def _(ws):
     return [*unlearn("o"), "--option", "alpah=5"]
 
@@ -521,7 +521,7 @@ def _(ws):
 @api("api-stale-importance", "saved importance of other weights (stale)", r"stale")
 def _(ws):
     model, x, y = tiny()
-    imp = assd.compute_importance(model, [(x, y)])
+    imp = assd.compute_importance(model, [(x, y)], estimator="batch")
     with torch.no_grad():
         model[0].weight[0, 0] += 1e-4
     assd.ASSD.paper().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
@@ -530,14 +530,14 @@ def _(ws):
 @api("api-foreign-importance", "importance of another model", r"does not belong to this model")
 def _(ws):
     model, x, y = tiny()
-    imp = assd.compute_importance(nn.Linear(4, 3), [(x, y)])
+    imp = assd.compute_importance(nn.Linear(4, 3), [(x, y)], estimator="batch")
     assd.ASSD.paper().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
 
 
 @api("api-damaged-importance", "importance holding NaN", r"holds NaN, infinite or negative")
 def _(ws):
     model, x, y = tiny()
-    imp = assd.compute_importance(model, [(x, y)])
+    imp = assd.compute_importance(model, [(x, y)], estimator="batch")
     imp.tensors["0.bias"][0] = float("nan")
     assd.ASSD.paper().unlearn(model, forget=[(x[:4], y[:4])], importance=imp)
 
@@ -623,7 +623,7 @@ def _(ws):
     for dtype in (torch.bfloat16, torch.float16):
         model, x, y = tiny()
         model = model.to(dtype)
-        imp = assd.compute_importance(model, [(x.to(dtype), y)])
+        imp = assd.compute_importance(model, [(x.to(dtype), y)], estimator="batch")
         assert all(
             t.dtype == torch.float32 and torch.isfinite(t).all() for t in imp.tensors.values()
         )
@@ -880,7 +880,7 @@ def run_case(case: Case, ws) -> str:
     args = case.run(ws)
     before = ws.hashes()
     code, err = run_cli(args)
-    assert code != 0, f"{case.id}: exit code {code}"
+    assert code == 2, f"{case.id}: exit code {code} (the contract: 2 for every refused input)"
     assert "Traceback" not in err
     message = [line for line in err.splitlines() if line.startswith(("error:", "Error:"))]
     assert len(message) == 1, err

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+import assd
 from assd.batches import TensorData
 from assd.cli import main
 from assd.data import Preprocessor, split_rows
@@ -66,7 +67,8 @@ def test_train_writes_json_preprocessing_fitted_on_training_rows_only(trained):
     assert prep.numeric == ["qty", "price"] and prep.categorical == ["region"]
 
 
-def test_unlearn_then_evaluate_round_trip(trained, tmp_path, capsys):
+def test_unlearn_then_evaluate_round_trip(trained, tmp_path, capsys, numpy_alpha,
+                                          retain_importance):
     csv, m1 = trained
     tab, _, train = _rows(csv, m1, "train")
     forget_ids = train.ids[:12].tolist()
@@ -81,7 +83,15 @@ def test_unlearn_then_evaluate_round_trip(trained, tmp_path, capsys):
     assert len(list(m1.glob("importance-*.safetensors"))) == 1  # cached beside the model
     report = json.loads((m2 / "report.json").read_text())
     assert report["n_forget"] == 12 and report["method"]["name"] == "assd"
-    assert report["result"]["alpha"] > 0 and report["importance_cache"]["saved"]
+    assert report["importance_cache"]["saved"]
+    # alpha by its definition: I_D of the training rows, I_Df of the 12, I_retain derived
+    is_forget = np.isin(train.ids, forget_ids)
+    whole, f = (assd.compute_importance(tab.model, TensorData(train.x[rows], train.y[rows]),
+                                        fingerprint=False).tensors
+                for rows in (np.ones_like(is_forget), is_forget))  # fmt: skip
+    n = len(train.ids)
+    alpha = numpy_alpha(f, retain_importance(whole, f, n, 12), 12, n)
+    assert report["result"]["alpha"] == pytest.approx(alpha, rel=1e-5)
     assert (m2 / "report.md").read_text().startswith("# Unlearning report")
     new = TabularModel.load(m2)
     assert new.task.to_dict() == tab.task.to_dict()  # the same preprocessing goes along

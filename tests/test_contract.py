@@ -52,7 +52,7 @@ class Masked(nn.Module):
 def test_x_mask_y_batches_reach_the_model_whole():
     model, (x, y) = Masked(), toy()
     mask = (torch.arange(12) % 3 != 0).float()
-    imp = compute_importance(model, [(x, mask, y)])
+    imp = compute_importance(model, [(x, mask, y)], estimator="batch")
     assert torch.equal(model.calls[-1], mask)
     assert_importance(imp, model, by_hand(model, (x, mask), y))
 
@@ -67,13 +67,13 @@ def test_dict_and_batch_encoding_batches_pass_keyword_inputs():
         {"x": x, "mask": mask, "labels": y},
         BatchEncoding({"x": x, "mask": mask, "label": y}),
     ):
-        assert_importance(compute_importance(model, [batch]), model, expected)
+        assert_importance(compute_importance(model, [batch], estimator="batch"), model, expected)
 
 
 def test_a_bare_dataset_is_refused_with_the_loader_fix():
     x, y = toy()
     with pytest.raises(ValueError, match=r"single rows, not an iterable of batches.*DataLoader"):
-        compute_importance(nn.Linear(4, 3), TensorDataset(x, y))
+        compute_importance(nn.Linear(4, 3), TensorDataset(x, y), estimator="batch")
     with pytest.raises(ValueError, match=r"not an iterable of batches"):
         assd.ASSD().unlearn(nn.Linear(4, 3), forget=TensorDataset(x[:2], y[:2]), data=[(x, y)])
 
@@ -81,20 +81,20 @@ def test_a_bare_dataset_is_refused_with_the_loader_fix():
 def test_a_hugging_face_dataset_is_refused_like_a_torch_one():
     rows = type("Dataset", (), {"__module__": "datasets.arrow_dataset", "column_names": ["x"]})()
     with pytest.raises(ValueError, match=r"Dataset, a data set of single rows"):
-        compute_importance(nn.Linear(4, 3), rows)
+        compute_importance(nn.Linear(4, 3), rows, estimator="batch")
 
 
 def test_rows_yielded_one_by_one_are_refused():
     x, y = toy()
     with pytest.raises(ValueError, match=r"single target value.*not batches"):
-        compute_importance(nn.Linear(4, 3), [(x[0], y[0])])
+        compute_importance(nn.Linear(4, 3), [(x[0], y[0])], estimator="batch")
 
 
 def test_drop_last_loaders_are_refused():
     x, y = toy()
     loader = DataLoader(TensorDataset(x, y), batch_size=5, drop_last=True)
     with pytest.raises(ValueError, match=r"drop_last=True.*drop_last=False"):
-        compute_importance(nn.Linear(4, 3), loader)
+        compute_importance(nn.Linear(4, 3), loader, estimator="batch")
 
 
 # ------------------------------------------------------------------ outputs
@@ -113,8 +113,8 @@ class FeaturesAndLogits(nn.Module):
 def test_an_ambiguous_tuple_output_is_refused_and_output_fn_picks_the_logits():
     model, (x, y) = FeaturesAndLogits(), toy()
     with pytest.raises(ValueError, match=r"tuple of 2 tensors.*output_fn=lambda out: out\[i\]"):
-        compute_importance(model, [(x, y)])
-    imp = compute_importance(model, [(x, y)], output_fn=lambda out: out[1])
+        compute_importance(model, [(x, y)], estimator="batch")
+    imp = compute_importance(model, [(x, y)], output_fn=lambda out: out[1], estimator="batch")
     assert_importance(imp, model, by_hand(model, x, y, lambda out, t: F.cross_entropy(out[1], t)))
 
 
@@ -129,7 +129,7 @@ def test_dict_and_model_output_logits_are_read():
         lambda o: SequenceClassifierOutput(logits=o),
     ):
         model = Wrapped(linear, wrap)
-        imp = compute_importance(model, [(x, y)])
+        imp = compute_importance(model, [(x, y)], estimator="batch")
         for name, want in zip(("linear.weight", "linear.bias"), expected, strict=True):
             torch.testing.assert_close(imp.tensors[name], want)
 
@@ -157,7 +157,7 @@ class Wrapped(nn.Module):
 def test_targets_that_do_not_fit_cross_entropy_are_refused(targets, message):
     x, _ = toy(4)
     with pytest.raises(ValueError, match=message):
-        compute_importance(nn.Linear(4, 3), [(x, targets)])
+        compute_importance(nn.Linear(4, 3), [(x, targets)], estimator="batch")
     with pytest.raises(ValueError, match=message):
         assd.train.fit(nn.Linear(4, 3), [(x, targets)], epochs=1, lr=0.1)
 
@@ -166,14 +166,15 @@ def test_a_single_output_model_needs_a_loss_and_gets_it():
     x, _ = toy(8)
     y = torch.randn(8)
     with pytest.raises(ValueError, match=r"single output.*loss_fn"):
-        compute_importance(nn.Linear(4, 1), [(x, y.long().clamp(0, 0))])
+        compute_importance(nn.Linear(4, 1), [(x, y.long().clamp(0, 0))], estimator="batch")
 
     def mse(out, t):
         return F.mse_loss(out.squeeze(-1), t)
 
     model = nn.Linear(4, 1)
     assert_importance(
-        compute_importance(model, [(x, y)], loss_fn=mse), model, by_hand(model, x, y, mse)
+        compute_importance(model, [(x, y)], loss_fn=mse,
+                           estimator="batch"), model, by_hand(model, x, y, mse)
     )
 
 
@@ -184,7 +185,8 @@ def test_ignored_labels_with_a_fitting_loss_equal_the_batch_without_them():
     keep = y_ignored != -100
     model = nn.Linear(4, 3)
     imp = compute_importance(
-        model, [(x, y_ignored)], loss_fn=lambda out, t: F.cross_entropy(out, t, ignore_index=-100)
+        model, [(x, y_ignored)], loss_fn=lambda out, t: F.cross_entropy(out, t, ignore_index=-100),
+        estimator="batch"
     )
     assert_importance(imp, model, by_hand(model, x[keep], y[keep]))
 
@@ -248,7 +250,8 @@ def test_an_error_inside_the_model_names_the_pass_the_batch_and_the_fix():
 def test_extra_batch_items_the_model_does_not_take_are_explained():
     x, y = toy()
     with pytest.raises(BatchError, match=r"importance on data, batch 0.*TypeError.*batch_fn="):
-        compute_importance(nn.Linear(4, 3), [(x, y, torch.arange(12))])  # (x, y, row id)
+        compute_importance(nn.Linear(4, 3), [(x, y, torch.arange(12))],
+                           estimator="batch")  # (x, y, row id)
 
 
 def test_errors_while_training_name_the_epoch_and_batch():
@@ -310,7 +313,7 @@ def test_forget_retain_loaders_give_the_same_unlearning_as_tensor_slices():
 def test_an_importance_of_other_settings_is_refused_and_the_settings_are_reported(tmp_path):
     x, y = toy(30)
     model, forget = nn.Linear(4, 3), TensorData(x[:3], y[:3])
-    imp = compute_importance(model, TensorData(x, y), reference="full")
+    imp = compute_importance(model, TensorData(x, y), reference="full", estimator="batch")
     assert (imp.loss, imp.reference) == ("cross_entropy", "full")
     with pytest.raises(
         ValueError, match=r"estimator='batch' but the request uses estimator='sample'"
@@ -338,7 +341,7 @@ def test_an_importance_file_written_before_the_settings_were_recorded_still_load
     x, y = toy(30)
     model = nn.Linear(4, 3)
     path, old = tmp_path / "new.safetensors", tmp_path / "old.safetensors"
-    compute_importance(model, TensorData(x, y)).save(path)
+    compute_importance(model, TensorData(x, y), estimator="batch").save(path)
     with safe_open(str(path), framework="pt") as handle:
         meta, tensors = handle.metadata(), {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
     info = {k: v for k, v in json.loads(meta["info"]).items() if k not in ("loss", "reference")}
@@ -426,7 +429,13 @@ def test_a_full_importance_minus_the_forget_rows_is_a_retain_importance():
     for name in direct.tensors:  # the definition: the importance of the other rows
         torch.testing.assert_close(rest.tensors[name], direct.tensors[name], rtol=1e-4, atol=1e-7)
     forget = TensorData(x[:4], y[:4])
-    assd.ASSD(reference="retain", estimator="sample").unlearn(model, forget=forget, importance=rest)
+    derived = assd.ASSD(reference="retain", estimator="sample").unlearn(
+        model, forget=forget, importance=rest, n_data=40)
+    passed = assd.ASSD(reference="retain", estimator="sample").unlearn(
+        model, forget=forget, retain=TensorData(x[4:], y[4:]))  # one pass over the other rows
+    assert derived.n_data == passed.n_data == 40
+    assert derived.alpha == pytest.approx(passed.alpha, rel=1e-4)
+    assert derived.n_dampened == passed.n_dampened > 0
     with pytest.raises(ValueError, match=r"reference='retain' but the request uses reference='fu"):
         assd.ASSD(reference="full").unlearn(model, forget=forget, importance=rest)
 
@@ -434,7 +443,8 @@ def test_a_full_importance_minus_the_forget_rows_is_a_retain_importance():
 def test_assd_own_messages_are_not_dressed_up_as_model_errors():
     x, _ = toy()
     with pytest.raises(ValueError, match=r"^objective='loss' needs targets") as info:
-        compute_importance(nn.Linear(4, 3), [x], loss_fn=lambda out, t: out.sum())
+        compute_importance(nn.Linear(4, 3), [x], loss_fn=lambda out, t: out.sum(),
+                           estimator="batch")
     assert not isinstance(info.value, BatchError)
 
 

@@ -45,7 +45,7 @@ WORKER = textwrap.dedent(
             "batch_train": dict(estimator="batch", train_mode=True),
             "lf_sample": dict(estimator="sample", objective="output_norm"),
         }.items():
-            imp = compute_importance(net, data, **options)
+            imp = compute_importance(net, data, **{"estimator": "batch", **options})
             out[key] = (imp.tensors, imp.n_samples, imp.n_batches, imp.batch_size)
         own = [(x[i : i + 4], y[i : i + 4]) for i in range(rank * 4, 30, 8)]  # user-made shards
         out["own_shards"] = compute_importance(net, own, estimator="sample").tensors
@@ -57,7 +57,7 @@ WORKER = textwrap.dedent(
         bad = x.clone()
         bad[8] = float("nan")  # in batch 1: only process 1 sees it
         try:
-            compute_importance(net, TensorData(bad, y, batch_size=7))
+            compute_importance(net, TensorData(bad, y, batch_size=7), estimator="batch")
             out["error"] = None
         except Exception as error:
             out["error"] = type(error).__name__
@@ -117,7 +117,8 @@ def assert_same(a: dict, b: dict):
 )
 def test_two_processes_equal_one(ranks, key, options):
     x, y = toy()
-    single = compute_importance(model(), TensorData(x, y, batch_size=7), **options)
+    single = compute_importance(model(), TensorData(x, y, batch_size=7),
+                                **{"estimator": "batch", **options})
     for r in ranks:
         tensors, n_samples, n_batches, batch_size = r[key]
         assert (n_samples, n_batches, batch_size) == (30, 5, 7)
@@ -165,4 +166,4 @@ def test_shard_splits_tensordata_by_whole_batches_round_robin():
 def test_distributed_true_without_a_group_is_refused():
     x, y = toy()
     with pytest.raises(ValueError, match="torchrun"):
-        compute_importance(model(), TensorData(x, y), distributed=True)
+        compute_importance(model(), TensorData(x, y), distributed=True, estimator="batch")

@@ -7,8 +7,6 @@ within 0.01 of the original.
 
 import importlib.util
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -43,15 +41,3 @@ def test_assd_forgets_a_digit_and_keeps_the_others(digit, capsys):
     assert re.search(
         rf"^assd\s+{after['forget_test']:.3f}\s+{after['retain_test']:.3f}", printed, re.M
     )
-
-
-def test_readme_python_example_runs():
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert blocks, "README.md has no python example"
-    for code in blocks:
-        run = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
-        )
-        assert run.returncode == 0, run.stderr
-        assert "alpha" in run.stdout

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from assd import TensorData
+from assd import LFSSD, TensorData
 from assd.cli.app import main
 from assd.data.scenarios import load_dataset, make_scenario
 from assd.experiments import ResultLog
@@ -88,12 +88,37 @@ def test_random_forgetting_measures_df_on_the_forget_set(tmp_path):
     lfssd = run.run_one({**cell, "method": "lfssd"})
     assert original["n_forget"] == round(0.02 * 1347) and original["forget_test_acc"] is None
     assert original["df_acc"] == original["forget_acc"]
-    assert lfssd["alpha"] == 10 and 0 <= lfssd["zrf"] <= 1
+    assert lfssd["alpha"] == 10
+    # ZRF by its definition, on the LFSSD model rebuilt from the run's shared importance
+    (imp, _), = run.importances.values()
+    again = LFSSD(alpha=10).unlearn(run.original, forget=run._loader("forget"), importance=imp,
+                                    n_data=len(run.scenario.y_train))  # fmt: skip
+    x_forget = run.sets["forget"][0]
+    assert lfssd["zrf"] == pytest.approx(numpy_zrf(again.model, x_forget,
+                                                   run.incompetent_logits), abs=1e-9)
+    assert original["zrf"] == pytest.approx(numpy_zrf(run.original, x_forget,
+                                                      run.incompetent_logits), abs=1e-9)
     run.run_one({**cell, "method": "lfssd:estimator=batch"})
     estimators = sorted(imp.estimator for imp, _ in run.importances.values())
     assert estimators == ["batch", "sample"]  # one shared importance per estimator
     other = ForgetConfig(**{**config.to_dict(), "forget": "3%"})  # same original
-    assert load_original(tmp_path / "originals" / "seed-1", other, "cpu") is not None
+    reused = load_original(tmp_path / "originals" / "seed-1", other, "cpu")
+    for a, b in zip(reused[0].parameters(), run.original.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def numpy_zrf(model, x, random_logits) -> float:
+    """1 - mean Jensen-Shannon divergence (nats) of the two softmaxes, in NumPy."""
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    with torch.no_grad():
+        p = softmax(model(x).double().numpy())
+    q = softmax(random_logits.double().numpy())
+    m = (p + q) / 2
+    kl = lambda a, b: np.where(a > 0, a * np.log(np.where(a > 0, a, 1) / b), 0).sum(1)  # noqa: E731
+    return float(1 - ((kl(p, m) + kl(q, m)) / 2).mean())
 
 
 def test_random_crop_flip_matches_a_per_image_loop():

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_model
 
+import assd
 from assd.cli import main
 
 USER_MODULE = '''
@@ -80,7 +81,8 @@ def acc(model, x, y):
         return float((model(x).argmax(1) == y).float().mean())
 
 
-def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path):
+def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path, numpy_alpha,
+                                                        retain_importance):
     towers, trained, x, y, forget = user
     before = hashlib.sha256((tmp_path / "trained.safetensors").read_bytes()).hexdigest()
     own = ["--model-factory", "towers:make", "--data-factory", "towers:rows"]
@@ -93,7 +95,13 @@ def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path):
     assert hashlib.sha256((tmp_path / "trained.safetensors").read_bytes()).hexdigest() == before
     report = json.loads((tmp_path / "clean" / "report.json").read_text())
     assert report["n_forget"] == 25 and report["n_train"] == 320
-    assert report["result"]["alpha"] > 0 and report["result"]["n_dampened"] > 0
+    f = assd.compute_importance(trained, [(x[forget], y[forget])], fingerprint=False).tensors
+    whole = assd.compute_importance(trained, [(x, y)], fingerprint=False).tensors
+    d = retain_importance(whole, f, 320, 25)
+    alpha = numpy_alpha(f, d, 25, 320)
+    assert report["result"]["alpha"] == pytest.approx(alpha, rel=1e-5)
+    selected = sum(int((f[n] > report["result"]["alpha"] * d[n]).sum()) for n in f)
+    assert report["result"]["n_dampened"] == selected > 0
     assert report["result"]["importance_settings"]["estimator"] == "sample"  # the default
     clean = towers.make()
     from safetensors.torch import load_model
@@ -117,7 +125,7 @@ def test_own_model_unlearn_then_evaluate_without_pickle(user, tmp_path):
 def test_own_model_bad_inputs_get_one_paragraph(user, tmp_path):
     own = ["unlearn", "--model-factory", "towers:make", "--forget", "ids.txt", "--out", "o"]
     code, _, err = run(own)
-    assert code != 0 and "--weights, --data-factory missing" in err
+    assert code == 2 and "--weights, --data-factory missing" in err
     torch.save(user[1].state_dict(), tmp_path / "w.pt")
     code, _, err = run([*own, "--weights", "w.pt", "--data-factory", "towers:rows"])
     assert code == 2 and "not a .safetensors file; assd reads no pickle" in err
@@ -130,7 +138,7 @@ def test_own_model_bad_inputs_get_one_paragraph(user, tmp_path):
     assert code == 2 and "forget ids are row positions" in err
     assert not (tmp_path / "o").exists()
     code, _, err = run(["unlearn", "--forget", "ids.txt", "--out", "o"])
-    assert code != 0 and "pass --model and --data" in err
+    assert code == 2 and "pass --model and --data" in err
 
 
 def test_own_model_with_nan_weights_is_refused(user, tmp_path):

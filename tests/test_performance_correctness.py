@@ -62,7 +62,7 @@ def _storage(t) -> int | None:
 def small_blocks(monkeypatch):
     """Blocks of 97 elements, so that every pass walks many blocks and pooled pieces."""
     monkeypatch.setattr(assd.rule.blocks, "BLOCK", 97)
-    monkeypatch.setattr(assd.rule.percentile, "BLOCK", 97)
+    monkeypatch.setattr(assd.rule.value_blocks, "BLOCK", 97)
 
 
 def importances(rng, sizes, *, zeros=0.1, ties=0.0):
@@ -239,7 +239,8 @@ def test_cached_request_refuses_importance_of_changed_weights(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
     x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
-    compute_importance(model, TensorData(x, y, batch_size=8)).save(tmp_path / "d.safetensors")
+    compute_importance(model, TensorData(x, y, batch_size=8),
+                       estimator="batch").save(tmp_path / "d.safetensors")
     forget = TensorData(x[:4], y[:4], batch_size=8)
     cached = assd.Importance.load(tmp_path / "d.safetensors")
     fresh = assd.ASSD.paper().unlearn(model, forget=forget, data=TensorData(x, y, batch_size=8))

@@ -148,8 +148,10 @@ class OutsideUse(nn.Module):
         return self.b(h + F.linear(h, self.a.weight))
 
 
-def test_weight_used_outside_its_layer_moves_to_torch_func():
-    paths = _check(OutsideUse().eval(), torch.randn(20, 4), torch.randint(0, 3, (20,)))
+@pytest.mark.parametrize("rows, batch_size", [(20, 7), (300, 300)])  # 300: past the check slice
+def test_weight_used_outside_its_layer_moves_to_torch_func(rows, batch_size):
+    paths = _check(OutsideUse().eval(), torch.randn(rows, 4), torch.randint(0, 3, (rows,)),
+                   batch_size=batch_size)  # fmt: skip
     assert paths["a.weight"] == "torch.func" and paths["b.weight"] == "factorised"
 
 
@@ -201,7 +203,8 @@ def test_paths_are_saved_with_the_importance(tmp_path):
     imp.save(tmp_path / "imp.safetensors")
     loaded = Importance.load(tmp_path / "imp.safetensors")
     assert loaded.paths == imp.paths and loaded.path_counts()["factorised"] == 18
-    assert compute_importance(model, [(torch.randn(2, 4, 5), torch.tensor([0, 1]))]).paths is None
+    assert compute_importance(model, [(torch.randn(2, 4, 5), torch.tensor([0, 1]))],
+                              estimator="batch").paths is None
 
 
 def test_layer_rules_against_autograd_per_sample():

@@ -195,8 +195,6 @@ def test_torchrun_unlearn_writes_one_cache_and_one_output_equal_to_one_process(
          "-m", "assd", "unlearn", "--model", str(m1), *common, "--out", str(tmp_path / "two")],
         env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
-    if run.returncode != 0 and "rendezvous" in run.stderr.lower() and "error" in run.stderr.lower():
-        pytest.skip(f"torchrun cannot start here: {run.stderr[-400:]}")
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("# Unlearning report") == 1  # only rank 0 prints
     assert len(list(m1.glob("importance-*.safetensors"))) == 1  # one cache file

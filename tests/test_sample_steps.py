@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import assd.importance.estimators
@@ -59,25 +58,6 @@ def test_batches_larger_than_the_check_slice_equal_the_definition():
                              estimator="sample", fingerprint=False)  # fmt: skip
     _assert_equal(got, _definition(model, x, y))
     assert got.paths["0.weight"] == "factorised" and got.paths["1.weight"] == "hooks"
-
-
-class OutsideUse(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 3)
-
-    def forward(self, x):
-        h = torch.tanh(self.a(x))
-        return self.b(h + F.linear(h, self.a.weight))
-
-
-def test_a_use_outside_the_layer_is_caught_on_a_large_first_batch():
-    x, y = torch.randn(300, 4), torch.randint(0, 3, (300,))
-    model = OutsideUse().eval()
-    got = compute_importance(model, TensorData(x, y, batch_size=300), estimator="sample",
-                             fingerprint=False)  # fmt: skip
-    assert got.paths["a.weight"] == "torch.func" and got.paths["b.weight"] == "factorised"
-    _assert_equal(got, _definition(model, x, y))
 
 
 def _steps(monkeypatch):

@@ -17,7 +17,9 @@ Compute the training-set importance once and reuse it::
 from ._version import __version__
 from .batches import TensorData
 from .contract import BatchError
-from .importance.core import Importance, compute_importance
+from .importance.compute import compute_importance
+from .importance.core import Importance
+from .importance.sharded_store import load_sharded_importance, save_sharded_importance
 from .methods import (
     ALFSSD,
     ASSD,
@@ -72,7 +74,9 @@ __all__ = [
     "forget_percentile",
     "forget_retain_loaders",
     "get_method",
+    "load_sharded_importance",
     "register",
     "relative_importance",
+    "save_sharded_importance",
     "select",
 ]

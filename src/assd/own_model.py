@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import time
@@ -36,39 +35,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import methods as registry
+from .factories import call_factory, import_factory
 from .metrics import accuracy
 from .verify.membership import forget_retain_loaders
 
 __all__ = ["import_factory", "load_data_factory", "load_model_factory", "unlearn_by_ids"]
 
 log = logging.getLogger("assd")
-
-
-def import_factory(path: str) -> Any:
-    """The object at ``"package.module:name"`` (the module must be importable).
-
-    Example:
-        >>> import_factory("torch.nn:Linear").__name__
-        'Linear'
-    """
-    module_name, _, name = path.partition(":")
-    if not module_name or not name:
-        raise ValueError(
-            f"{path!r} is not an import path; write package.module:function (the module "
-            "must be importable: installed, or its folder on PYTHONPATH)."
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(
-            f"cannot import {module_name!r} ({error}); install it or add its folder to PYTHONPATH."
-        ) from error
-    target = module
-    for part in name.split("."):
-        if not hasattr(target, part):
-            raise ValueError(f"{module_name} has no {name!r}; check the name after the colon.")
-        target = getattr(target, part)
-    return target
 
 
 def load_model_factory(factory: str, weights: str | os.PathLike) -> nn.Module:
@@ -78,7 +51,7 @@ def load_model_factory(factory: str, weights: str | os.PathLike) -> nn.Module:
     """
     from safetensors.torch import load_model
 
-    model = import_factory(factory)()
+    model = call_factory(factory, what="--model-factory")
     if not isinstance(model, nn.Module):
         raise ValueError(f"{factory} returned {type(model).__name__}, not a torch.nn.Module.")
     path = Path(weights)
@@ -102,7 +75,7 @@ def load_model_factory(factory: str, weights: str | os.PathLike) -> nn.Module:
 
 def load_data_factory(factory: str) -> tuple[Any, dict[str, Any], Any]:
     """``(train set, {name: other set}, collate_fn or None)`` from a data factory."""
-    made = import_factory(factory)()
+    made = call_factory(factory, what="--data-factory")
     if not isinstance(made, dict):
         made = {"train": made}
     if "train" not in made:

@@ -45,6 +45,8 @@ def all_finite(t: torch.Tensor) -> bool:
         (True, False)
     """
     t = t.detach()
+    if callable(getattr(t, "to_local", None)):  # a DTensor (FSDP2): this rank's shard
+        t = t.to_local()
     if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
         return bool(np.isfinite(t.numpy()).all())
     return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())

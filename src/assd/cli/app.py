@@ -1,7 +1,7 @@
 """The ``assd`` command group and its error handling.
 
-Commands live in sibling modules that add themselves to :data:`cli`;
-``assd.cli`` imports them all.
+The commands are listed in :mod:`assd.cli.commands` (one explicit list); this
+module builds the group from that list. Command modules never import this one.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import sys
 
 import click
 
-import assd
+from .._version import __version__
+from .commands import COMMANDS, EXPERIMENTS
 
 __all__ = ["cli", "main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(assd.__version__, prog_name="assd")
+@click.version_option(__version__, prog_name="assd")
 @click.option("--debug", is_flag=True, help="Show full tracebacks and debug logs.")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress.")
 @click.option("--no-progress", is_flag=True,
@@ -32,48 +33,20 @@ def cli(ctx: click.Context, debug: bool, verbose: bool, no_progress: bool) -> No
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-@cli.command()
-def methods() -> None:
-    """List the registered unlearning methods."""
-    for name in assd.available_methods():
-        click.echo(name)
-
-
 @cli.group()
 def experiment() -> None:
     """Run an experiment grid (method x seed x ...) and write results, tables and plots."""
 
 
-def write_experiment_report(
-    folder, rows: list[dict], table: str, draw, *, legend: str = ""
-) -> None:
-    """Write ``table.md`` (the table and its ``legend``), ``summary.json`` and ``figures/``
-    (``draw(figures_folder)`` returns the plot paths) into an experiment folder; print the
-    table, the legend and what was written where."""
-    import json
-    from pathlib import Path
-
-    from ..store.files import write_atomic
-
-    folder = Path(folder)
-    if legend:
-        table = f"{table.rstrip()}\n\n{legend}\n"
-    write_atomic(folder / "table.md", table)
-    write_atomic(folder / "summary.json", json.dumps(rows, indent=1, allow_nan=True))
-    (folder / "figures").mkdir(parents=True, exist_ok=True)
-    plots = draw(folder / "figures")
-    click.echo(table)
-    click.echo(
-        f"wrote {folder}/: results.jsonl (one line per run; a re-run resumes from it), "
-        f"table.md (this table), summary.json (its rows) and {len(plots)} box plots in "
-        "figures/ (one box per method over seeds)"
-    )
+for _command in COMMANDS:  # the one list of commands: cli/commands.py
+    cli.add_command(_command)
+for _command in EXPERIMENTS:
+    experiment.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning known errors into one-paragraph messages."""
     from ..importance.distributed import init_from_env
-    from . import commands  # noqa: F401  (registers every command)
 
     init_from_env()  # under torchrun (WORLD_SIZE > 1): join the group; importance then splits
     args = sys.argv[1:] if argv is None else argv

@@ -1,7 +1,29 @@
-"""Imports every command module, so each adds its commands to the ``assd`` group."""
+"""Every ``assd`` command, listed once: :mod:`assd.cli.app` builds the group from these lists.
 
-# One line per command module (each registers itself on import).
-from . import experiment_errors as _experiment_errors  # noqa: F401  (assd experiment errors)
-from . import experiment_forget as _experiment_forget  # noqa: F401  (assd experiment forget)
-from . import find_errors as _find_errors  # noqa: F401  (assd find-errors)
-from . import tables as _tables  # noqa: F401  (assd train / unlearn / evaluate / data)
+A new command is a plain ``click.command`` in its own module, added here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..methods.registry import available_methods
+from .experiment_errors import errors
+from .experiment_forget import forget
+from .find_errors import find_errors
+from .tables import data, evaluate, train, unlearn
+
+__all__ = ["COMMANDS", "EXPERIMENTS"]
+
+
+@click.command()
+def methods() -> None:
+    """List the registered unlearning methods."""
+    for name in available_methods():
+        click.echo(name)
+
+
+# ``assd NAME`` for each of these, in this order in ``assd --help``
+COMMANDS = (train, unlearn, evaluate, find_errors, data, methods)
+# ``assd experiment NAME``
+EXPERIMENTS = (errors, forget)

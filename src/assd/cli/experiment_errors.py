@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import click
 
+from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..importance.distributed import is_main_process
+from ..methods.options import check_spec
 from ..store.files import check_writable
-from .app import experiment, write_experiment_report
+from .experiment_report import write_experiment_report
+from .options import COUNT, RATE, parse_numbers, parse_seeds
 
 log = logging.getLogger("assd")
 
@@ -19,21 +23,11 @@ FIXED = ("data", "target", "split", "id_column", "n_train", "group_column", "max
 DISCOVER_METHODS = ["mistake", "found:assd", "found:retrain", "assd", "retrain"]
 
 
-def _floats(text: str) -> list[float]:
-    return [float(t) for t in text.split(",") if t.strip()]
-
-
-def _seeds(text: str) -> list[int]:
-    """``"5"`` -> seeds 0..4; ``"0,3,7"`` -> those seeds."""
-    parts = [int(t) for t in text.split(",") if t.strip()]
-    return list(range(parts[0])) if len(parts) == 1 else parts
-
-
 def _words(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-@experiment.command("errors")
+@click.command("errors")
 @click.option("--out", required=True, type=click.Path(), help="Folder for results, table, plots.")
 @click.option("--rates", default="0.5,1,2.5,5,7.5,10", show_default=True,
               help="Error rates in percent.")  # fmt: skip
@@ -59,13 +53,15 @@ def _words(text: str) -> list[str]:
 @click.option("--discover", is_flag=True,
               help="Also find the wrong rows instead of being told them: default methods "
                    "become " + " ".join(DISCOVER_METHODS) + " (found: = discovered rows).")
-@click.option("--folds", default=5, show_default=True, help="Out-of-fold models of found: methods.")
-@click.option("--n-train", default=20000, show_default=True, help="Training rows drawn per seed.")
-@click.option("--max-levels", default=120, show_default=True,
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2),
+              help="Out-of-fold models of found: methods.")
+@click.option("--n-train", default=20000, show_default=True, type=COUNT,
+              help="Training rows drawn per seed.")
+@click.option("--max-levels", default=DEFAULT_MAX_LEVELS, show_default=True, type=COUNT,
               help="One-hot levels kept per categorical (rarer: 'other').")  # fmt: skip
-@click.option("--epochs", default=25, show_default=True)
-@click.option("--lr", default=0.05, show_default=True)
-@click.option("--batch-size", default=None, type=int,
+@click.option("--epochs", default=25, show_default=True, type=COUNT)
+@click.option("--lr", default=0.05, show_default=True, type=RATE)
+@click.option("--batch-size", default=None, type=COUNT,
               help="Rows per training step (default 1024; a small table needs fewer).")
 @click.option("--no-progress", is_flag=True)
 def errors(
@@ -117,14 +113,18 @@ def errors(
                                "is read as the flights table).")  # fmt: skip
     if target is None and group_column is None:
         group_column = "dest"
+    rates = parse_numbers(rates, flag="--rates", low=0, high=100)
+    _check_n_train(n_train, min(rates))
     config = ErrorsConfig(
-        rates=[r / 100 for r in _floats(rates)], seeds=_seeds(seeds), models=_words(models),
+        rates=[r / 100 for r in rates], seeds=parse_seeds(seeds), models=_words(models),
         kinds=_words(kinds), n_train=n_train, training=_training(epochs, lr, batch_size),
         data=data_path, max_levels=max_levels, target=target, split=split, id_column=id_column,
         group_column=group_column, folds=folds,
     )  # fmt: skip
     if methods:
         config.methods = [m for m in methods.replace(";", " ").split() if m]
+        for spec in config.methods:  # fail now, naming the spec, not in the middle of the grid
+            check_spec(spec, own=("mistake",), prefix="found:")
     elif discover:
         config.methods = _discover_methods()
     folder = Path(out)
@@ -146,6 +146,19 @@ def errors(
         _report(records, config, folder)
 
 
+def _check_n_train(n_train: int, lowest_rate: float) -> None:
+    """Enough rows that the lowest rate (in percent) mislabels at least one of them."""
+    least = max(MIN_TRAIN, math.ceil(100 / lowest_rate))
+    if n_train < least:
+        raise click.BadParameter(
+            f"{n_train} rows are too few: at least {least}, so that the lowest rate "
+            f"({lowest_rate:g} %) mislabels at least one row.", param_hint="--n-train"
+        )
+
+
+MIN_TRAIN = 50  # rows: below this the mistake model and its folds hardly train
+
+
 def _training(epochs: int, lr: float, batch_size: int | None) -> dict:
     """Training settings; the batch size only when given (older result files lack it)."""
     out = {"epochs": epochs, "lr": lr}
@@ -154,9 +167,9 @@ def _training(epochs: int, lr: float, batch_size: int | None) -> dict:
 
 def _discover_methods() -> list[str]:
     """The --discover paths; an auto-tuned ASSD joins them where one is registered."""
-    import assd
+    from ..methods.registry import available_methods
 
-    extra = [f"found:{m}" for m in ("assd-auto",) if m in assd.available_methods()]
+    extra = [f"found:{m}" for m in ("assd-auto",) if m in available_methods()]
     return [*DISCOVER_METHODS[:2], *extra, *DISCOVER_METHODS[2:]]
 
 

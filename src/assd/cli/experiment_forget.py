@@ -8,8 +8,10 @@ import click
 
 from ..data.scenarios import DATASETS, SCENARIOS
 from ..importance.distributed import is_main_process
+from ..methods.options import check_spec
 from ..store.files import check_writable
-from .app import experiment, write_experiment_report
+from .experiment_report import write_experiment_report
+from .options import COUNT, RATE, parse_seeds
 
 MODELS = ("cnn", "resnet18", "vit", "vit-b")
 KEY = ("scenario", "dataset", "model", "forget", "seed", "method")
@@ -19,19 +21,13 @@ METHOD_HELP = (
 )
 
 
-def _seeds(text: str) -> list[int]:
-    """``"5"`` -> seeds 0..4; ``"0,3,7"`` -> those seeds."""
-    parts = [int(t) for t in text.split(",") if t.strip()]
-    return list(range(parts[0])) if len(parts) == 1 else parts
-
-
 def _options(pairs: tuple[str, ...], model: str = "") -> dict:
     from .options import model_options
 
     return model_options(model, pairs)
 
 
-@experiment.command("forget")
+@click.command("forget")
 @click.option(
     "--out", required=True, type=click.Path(), help="Folder for models, results, table, plots."
 )
@@ -52,16 +48,18 @@ def _options(pairs: tuple[str, ...], model: str = "") -> dict:
                    "or percentage of the training rows (random), e.g. 100, 0.01, 5%.")  # fmt: skip
 @click.option("--methods", default=None, help=METHOD_HELP)
 @click.option("--seeds", default="3", show_default=True, help="A count, or a list like 0,3,7.")
-@click.option("--epochs", default=30, show_default=True, help="Training epochs of the original.")
-@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--epochs", default=30, show_default=True, type=COUNT,
+              help="Training epochs of the original.")
+@click.option("--lr", default=1e-3, show_default=True, type=RATE)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--momentum", default=0.9, show_default=True)
-@click.option("--weight-decay", default=0.0, show_default=True)
-@click.option("--lr-gamma", default=1.0, show_default=True, help="Learning-rate factor per epoch.")
-@click.option("--batch-size", default=64, show_default=True,
+@click.option("--momentum", default=0.9, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--lr-gamma", default=1.0, show_default=True, type=RATE,
+              help="Learning-rate factor per epoch.")
+@click.option("--batch-size", default=64, show_default=True, type=COUNT,
               help="Training batches, and the batches of every importance pass.")  # fmt: skip
 @click.option("--augment", is_flag=True, help="Random crops and flips when training the original.")
-@click.option("--image-size", type=int, default=None, help="Resize images to this side first.")
+@click.option("--image-size", type=COUNT, default=None, help="Resize images to this side first.")
 @click.option("--estimator", type=click.Choice(["batch", "sample"]), default=None,
               help="Importance estimator of the SSD family (default: each method's own, "
                    "'sample'; 'batch' is the SSD/ASSD papers' setup).")  # fmt: skip
@@ -107,13 +105,15 @@ def forget(out, scenario, dataset, data_dir, model, model_option, forget, method
     training = {"epochs": epochs, "lr": lr, "optimizer": optimizer, "momentum": momentum,
                 "weight_decay": weight_decay, "lr_gamma": lr_gamma}  # fmt: skip
     config = ForgetConfig(
-        scenario=scenario, dataset=dataset, forget=forget, model=model, seeds=_seeds(seeds),
+        scenario=scenario, dataset=dataset, forget=forget, model=model, seeds=parse_seeds(seeds),
         model_options=_options(model_option, model), training=training, batch_size=batch_size,
         augment=augment, image_size=image_size, estimator=estimator, weights=weights, init=init,
         data_dir=data_dir, device=device, allow_pickle=allow_pickle,
     )  # fmt: skip
     if methods:
         config.methods = split_methods(methods)
+        for spec in config.methods:  # fail now, naming the spec, not after training
+            check_spec(spec, own=("original",))
     folder = Path(out)
     check_writable(folder / "results.jsonl")  # fail now, not after the first cell
     progress = not no_progress and is_main_process()

@@ -9,7 +9,7 @@ import click
 
 from ..importance.distributed import is_main_process
 from ..store.files import check_output
-from .app import cli
+from .options import SEED
 
 
 def side_paths(out: str) -> tuple[Path, Path, Path]:
@@ -25,7 +25,7 @@ def side_paths(out: str) -> tuple[Path, Path, Path]:
                                                           ".report.json"))  # fmt: skip
 
 
-@cli.command("find-errors")
+@click.command("find-errors")
 @click.option("--model", "model_dir", required=True, type=click.Path(),
               help="Model folder made by `assd train` (its recipe trains the fold models).")
 @click.option("--data", "data_path", required=True, type=click.Path(), help="The training table.")
@@ -36,8 +36,9 @@ def side_paths(out: str) -> tuple[Path, Path, Path]:
               help="Column whose values may be wrong together (e.g. a destination): folds hold "
                    "its values out whole, and groups with far more flags than chance are "
                    "written whole.")
-@click.option("--folds", default=5, show_default=True, help="Out-of-fold models K.")
-@click.option("--seed", default=None, type=int, help="Seed of the folds (default: the model's).")
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2),
+              help="Out-of-fold models K.")
+@click.option("--seed", default=None, type=SEED, help="Seed of the folds (default: the model's).")
 @click.option("--flagged-only", is_flag=True,
               help="In a group judged wrong, write only the rows cleanlab flagged.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")

@@ -1,12 +1,13 @@
 """``assd unlearn`` / ``assd evaluate`` with ``--model-factory``: any architecture, no pickle.
 
-The options are added to the table commands of :mod:`assd.cli.tables` on
-import; when ``--model-factory`` is given, these functions run instead of the
-table path.
+The table commands of :mod:`assd.cli.tables` declare these options with the
+:func:`own_model_options` decorator; when ``--model-factory`` is given, these
+functions run instead of the table path.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 
 import click
@@ -15,69 +16,75 @@ from ..importance.distributed import is_main_process
 from ..store.checkpoints import check_finite
 from ..store.files import check_output
 
-__all__ = ["add_own_model_options", "evaluate_own", "unlearn_own"]
+__all__ = ["evaluate_own", "own_model_options", "unlearn_own"]
 
 
-def _own_options() -> list[click.Option]:
-    """Fresh option objects for one command."""
+def own_model_options(run_own):
+    """Declare the own-model options on a table command (``unlearn``, ``evaluate``).
+
+    Used as a decorator under the command's own options: it adds
+    ``--model-factory``, ``--weights``, ``--data-factory`` and ``--batch-size``;
+    with ``--model-factory`` the command runs ``run_own(own_options, other_options)``
+    instead of its table path, which needs ``--model`` and ``--data``.
+    """
     factory_help = (
         "With --model-factory: package.module:function returning the training Dataset, or "
         "a dict {'train': ..., 'test': ..., 'collate_fn': ...}; --forget then lists row "
         "positions."
     )
-    return [
-        click.Option(
-            ["--model-factory"],
-            default=None,
-            help="Your own model: package.module:function that builds it.",
-        ),
-        click.Option(
-            ["--weights"],
-            default=None,
-            type=click.Path(),
-            help="With --model-factory: its .safetensors weights (or a folder).",
-        ),
-        click.Option(["--data-factory"], default=None, help=factory_help),
-        click.Option(
-            ["--batch-size", "own_batch_size"],
-            default=64,
-            show_default=True,
-            help="With --model-factory: rows per batch.",
-        ),
-    ]
+    options = [
+        click.option("--model-factory", default=None,
+                     help="Your own model: package.module:function that builds it."),
+        click.option("--weights", default=None, type=click.Path(),
+                     help="With --model-factory: its .safetensors weights (or a folder)."),
+        click.option("--data-factory", default=None, help=factory_help),
+        click.option("--batch-size", "own_batch_size", default=None, type=click.IntRange(min=1),
+                     help="With --model-factory: rows per batch (default 64)."),
+    ]  # fmt: skip
+
+    def decorate(table_callback):
+        @functools.wraps(table_callback)
+        def callback(*args, **given):
+            own = {key: given.pop(key) for key in OWN_KEYS}
+            _check_paths(own, given)
+            if own["model_factory"]:
+                own["own_batch_size"] = own["own_batch_size"] or DEFAULT_BATCH_SIZE
+                return run_own(own, given)
+            return table_callback(*args, **given)
+
+        callback.__doc__ = (table_callback.__doc__ or "") + OWN_HELP
+        for option in reversed(options):
+            callback = option(callback)
+        return callback
+
+    return decorate
 
 
 OWN_KEYS = ("model_factory", "weights", "data_factory", "own_batch_size")
+DEFAULT_BATCH_SIZE = 64
+OWN_HELP = (
+    "\n\nYour own model: --model-factory, --weights and --data-factory instead of "
+    '--model and --data (README, "Your own model").'
+)
 
 
-def add_own_model_options(command: click.Command, run_own) -> None:
-    """Give a table command (``unlearn``, ``evaluate``) the own-model options.
-
-    ``--model`` and ``--data`` become optional; with ``--model-factory`` the
-    command runs ``run_own(own_options, other_options)`` instead of the table path.
-    """
-    table_callback = command.callback
-    for param in command.params:
-        if param.name in ("model_dir", "data_path"):
-            param.required = False
-    command.params.extend(_own_options())
-
-    def callback(**options):
-        own = {key: options.pop(key) for key in OWN_KEYS}
-        if own["model_factory"]:
-            return run_own(own, options)
-        if not options.get("model_dir") or not options.get("data_path"):
-            raise click.UsageError(
-                "pass --model and --data (a table model from `assd train`), or "
-                "--model-factory, --weights and --data-factory (your own model)."
-            )
-        return table_callback(**options)
-
-    command.callback = callback
-    command.help = (command.help or "") + (
-        "\n\nYour own model: --model-factory, --weights and --data-factory instead of "
-        '--model and --data (README, "Your own model").'
-    )
+def _check_paths(own: dict, given: dict) -> None:
+    """The table path (--model, --data) or the own-model path (--model-factory ...), not both."""
+    table = [f for f, k in (("--model", "model_dir"), ("--data", "data_path")) if given.get(k)]
+    mine = [f"--{k.replace('_', '-')}" for k in OWN_KEYS[1:3] if own[k]]
+    mine += ["--batch-size"] if own["own_batch_size"] is not None else []
+    if own["model_factory"] and table:
+        raise click.UsageError(
+            f"{' and '.join(table)} with --model-factory: --model and --data name a table "
+            "model, --model-factory your own; give one of the two."
+        )
+    if not own["model_factory"] and mine:
+        raise click.UsageError(f"{', '.join(mine)} only apply with --model-factory.")
+    if not own["model_factory"] and len(table) < 2:
+        raise click.UsageError(
+            "pass --model and --data (a table model from `assd train`), or "
+            "--model-factory, --weights and --data-factory (your own model)."
+        )
 
 
 def _require(given: dict, flags: str) -> None:
@@ -89,20 +96,17 @@ def _require(given: dict, flags: str) -> None:
 def unlearn_own(own: dict, options: dict) -> None:
     """Forget rows of a data set of yours, with a model of yours; write an atomic folder."""
     from ..data.table import read_forget_ids
-    from ..experiments.errors import parse_method
     from ..methods import SSD, get_method
     from ..own_model import load_data_factory, load_model_factory, unlearn_by_ids
     from ..tabular.report import unlearn_markdown
+    from .options import unlearn_options
 
     model_factory, weights, data_factory, batch_size = (own[k] for k in OWN_KEYS)
     forget_path, out, overwrite = options["forget_path"], options["out"], options["overwrite"]
     method = options["method"]
-    opts = parse_method("x:" + ",".join(options["options"]))[1]
-    picked = (("reference", options["reference"]), ("estimator", options["estimator"]))
-    opts.update({k: v for k, v in picked if v})
-    guard = None if options.get("no_guard") else options.get("guard")
+    opts, guard = unlearn_options(options)  # the same checks as the table path
     if guard is not None and issubclass(type(get_method(method)), SSD):
-        opts.setdefault("guard", guard)  # the retain guard, as for tables
+        opts["guard"] = guard  # the retain guard, as for tables
     _require(
         {"weights": weights, "data_factory": data_factory},
         "--model-factory needs --weights (safetensors) and --data-factory (the training rows).",
@@ -183,13 +187,3 @@ def evaluate_own(own: dict, options: dict) -> None:
     if json_path:
         write_atomic(json_path, json.dumps(report, indent=2, default=float))
         click.echo(f"wrote {json_path}")
-
-
-def _attach() -> None:
-    from .tables import evaluate, unlearn
-
-    add_own_model_options(unlearn, unlearn_own)
-    add_own_model_options(evaluate, evaluate_own)
-
-
-_attach()

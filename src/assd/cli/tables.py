@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
+from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..importance.distributed import is_main_process
 from ..store.files import check_output
-from .app import cli
+from .options import COUNT, RATE, SEED
+from .own_model import evaluate_own, own_model_options, unlearn_own
 
 log = logging.getLogger("assd")
 
@@ -45,7 +47,7 @@ def _names(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
-@cli.command()
+@click.command()
 @click.option("--data", "data_path", required=True, type=click.Path(), help="CSV or Parquet table.")
 @click.option("--target", required=True, help="The label column.")
 @click.option("--out", required=True, type=click.Path(), help="Model folder to write.")
@@ -55,16 +57,17 @@ def _names(text: str | None) -> list[str] | None:
 @click.option("--test-share", default=0.2, show_default=True, type=float)
 @click.option("--features", default=None, help="Comma-separated input columns (default: all).")
 @click.option("--categorical", default=None, help="Columns to one-hot even if numeric.")
-@click.option("--max-levels", default=200, show_default=True,
+@click.option("--max-levels", default=DEFAULT_MAX_LEVELS, show_default=True, type=COUNT,
               help="Most frequent levels kept per category; the rest share 'other'.")  # fmt: skip
-@click.option("--epochs", default=None, type=int,
+@click.option("--epochs", default=None, type=COUNT,
               help="Default: 25, more on small tables (at least 500 steps, at most 200 epochs).")
-@click.option("--lr", default=0.05, show_default=True)
-@click.option("--lr-gamma", default=0.95, show_default=True, help="StepLR factor per epoch.")
-@click.option("--batch-size", default=None, type=int,
+@click.option("--lr", default=0.05, show_default=True, type=RATE)
+@click.option("--lr-gamma", default=0.95, show_default=True, type=RATE,
+              help="StepLR factor per epoch.")
+@click.option("--batch-size", default=None, type=COUNT,
               help="Default: 1024, halved while an epoch has under 20 batches (not below 32). "
               "The paper's setup: --batch-size 1024 --epochs 25.")  # fmt: skip
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
 @click.pass_context
 def train(ctx, data_path, target, out, model, id_column, split, test_share, features, categorical,
@@ -89,9 +92,9 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, feat
     click.echo(train_summary(trained, out))
 
 
-@cli.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder.")
-@click.option("--data", "data_path", required=True, type=click.Path(), help="The training table.")
+@click.command()
+@click.option("--model", "model_dir", type=click.Path(), help="Model folder.")
+@click.option("--data", "data_path", type=click.Path(), help="The training table.")
 @click.option("--forget", "forget_path", required=True, type=click.Path(),
               help="Text file of row ids to forget, one per line.")  # fmt: skip
 @click.option("--out", required=True, type=click.Path(), help="New model folder to write.")
@@ -106,25 +109,27 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, feat
               help="Folder for the importance cache (default: the model folder).")  # fmt: skip
 @click.option("--no-cache", is_flag=True, help="Do not read or write the importance cache.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
-@click.option("--guard", type=float, default=0.01, show_default=True,
-              help="SSD family: most retained / held-out accuracy the request may cost (0.01 = "
-                   "1 point); a request that would cost more backs off to a weaker dampening.")
+@click.option("--guard", type=click.FloatRange(min=0), default=None,
+              help="SSD family: most retained / held-out accuracy the request may cost (default "
+                   "0.01 = 1 point); a request that would cost more backs off to a weaker "
+                   "dampening.")
 @click.option("--no-guard", is_flag=True, help="Dampen as asked, whatever it costs.")
 @click.pass_context
+@own_model_options(unlearn_own)
 def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, estimator, options,
             eval_data, cache_dir, no_cache, overwrite, guard, no_guard) -> None:  # fmt: skip
     """Forget the rows named in --forget; writes a new model folder with report.json/.md."""
     from ..data.table import read_forget_ids, read_table, row_ids
     from ..tabular import TabularModel, unlearn_rows
     from ..tabular.report import unlearn_markdown
-    from .options import method_options
+    from .options import unlearn_options
 
     tabular = TabularModel.load(model_dir)  # first: is it a model folder at all?
     tabular.config()  # an edited model.json fails here, in one paragraph
     inputs = [model_dir, data_path, forget_path, cache_dir, *eval_data]
     check_output(out, inputs=inputs, overwrite=overwrite)
-    opts = method_options(method, options)  # before any data is read
-    opts.update({k: v for k, v in (("reference", reference), ("estimator", estimator)) if v})
+    opts, guard = unlearn_options(dict(method=method, options=options, reference=reference,
+                                       estimator=estimator, guard=guard, no_guard=no_guard))
     id_column = tabular.task.id_column
     frame = read_table(data_path, text_columns=[id_column])
     ids = read_forget_ids(forget_path, known=row_ids(frame, id_column))
@@ -137,7 +142,7 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
             log.warning("cannot create the cache folder %s (%s); not caching", cache_dir, error)
     new, report = unlearn_rows(
         tabular, frame, ids, method=method, options=opts, eval_frames=evals, cache_folder=cache,
-        progress=show_progress(ctx), guard=None if no_guard else guard,
+        progress=show_progress(ctx), guard=guard,
     )  # fmt: skip
     if not is_main_process():
         return
@@ -156,13 +161,14 @@ def unlearn(ctx, model_dir, data_path, forget_path, out, method, reference, esti
     )
 
 
-@cli.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Model folder.")
-@click.option("--data", "data_path", required=True, type=click.Path(), help="Labelled table.")
+@click.command()
+@click.option("--model", "model_dir", type=click.Path(), help="Model folder.")
+@click.option("--data", "data_path", type=click.Path(), help="Labelled table.")
 @click.option("--rows", type=click.Choice(["all", "test", "train"]), default="all",
               show_default=True, help="All rows, or the model's test / train split.")  # fmt: skip
 @click.option("--json", "json_path", default=None, type=click.Path(), help="Also write JSON.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --json file.")
+@own_model_options(evaluate_own)
 def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
     """Accuracy, balanced accuracy, macro-F1, recall per class, the majority-class baseline
     and the confusion matrix of a model on a table."""
@@ -200,7 +206,7 @@ def evaluate(model_dir, data_path, rows, json_path, overwrite) -> None:
         click.echo("no files written (--json FILE writes these figures as JSON)")
 
 
-@cli.group()
+@click.group()
 def data() -> None:
     """Prepare the tables that ship (flights) or that you have (DataCo)."""
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .scenarios import ImageData
+from .images import ImageData
 
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "load_cifar", "read_pickle"]
 

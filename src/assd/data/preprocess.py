@@ -28,11 +28,17 @@ import numpy as np
 
 from ..store.files import write_atomic
 
-__all__ = ["MISSING", "OTHER", "Preprocessor", "split_columns"]
+__all__ = ["DEFAULT_MAX_LEVELS", "MISSING", "OTHER", "Preprocessor", "split_columns"]
 
 OTHER, MISSING = "other", "<missing>"
 _FORMAT = "assd-preprocessing/1"
 
+
+# One-hot levels kept per categorical column (rarer levels share "other"), the one default of
+# Preprocessor.fit, TableTask.fit, train_table, `assd train` and `assd experiment errors`:
+# 200 keeps every level of the flights table's categoricals (104 destinations), so errors
+# in one destination are learnable (docs/errors.md), and bounds the width of wider tables.
+DEFAULT_MAX_LEVELS = 200
 
 @dataclass
 class Preprocessor:
@@ -55,7 +61,7 @@ class Preprocessor:
     high: dict[str, float] = field(default_factory=dict)
     levels: dict[str, list[str]] = field(default_factory=dict)
     keep: list[str] = field(default_factory=list)
-    max_levels: int = 20
+    max_levels: int = DEFAULT_MAX_LEVELS
     min_variance: float = 0.0
 
     @classmethod
@@ -65,7 +71,7 @@ class Preprocessor:
         *,
         numeric: list[str],
         categorical: list[str],
-        max_levels: int = 20,
+        max_levels: int = DEFAULT_MAX_LEVELS,
         min_variance: float = 0.0,
     ) -> Preprocessor:
         """Fit on ``frame`` (the training rows only) and return the fitted pipeline."""

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .images import ImageData
+
 __all__ = [
     "DATASETS",
     "DIGIT_GROUPS",
@@ -43,41 +45,6 @@ __all__ = [
 
 DATASETS = ("digits", "cifar10", "cifar20", "cifar100")
 DIGIT_GROUPS = ("0-1", "2-3", "4-5", "6-7", "8-9")
-
-
-@dataclass
-class ImageData:
-    """Images (N, C, H, W) with fine labels and an optional coarse grouping.
-
-    Attributes:
-        x_train, y_train, x_test, y_test: images and fine labels.
-        class_names: name of each fine class.
-        coarse_of: ``coarse_of[fine]`` is the coarse class of a fine class, or None.
-        coarse_names: name of each coarse class.
-        level: which labels a model learns by default: ``"fine"`` or ``"coarse"``.
-        name: the data set's name.
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    class_names: list[str]
-    coarse_of: torch.Tensor | None = None
-    coarse_names: list[str] | None = None
-    level: str = "fine"
-    name: str = ""
-
-    def labels(self, fine: torch.Tensor, level: str) -> torch.Tensor:
-        """Fine labels as they are, or mapped to their coarse class."""
-        if level == "fine":
-            return fine
-        if self.coarse_of is None:
-            raise ValueError(f"{self.name or 'this data set'} has no coarse classes.")
-        return self.coarse_of[fine]
-
-    def names(self, level: str) -> list[str]:
-        return self.class_names if level == "fine" else list(self.coarse_names or [])
 
 
 def load_dataset(name: str, *, data_dir=None, split_seed: int = 0) -> ImageData:

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,12 +39,14 @@ import numpy as np
 import torch
 
 from ..data.label_errors import inject_label_errors
+from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..methods import get_method
+from ..methods.options import parse_spec
 from ..methods.ssd import SSD
 from ..metrics import accuracy
 from ..tabular.model import TrainConfig, train_mlp
 from ..tabular.task import Rows
-from ..tabular.unlearn import dampen_rows, evaluation_batches, method_options
+from ..tabular.unlearn import dampen_rows, evaluation_batches, table_defaults
 
 __all__ = [
     "ErrorsConfig",
@@ -78,9 +79,7 @@ class ErrorsConfig:
     id_column: str | None = None
     group_column: str | None = "dest"  # group errors are drawn on its values
     folds: int = 5  # out-of-fold models of the found: methods
-    # one-hot levels kept per categorical: 120 keeps all 104 destinations apart, so
-    # errors in a destination are learnable (docs/errors.md); rarer levels go to "other"
-    max_levels: int = 120
+    max_levels: int = DEFAULT_MAX_LEVELS  # one-hot levels kept per categorical (all 104 dests)
     with_dep_delay: bool = True
     training: dict = field(default_factory=dict)  # TrainConfig fields; model and seed per cell
 
@@ -169,17 +168,7 @@ def parse_method(spec: str) -> tuple[str, dict]:
     if spec.strip().lower().startswith(FOUND):
         name, options = parse_method(spec.strip()[len(FOUND):])
         return FOUND + name, options
-    name, _, rest = spec.partition(":")
-    options = {}
-    for part in filter(None, rest.split(",")):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"method option {part!r} in {spec!r} must look like key=value.")
-        try:
-            options[key.strip()] = json.loads(value.strip())
-        except json.JSONDecodeError:
-            options[key.strip()] = value.strip()
-    return name.strip().lower(), options
+    return parse_spec(spec)  # the one parser of method options
 
 
 class _Context:
@@ -282,7 +271,7 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     if not is_forget.any():  # discovery found nothing: nothing to forget
         return ctx.model, {"note": "nothing to forget"}
     forget_rows, retain_rows = ctx.noisy.subset(is_forget), ctx.noisy.subset(~is_forget)
-    options = method_options(name, options, ctx.train_config)
+    options = table_defaults(name, options, ctx.train_config)
     if name == "assd-auto":
         options.setdefault("target", "mislabelled")  # the rows are known to carry wrong labels
     algorithm = get_method(name, **options)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..reports import box_plot, fmt_mean_sd, markdown_table
+from .grouping import group_records
 from .stats import additional_correct, gap_closed, mean_sd, t_test
 
 __all__ = ["discovery_markdown", "errors_markdown", "errors_plots", "summarize"]
@@ -41,20 +42,11 @@ GROUP_KEYS = ("model", "kind", "rate")
 MIN_GAP = 0.005  # retrain - mistake test accuracy below which "gap closed" is not shown
 
 
-def _by_cell(records: list[dict]) -> dict:
-    """{(model, kind, rate): {method: {seed: record}}}."""
-    cells: dict = defaultdict(lambda: defaultdict(dict))
-    for r in records:
-        k = r["key"]
-        cells[tuple(k[g] for g in GROUP_KEYS)][k["method"]][k["seed"]] = r
-    return cells
-
-
 def summarize(records: list[dict], *, baseline: str = "mistake", target: str = "retrain"):
     """One row per (model, kind, rate, method): rates ascending within each model and kind,
     methods in the order they first appear."""
     rows = []
-    cells = _by_cell(records)
+    cells = group_records(records, GROUP_KEYS)
     first = {key: i for i, key in enumerate(dict.fromkeys(g[:2] for g in cells))}
     for group in sorted(cells, key=lambda g: (first[g[:2]], g[2])):
         methods = cells[group]
@@ -206,7 +198,7 @@ def errors_plots(records: list[dict], folder: str | os.PathLike, *, baseline: st
     """Box plots (PNG) of the test-accuracy gain over the mistake model, one per
     (model, kind, rate); returns the paths written."""
     paths = []
-    for (model, kind, rate), methods in _by_cell(records).items():
+    for (model, kind, rate), methods in group_records(records, GROUP_KEYS).items():
         base = methods.get(baseline, {})
         groups = {
             method: [100 * (r["test"] - base[s]["test"]) for s, r in by_seed.items() if s in base]

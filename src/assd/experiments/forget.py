@@ -242,7 +242,7 @@ class ForgetRun:
         opts = method.importance_options
         key = (method.objective, opts["estimator"], opts["train_mode"])
         if key not in self.importances:
-            from ..importance.core import compute_importance
+            from ..importance.compute import compute_importance
 
             source = self._loader("train")
             tick = time.perf_counter()

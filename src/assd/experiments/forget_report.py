@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..reports import box_plot, fmt_mean_sd, markdown_table
+from .grouping import group_records
 from .stats import mean_sd
 
 __all__ = ["COLUMNS", "forget_markdown", "forget_plots", "summarize"]
@@ -41,11 +42,8 @@ PLOTS = [("df_acc", "Df accuracy (%)"), ("retain_test_acc", "Dr accuracy (%)"), 
 
 def _groups(records: list[dict]) -> dict:
     """{group tuple: {method: [record per seed]}}, methods in order of appearance."""
-    out: dict = defaultdict(lambda: defaultdict(list))
-    for r in records:
-        key = r["key"]
-        out[tuple(key[g] for g in GROUP)][key["method"]].append(r)
-    return out
+    grouped = group_records(records, GROUP)
+    return {g: {m: list(s.values()) for m, s in ms.items()} for g, ms in grouped.items()}
 
 
 def summarize(records: list[dict]) -> list[dict]:

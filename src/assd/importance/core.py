@@ -1,7 +1,7 @@
-"""Diagonal-Fisher importance of every trainable parameter, and how to store it.
+"""The diagonal-Fisher importance of every trainable parameter, and how it is stored.
 
-``compute_importance`` makes one pass over the data and returns an
-:class:`Importance`: float32 tensors keyed by parameter name, plus how and on
+:func:`assd.importance.compute.compute_importance` makes one pass over the data
+and returns an :class:`Importance`: float32 tensors keyed by parameter name, plus how and on
 how many samples they were computed, plus a fingerprint of the weights. Save
 it once (safetensors) and later unlearning requests for the same weights only
 need a pass over the forget set.
@@ -11,6 +11,7 @@ Example:
     >>> from assd.batches import TensorData
     >>> model = torch.nn.Linear(3, 2)
     >>> data = TensorData(torch.randn(8, 3), torch.randint(0, 2, (8,)), batch_size=4)
+    >>> from assd.importance.compute import compute_importance
     >>> imp = compute_importance(model, data)
     >>> imp.n_samples, imp.n_batches, sorted(imp.tensors)
     (8, 2, ['bias', 'weight'])
@@ -26,16 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..batches import using_output_fn
-from ..contract import BatchError, check_data, describe_fn
-from ..parameters import trainable_parameters
 from ..store.files import atomic_path
-from ..store.fingerprint import fingerprint as weights_fingerprint
 from ..store.fingerprint import matches as fingerprint_matches
-from . import distributed as distributed_
-from .estimators import ESTIMATORS, OBJECTIVES, accumulate
 
-__all__ = ["Importance", "compute_importance"]
+__all__ = ["Importance"]
 
 _FORMAT = "assd-importance"
 _FORMAT_VERSION = 1
@@ -210,6 +205,9 @@ class Importance:
         """Write to a safetensors file atomically (temporary file, then rename)."""
         from safetensors.torch import save_file
 
+        if any(callable(getattr(t, "to_local", None)) for t in self.tensors.values()):
+            raise ValueError("this importance is sharded (FSDP2): save it with "
+                             "assd.save_sharded_importance(importance, folder) on every rank.")
         meta = {k: v for k, v in self.__dict__.items() if k != "tensors"}
         metadata = {"format": _FORMAT, "version": str(_FORMAT_VERSION), "info": json.dumps(meta)}
         tensors = {n: t.detach().cpu().contiguous() for n, t in self.tensors.items()}
@@ -265,115 +263,3 @@ def _rest_of(whole: torch.Tensor, part: torch.Tensor, n: int, k: int, rest: int)
     out = torch.mul(whole, n)
     out.sub_(torch.mul(part, k))
     return out.div_(rest).clamp_(min=0)
-
-
-def compute_importance(
-    model: nn.Module,
-    data,
-    *,
-    objective: str = "loss",
-    estimator: str = "batch",
-    loss_fn=None,
-    batch_fn=None,
-    train_mode: bool = False,
-    max_memory: int | None = None,
-    fingerprint: bool = True,
-    progress: bool = False,
-    distributed: bool | None = None,
-    output_fn=None,
-    reference: str | None = None,
-    label: str = "data",
-) -> Importance:
-    """Importance of every trainable parameter of ``model`` on ``data``.
-
-    The model is not changed: no ``.grad`` is written, its train/eval modes
-    are restored, and in train mode its buffers (BatchNorm statistics) too.
-
-    Args:
-        model: any ``nn.Module``; inputs are moved to its device.
-        data: an iterable of batches (DataLoader, :class:`~assd.TensorData`, ...).
-        objective: ``"loss"`` (needs targets) or ``"output_norm"`` (label-free).
-        estimator: ``"batch"`` (the SSD reference) or ``"sample"`` (per-sample
-            empirical Fisher, batch-size invariant: layer hooks where they apply,
-            ``torch.func`` or a per-sample loop elsewhere; see :mod:`assd.importance.persample`).
-        loss_fn: ``loss_fn(logits, targets) -> mean loss``; cross-entropy by default.
-        batch_fn: ``batch_fn(batch) -> (inputs, targets)`` for unusual batches.
-        train_mode: run the model in train mode (batch statistics); ``batch`` only.
-        max_memory: most bytes of per-sample gradients the ``sample`` estimator holds
-            at once; more is faster (default: 512 MiB or a quarter of the available
-            memory on CPU, a quarter of free memory on a GPU).
-        fingerprint: record a hash of the weights, so a stale copy is refused later.
-        progress: show a progress bar.
-        distributed: split the pass across the processes of a ``torch.distributed``
-            group (``None``: whenever a group of more than one process exists).
-            Each process sums its shard (a :class:`~assd.TensorData` is split by
-            batches; any other ``data`` must already be this process's shard,
-            e.g. via ``DistributedSampler``), the sums are all-reduced, and every
-            process gets the same result as one process would.
-        output_fn: ``output_fn(model_output) -> logits`` for outputs that are not a
-            tensor, ``.logits``, ``["logits"]`` or a tuple of one tensor.
-        reference: what ``data`` is, recorded with the result: ``"full"`` (the
-            whole training set) or ``"retain"`` (the rest after the forget rows);
-            a method set to the other one then refuses it.
-        label: what ``data`` is called in error messages.
-
-    Raises:
-        ValueError: for data that breaks the input contract of :mod:`assd.batches`
-            (with the fix), and :class:`~assd.contract.BatchError` for an error
-            raised inside the model (with the pass, the batch and the likely fix).
-
-    Returns:
-        An :class:`Importance`.
-    """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {sorted(OBJECTIVES)}.")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}.")
-    if train_mode and estimator == "sample":
-        raise ValueError(
-            "the sample estimator needs eval mode (per-sample gradients have no batch "
-            "statistics); use estimator='batch' with train_mode=True, or train_mode=False."
-        )
-    if reference not in (None, "full", "retain"):
-        raise ValueError(f"reference must be 'full', 'retain' or None, got {reference!r}.")
-    check_data(data, what=label)
-    params = trainable_parameters(model)
-    stamp = weights_fingerprint(model) if fingerprint else None
-    spread = distributed_.resolve(distributed)
-
-    def local_sums():
-        return accumulate(
-            model,
-            params,
-            distributed_.shard(data) if spread else data,
-            objective=objective,
-            estimator=estimator,
-            loss_fn=loss_fn,
-            batch_fn=batch_fn,
-            train_mode=train_mode,
-            max_memory=max_memory,
-            progress=progress and distributed_.is_main_process(),
-        )
-
-    try:
-        with using_output_fn(output_fn):
-            if spread:  # sum each shard, add the sums up, then divide: one process's result
-                sums = distributed_.collectively(local_sums)
-                distributed_.all_reduce_sums(sums)
-            else:
-                sums = local_sums()
-    except BatchError as error:
-        raise error.named(f"importance on {label}") from error.error
-    return Importance(
-        tensors=sums.finish(estimator),
-        objective=objective,
-        estimator=estimator,
-        n_samples=sums.n_samples,
-        n_batches=sums.n_batches,
-        batch_size=sums.batch_size,
-        train_mode=train_mode,
-        fingerprint=stamp,
-        loss=(describe_fn(loss_fn) or "cross_entropy") if objective == "loss" else None,
-        reference=reference,
-        paths=sums.paths,
-    )

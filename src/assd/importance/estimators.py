@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 ESTIMATORS = ("batch", "sample")
+# The one default, of compute_importance and of every method: the per-sample estimator
+# (batch-size invariant; measured better in docs/benchmarks.md).
+DEFAULT_ESTIMATOR = "sample"
 
 
 @dataclass

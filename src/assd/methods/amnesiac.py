@@ -6,7 +6,7 @@ from torch import nn
 
 from .random_labels import RandomLabels
 from .registry import register
-from .training import collect, remix
+from .training import collect, remix, require_both
 
 __all__ = ["Amnesiac"]
 
@@ -28,8 +28,7 @@ class Amnesiac(RandomLabels):
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, **options)
 
     def training_data(self, model: nn.Module, *, forget, retain):
-        if forget is None or retain is None:
-            raise ValueError(f"{self.name} trains on both sets; pass forget= and retain=.")
+        require_both(self, forget, retain)
         forget_part = self.relabelled_batches(model, forget)
         retain_part = collect(retain, batch_fn=self.fit_options["batch_fn"], what="retain")
         return remix([forget_part, retain_part], batch_size=self.batch_size, seed=self.seed)

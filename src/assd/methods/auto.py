@@ -157,7 +157,7 @@ class AutoASSD(ASSD):
         self.fpr, self.relearn_steps = fpr, relearn_steps
         self.reference_cache = SHARED if reference_cache is None else reference_cache
 
-    def _target(self, sets: dict):
+    def forget_target(self, sets: dict):
         if "retain" not in sets:
             raise ValueError(
                 "assd-auto needs labelled retained rows to judge the result: "
@@ -209,7 +209,7 @@ class AutoASSD(ASSD):
             return "rows"
         return "rows" if torch.isin(forget_labels, retain_labels).any() else "group"
 
-    def _verified(self, trials: Trials, *, retain=None) -> dict:
+    def choose(self, trials: Trials, *, retain=None) -> dict:
         evidence = trials.target if isinstance(trials.target, Evidence) else None
         options = {k: self.importance_options[k] for k in ("batch_fn", "output_fn")}
         if evidence is not None:  # judged on the working model, row by row

@@ -11,7 +11,15 @@ from torch import nn
 from ..batches import batch_size_of, forward
 from ..train import fit
 from .registry import register
-from .training import TrainingMethod, _cat, collect, reinitialize_, remix, tensor_rows
+from .training import (
+    TrainingMethod,
+    _cat,
+    collect,
+    reinitialize_,
+    remix,
+    require_both,
+    tensor_rows,
+)
 
 __all__ = ["BadTeacher"]
 
@@ -56,8 +64,7 @@ class BadTeacher(TrainingMethod):
         self.batch_size, self.retain_share, self.temperature = batch_size, retain_share, temperature
 
     def train_(self, model: nn.Module, *, forget, retain) -> None:
-        if forget is None or retain is None:
-            raise ValueError(f"{self.name} trains on both sets; pass forget= and retain=.")
+        require_both(self, forget, retain)
         competent = copy.deepcopy(model).eval()
         incompetent = reinitialize_(copy.deepcopy(model), seed=self.seed).eval()
         data = self._mixed(forget, retain)

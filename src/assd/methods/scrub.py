@@ -11,7 +11,7 @@ from torch import nn
 from ..batches import forward
 from ..train import fit
 from .registry import register
-from .training import TrainingMethod
+from .training import TrainingMethod, require_both
 
 __all__ = ["SCRUB", "distill_kl"]
 
@@ -63,8 +63,7 @@ class SCRUB(TrainingMethod):
         self.alpha, self.gamma = alpha, gamma
 
     def train_(self, model: nn.Module, *, forget, retain) -> None:
-        if forget is None or retain is None:
-            raise ValueError(f"{self.name} trains on both sets; pass forget= and retain=.")
+        require_both(self, forget, retain)
         teacher = copy.deepcopy(model).eval()
         t = self.temperature
 

@@ -14,7 +14,8 @@ import logging
 import time
 
 from ..contract import describe_fn
-from ..importance.core import Importance, compute_importance
+from ..importance.compute import compute_importance
+from ..importance.core import Importance
 
 __all__ = ["ImportanceSources"]
 

@@ -10,6 +10,8 @@ import time
 from torch import nn
 
 from ..importance.core import Importance
+from ..importance.estimators import DEFAULT_ESTIMATOR
+from ..importance.sharded import is_sharded_model
 from ..rule.dampening import dampen_parameters_
 from ..verify.forget_check import before_request, one_shot_outcome
 from ..verify.guard import GuardRefused, RetainGuard
@@ -65,6 +67,9 @@ class SSD(ImportanceSources):
     """
 
     objective = "loss"
+    # Extension points of the request path (``assd-auto`` sets all three): score before and
+    # after even without a guard; what "forgotten" means; which dampening to keep.
+    needs_evaluation = False
 
     def __init__(
         self,
@@ -72,7 +77,7 @@ class SSD(ImportanceSources):
         alpha: float = 10.0,
         dampening: float = 1.0,
         reference: str = "full",
-        estimator: str = "sample",
+        estimator: str = DEFAULT_ESTIMATOR,
         train_mode: bool = False,
         loss_fn=None,
         batch_fn=None,
@@ -99,6 +104,32 @@ class SSD(ImportanceSources):
             progress=progress,
             output_fn=output_fn,
         )
+
+    def forget_target(self, sets: dict):
+        """A forget target for the search (None: SSD and ASSD dampen as asked)."""
+        return None
+
+    def choose(self, trials: Trials, *, retain=None) -> dict:
+        """The try to keep: as asked, scored; if the guard breaks, back off or refuse."""
+        first = trials.apply(0.0)
+        if first["guard"] is None or first["guard"]["ok"]:
+            return first
+        if self.on_guard == "refuse":
+            trials.restore()
+            raise GuardRefused(
+                f"{self.name} refused: {first['guard']['verdict']} Nothing was changed. "
+                "Use a weaker request (larger alpha), a looser guard, or on_guard='back-off'.",
+                {
+                    **first["guard"],
+                    "alpha": first["alpha"],
+                    "before": {k: v.to_dict() for k, v in trials.before.items()},
+                    "after": first["after"],
+                },
+            )
+        chosen = search(trials, first=first)
+        log.warning("%s: the request broke the retain guard; backed off to alpha=%.4g",
+                    self.name, chosen["alpha"])  # fmt: skip
+        return chosen
 
     def unlearn(
         self,
@@ -139,119 +170,111 @@ class SSD(ImportanceSources):
                              importance=importance, n_data=n_data, inplace=inplace,
                              evaluate=evaluate, forget_importance=forget_importance)  # fmt: skip
 
+    # ---- the request, top to bottom: importances -> alpha -> select/dampen (with search,
+    # ---- guard and repair when verified) -> outcome. Each stage is one method below.
+
     def _unlearn(self, model, *, forget, data, retain, importance, n_data, inplace, evaluate,
                  forget_importance):  # fmt: skip
+        start, timings = time.perf_counter(), {}
+        self._check_request(model, inplace, forget, data, retain, importance, evaluate)
+        forgotten, reference = self._importances(
+            model, forget, data, retain, importance, timings, forget_importance
+        )  # stage 1 (assd.methods.sources): computed, derived or given
+        n_total = self._n_data(reference, forgotten, n_data)
+        tick = time.perf_counter()
+        alpha, percentile = self._alpha(forgotten, reference, n_total)  # stage 2
+        timings["alpha"] = time.perf_counter() - tick
+        target = model if inplace else copy.deepcopy(model)
+        timings["copy"] = time.perf_counter() - tick - timings["alpha"]
+        tick = time.perf_counter()
+        if evaluate is None and not self.needs_evaluation:  # stage 3: as asked
+            check = self._forget_check(target, forget, reference)  # did the forget rows move?
+            counts = self._dampen(target, forgotten, reference, alpha)
+            dampening, outcome = self.dampening, check(model, inplace, counts)
+        else:  # stage 3, verified: scored, searched, guarded (and repaired by assd-auto)
+            alpha, dampening, counts, outcome = self._dampen_verified(
+                target, forgotten, reference, alpha, forget, evaluate, retain
+            )
+        timings["select_dampen"] = timings["dampen"] = time.perf_counter() - tick
+        result = UnlearnResult(
+            model=target, method=self.name, seconds=time.perf_counter() - start,
+            timings=timings, alpha=alpha, percentile=percentile, dampening=dampening,
+            per_layer=counts, n_forget=forgotten.n_samples, n_data=n_total,
+            importance_settings=reference.settings(), outcome=outcome,
+        )  # fmt: skip
+        self._report(result)  # stage 4: the outcome, logged
+        return result
+
+    def _check_request(self, model, inplace, forget, data, retain, importance, evaluate) -> None:
         if self.guard is not None and evaluate is None:
             raise ValueError(
                 f"{self.name} has a retain guard but no evaluation sets: pass "
                 "evaluate={'retain': ..., 'test': ...} (labelled rows kept or held out)."
             )
-        start = time.perf_counter()
-        timings = {}
-        check_forget_rows(forget, data=data if importance is None else None, retain=retain)
-        forgotten, reference = self._importances(
-            model, forget, data, retain, importance, timings, forget_importance
-        )
-        n_total = self._n_data(reference, forgotten, n_data)
-        tick = time.perf_counter()
-        alpha, percentile = self._alpha(forgotten, reference, n_total)
-        timings["alpha"] = time.perf_counter() - tick
-        target = model if inplace else copy.deepcopy(model)
-        timings["copy"] = time.perf_counter() - tick - timings["alpha"]
-        tick = time.perf_counter()
-        if evaluate is None and not self.needs_evaluation:
-            score = {k: self.importance_options[k] for k in ("loss_fn", "batch_fn", "output_fn")}
-            before = before_request(target, forget, names=reference.tensors, **score)
-            counts = dampen_parameters_(
-                {n: p for n, p in target.named_parameters() if n in reference.tensors},
-                forgotten.tensors,
-                reference.tensors,
-                alpha=alpha,
-                dampening=self.dampening,
+        if not inplace and is_sharded_model(model):
+            raise ValueError(
+                f"{self.name}: a model sharded with FSDP2 cannot be copied; pass inplace=True "
+                "(save its sharded state dict first if the original weights must be kept)."
             )
-            outcome = one_shot_outcome(before, target, forget, original=None if inplace else model,
-                                       counts=counts, **score)  # did the forget rows move?
-            dampening = self.dampening
-        else:
-            sets = evaluation_sets(evaluate, forget, batch_fn=self.importance_options["batch_fn"])
-            trials = Trials(target, forgotten.tensors, reference.tensors, alpha0=alpha,
-                            lam0=self.dampening, sets=sets, guard=self.guard,
-                            target=self._target(sets),
-                            loss_fn=self.importance_options["loss_fn"],
-                            batch_fn=self.importance_options["batch_fn"],
-                            output_fn=self.importance_options["output_fn"])  # fmt: skip
-            try:
-                chosen = self._verified(trials, retain=retain)
-            except BaseException:
-                trials.restore()  # the user's weights, when inplace=True
-                raise
-            alpha, dampening, counts = chosen["alpha"], chosen["dampening"], trials.counts
-            outcome = Outcome(before=trials.before, after=chosen["scores"],
-                              layers=layer_changes(trials.original, target),
-                              guard=chosen["guard"], target=chosen["target"],
-                              tries=trials.path())  # fmt: skip
-        timings["select_dampen"] = time.perf_counter() - tick
-        timings["dampen"] = timings["select_dampen"]
-        result = UnlearnResult(
-            model=target,
-            method=self.name,
-            seconds=time.perf_counter() - start,
-            timings=timings,
-            alpha=alpha,
-            percentile=percentile,
-            dampening=dampening,
-            per_layer=counts,
-            n_forget=forgotten.n_samples,
-            n_data=n_total,
-            importance_settings=reference.settings(),
-            outcome=outcome,
-        )
-        log.info(
-            "%s: alpha=%.4g, dampened %d of %d weights in %.2fs",
-            self.name,
-            alpha,
-            result.n_dampened,
-            result.n_params,
-            result.seconds,
-        )
-        if result.n_dampened == 0 and math.isfinite(alpha):  # inf: nothing asked
+        check_forget_rows(forget, data=data if importance is None else None, retain=retain)
+
+    def _alpha(self, forgotten: Importance, reference: Importance, n_data: int | None):
+        """``(alpha, percentile)``: SSD's fixed alpha (ASSD computes it)."""
+        return float(self.alpha), None
+
+    def _dampen(self, target: nn.Module, forgotten: Importance, reference: Importance,
+                alpha: float) -> dict:  # fmt: skip
+        """Select and dampen as asked, in place; ``{name: (selected, elements)}``."""
+        return dampen_parameters_(
+            {n: p for n, p in target.named_parameters() if n in reference.tensors},
+            forgotten.tensors, reference.tensors, alpha=alpha, dampening=self.dampening,
+        )  # fmt: skip
+
+    def _forget_check(self, target, forget, reference):
+        """Score the forget rows now; returns ``done(model, inplace, counts) -> Outcome | None``
+        that scores them again after the request (:mod:`assd.verify.forget_check`)."""
+        if is_sharded_model(target):
+            return lambda *_: None
+        score = {k: self.importance_options[k] for k in ("loss_fn", "batch_fn", "output_fn")}
+        before = before_request(target, forget, names=reference.tensors, **score)
+
+        def done(model, inplace, counts):
+            return one_shot_outcome(before, target, forget, original=None if inplace else model,
+                                    counts=counts, **score)  # fmt: skip
+
+        return done
+
+    def _dampen_verified(self, target, forgotten, reference, alpha, forget, evaluate, retain):
+        """Dampen, scoring each try on the evaluation sets; :meth:`choose` picks the try.
+        Returns ``(alpha, dampening, counts, Outcome)``."""
+        sets = evaluation_sets(evaluate, forget, batch_fn=self.importance_options["batch_fn"])
+        options = {k: self.importance_options[k] for k in ("loss_fn", "batch_fn", "output_fn")}
+        trials = Trials(target, forgotten.tensors, reference.tensors, alpha0=alpha,
+                        lam0=self.dampening, sets=sets, guard=self.guard,
+                        target=self.forget_target(sets), **options)  # fmt: skip
+        try:
+            chosen = self.choose(trials, retain=retain)
+        except BaseException:
+            trials.restore()  # the user's weights, when inplace=True
+            raise
+        outcome = Outcome(before=trials.before, after=chosen["scores"],
+                          layers=layer_changes(trials.original, target), guard=chosen["guard"],
+                          target=chosen["target"], tries=trials.path())  # fmt: skip
+        return chosen["alpha"], chosen["dampening"], trials.counts, outcome
+
+    def _report(self, result: UnlearnResult) -> None:
+        log.info("%s: alpha=%.4g, dampened %d of %d weights in %.2fs", self.name, result.alpha,
+                 result.n_dampened, result.n_params, result.seconds)  # fmt: skip
+        if result.n_dampened == 0 and math.isfinite(result.alpha):  # inf: nothing asked
             log.warning(
                 "%s selected no weight (alpha=%.4g exceeds every I_Df/I_D): nothing was "
                 "forgotten. With I_D on all rows and the per-sample estimator the ratios "
                 "cannot exceed |D|/|Df| = %.3g; use reference='retain', a smaller alpha, "
-                "or assd-auto.", self.name, alpha, n_total / max(forgotten.n_samples, 1),
+                "or assd-auto.", self.name, result.alpha,
+                result.n_data / max(result.n_forget, 1),
             )  # fmt: skip
-        if outcome is not None:
-            log.info("%s: %s", self.name, outcome.verdict())
-        return result
-
-    needs_evaluation = False
-
-    def _target(self, sets: dict):
-        """A forget target for the search (None: SSD and ASSD dampen as asked)."""
-        return None
-
-    def _verified(self, trials: Trials, *, retain=None) -> dict:
-        """Dampen as asked and score; if the guard breaks, back off or refuse."""
-        first = trials.apply(0.0)
-        if first["guard"] is None or first["guard"]["ok"]:
-            return first
-        if self.on_guard == "refuse":
-            trials.restore()
-            raise GuardRefused(
-                f"{self.name} refused: {first['guard']['verdict']} Nothing was changed. "
-                "Use a weaker request (larger alpha), a looser guard, or on_guard='back-off'.",
-                {
-                    **first["guard"],
-                    "alpha": first["alpha"],
-                    "before": {k: v.to_dict() for k, v in trials.before.items()},
-                    "after": first["after"],
-                },
-            )
-        chosen = search(trials, first=first)
-        log.warning("%s: the request broke the retain guard; backed off to alpha=%.4g",
-                    self.name, chosen["alpha"])  # fmt: skip
-        return chosen
+        if result.outcome is not None:
+            log.info("%s: %s", self.name, result.outcome.verdict())
 
     @classmethod
     def paper(cls, **options):
@@ -264,9 +287,6 @@ class SSD(ImportanceSources):
             ('batch', 'full')
         """
         return cls(**{"estimator": "batch", "reference": "full", **options})
-
-    def _alpha(self, forgotten: Importance, reference: Importance, n_data: int | None):
-        return float(self.alpha), None
 
 
 @register("lfssd")

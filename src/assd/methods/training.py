@@ -31,6 +31,7 @@ __all__ = [
     "gather",
     "reinitialize_",
     "remix",
+    "require_both",
     "tensor_rows",
 ]
 
@@ -142,6 +143,12 @@ class TrainingMethod:
         data = self.training_data(model, forget=forget, retain=retain)
         label = f"the {self.data_source} set ({self.data_source}=)"
         fit(model, data, objective=self.objective, label=label, **self.fit_options)
+
+
+def require_both(method, forget, retain) -> None:
+    """Refuse a call without ``forget=`` or ``retain=``, for methods that train on both."""
+    if forget is None or retain is None:
+        raise ValueError(f"{method.name} trains on both sets; pass forget= and retain=.")
 
 
 def collect(data, *, batch_fn=None, what: str = "data") -> list[tuple[Any, Any]]:

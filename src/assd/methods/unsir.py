@@ -10,7 +10,7 @@ from ..batches import TensorData, forward, using_output_fn
 from ..parameters import set_mode
 from ..train import fit
 from .registry import register
-from .training import TrainingMethod, _cat, collect, tensor_rows
+from .training import TrainingMethod, _cat, collect, require_both, tensor_rows
 
 __all__ = ["UNSIR"]
 
@@ -55,8 +55,7 @@ class UNSIR(TrainingMethod):
         self.impair_batch, self.repair_batch = impair_batch, repair_batch
 
     def train_(self, model: nn.Module, *, forget, retain) -> None:
-        if forget is None or retain is None:
-            raise ValueError(f"{self.name} trains on both sets; pass forget= and retain=.")
+        require_both(self, forget, retain)
         batch_fn = self.fit_options["batch_fn"]
         xf, yf = _float_rows(collect(forget, batch_fn=batch_fn, what="forget"))
         retained = _float_rows(collect(retain, batch_fn=batch_fn, what="retain"))

@@ -25,6 +25,7 @@ import torch
 
 from .blocks import Scratch, gather_block, gather_numpy, numpy_flat, plan_blocks
 from .percentile import forget_percentile, ratio_percentile
+from .sharded_dampening import any_sharded, dampen_shards_, sharded_alpha
 
 __all__ = [
     "adaptive_alpha",
@@ -87,6 +88,9 @@ def dampen_parameters_(
         ``{name: (selected, elements)}`` for every parameter.
     """
     _check_hyperparameters(alpha, dampening)
+    if any_sharded(params, forget, data):  # FSDP2: each rank its own rows (sharded_dampening)
+        return dampen_shards_(params, forget, data, alpha=alpha, dampening=dampening,
+                              dampen_local=dampen_parameters_)  # fmt: skip
     selected, names = dict.fromkeys(params, 0), []
     with torch.no_grad():
         for name, param in params.items():
@@ -213,6 +217,8 @@ def adaptive_alpha(
     Returns:
         ``(alpha, p)``.
     """
+    if any_sharded(forget, data):  # FSDP2 shards: counts all-reduced, values stay put
+        return sharded_alpha(forget, data, n_forget=n_forget, n_data=n_data)
     p = forget_percentile(n_forget, n_data)
     return ratio_percentile(forget, data, p), p  # streamed: the ratios are never stored
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from .._version import __version__
 from ..models import build_model
-from .files import not_writable
+from .files import not_writable, refuse_existing
 from .publish import clean_stale, new_temporary, publish_folder, refuse_foreign
 
 __all__ = ["check_finite", "load_model", "load_state_dict", "save_model", "write_folder"]
@@ -61,12 +61,7 @@ def write_folder(
         'hello'
     """
     final = Path(folder)
-    if final.exists() or final.is_symlink():
-        if not overwrite:
-            raise FileExistsError(
-                f"{final} already exists; choose a new output folder or pass overwrite "
-                "(--overwrite) to replace it."
-            )
+    if refuse_existing(final, overwrite=overwrite, flag=flag):
         refuse_foreign(final, flag=flag)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "check_output", "check_writable", "not_writable", "write_atomic"]
+__all__ = [
+    "atomic_path",
+    "check_output",
+    "check_writable",
+    "not_writable",
+    "refuse_existing",
+    "write_atomic",
+]
 
 
 @contextlib.contextmanager
@@ -152,11 +159,7 @@ def check_output(
                 "input. Choose an output path outside it: inputs are never modified."
             )
     path = Path(out)
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise FileExistsError(
-                f"{out} already exists; choose a new {flag} or pass --overwrite to replace it."
-            )
+    if refuse_existing(path, overwrite=overwrite, flag=flag):
         if kind == "folder":
             refuse_foreign(path, flag=flag)
         elif path.is_dir() or path.is_symlink() or is_assd_output(target.parent):
@@ -167,6 +170,25 @@ def check_output(
                 "Choose another path; nothing was changed."
             )
     check_writable(target)
+
+
+def refuse_existing(path: str | os.PathLike, *, overwrite: bool, flag: str = "--out") -> bool:
+    """Whether ``path`` exists (a dangling link counts); if it does, refuse it unless
+    ``overwrite`` (the caller then checks that it may replace what is there).
+
+    Example:
+        >>> import tempfile
+        >>> refuse_existing(tempfile.mkdtemp(), overwrite=True)
+        True
+    """
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return False
+    if not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; choose a new {flag} or pass --overwrite to replace it."
+        )
+    return True
 
 
 def check_writable(target: str | os.PathLike) -> None:

@@ -75,6 +75,10 @@ def matches(model: nn.Module, stamp: str) -> bool:
     """Whether ``stamp`` (from :func:`fingerprint`, or an older plain SHA-256) fits the weights."""
     if stamp.startswith(_PREFIX):
         return fingerprint(model) == stamp
+    if stamp.startswith("s1:"):  # computed on a sharded model (any world size)
+        from .sharded_fingerprint import sharded_fingerprint
+
+        return sharded_fingerprint(model) == stamp
     return _stream_sha256(model) == stamp
 
 

@@ -35,7 +35,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..importance.core import Importance, compute_importance
+from ..importance.compute import compute_importance
+from ..importance.core import Importance
 from ..importance.distributed import is_main_process
 from ..store.files import atomic_path
 from ..store.fingerprint import fingerprint, tensor_digest

@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import asdict, replace
 
+from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..store.checkpoints import check_finite
 from .cache import data_key
 from .defaults import check_columns, check_target, fit_schedule, warn_few_steps
@@ -37,7 +38,7 @@ def train_table(
     test_share: float = 0.2,
     features: list[str] | None = None,
     categorical: list[str] | None = None,
-    max_levels: int = 200,
+    max_levels: int = DEFAULT_MAX_LEVELS,
     config: TrainConfig | None = None,
     source: str | None = None,
     progress: bool = False,

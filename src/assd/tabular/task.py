@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..data.preprocess import Preprocessor, split_columns
+from ..data.preprocess import DEFAULT_MAX_LEVELS, Preprocessor, split_columns
 from ..data.table import row_ids, split_rows
 
 __all__ = ["Rows", "TableTask"]
@@ -91,7 +91,7 @@ class TableTask:
         seed: int = 0,
         features: list[str] | None = None,
         categorical: list[str] | None = None,
-        max_levels: int = 20,
+        max_levels: int = DEFAULT_MAX_LEVELS,
     ) -> TableTask:
         """Choose the columns, split the rows and fit the preprocessing on the training rows.
 

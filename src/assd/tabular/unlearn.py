@@ -37,7 +37,7 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "dampen_rows",
     "evaluation_batches",
-    "method_options",
+    "table_defaults",
     "trained_ids",
     "unlearn_rows",
 ]
@@ -100,7 +100,7 @@ def unlearn_rows(
     is_forget = _forget_mask(train, rows, forget_ids)
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
-    options = method_options(method, options, tabular.config())
+    options = table_defaults(method, options, tabular.config())
     if guard is not None and issubclass(type(registry.get_method(method)), SSD):
         options = {**options, "guard": guard}
     held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
@@ -160,8 +160,9 @@ def trained_ids(tabular: TabularModel, frame) -> np.ndarray:
     return training_rows(tabular.task.encode(frame)).ids
 
 
-def method_options(method: str, options: dict | None, config: TrainConfig) -> dict:
-    """Options of ``method`` on a table model: defaults for its kind, then ``options``."""
+def table_defaults(method: str, options: dict | None, config: TrainConfig) -> dict:
+    """Options of ``method`` on a table model: defaults for its kind, then ``options``
+    (parsed and checked by :mod:`assd.methods.options`)."""
     name = method.strip().lower()
     if name == "retrain":
         defaults = {**config.fit_options(), "seed": config.seed}

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from ..batches import TensorData
+from .rows import row_keys
 
 __all__ = ["check_forget_rows", "forget_retain_loaders"]
 
@@ -156,8 +157,8 @@ def _missing_by_content(forget: Any, data: Any) -> tuple[int, int] | None:
         return None
     if forget_x.dtype != data_x.dtype:
         return None
-    have = set(_row_keys(data_x).tolist())
-    keys = _row_keys(forget_x).tolist()
+    have = set(row_keys(data_x).tolist())
+    keys = row_keys(forget_x).tolist()
     return sum(k not in have for k in keys), len(keys)
 
 
@@ -186,17 +187,3 @@ def _tensor_pair(batch: Any) -> bool:
 
 def _one_row_shape(batches: list) -> bool:
     return len({(b[0].shape[1:], b[0].dtype, b[0].device) for b in batches}) == 1
-
-
-def _row_keys(x: torch.Tensor) -> torch.Tensor:
-    """An exact 64-bit fingerprint of each row's bytes (wrapping integer arithmetic)."""
-    flat = x.detach().contiguous().reshape(len(x), -1)
-    if flat.is_floating_point():
-        flat = flat.float() if flat.element_size() < 4 else flat
-        flat = flat.view(torch.int32 if flat.element_size() == 4 else torch.int64)
-    generator = torch.Generator().manual_seed(12345)
-    weights = torch.randint(-(2**62), 2**62, (flat.shape[1],), generator=generator)
-    weights = weights.to(flat.device)
-    step = max(1, 2**21 // max(flat.shape[1], 1))  # rows per chunk: ~16 MiB of int64
-    keys = [(part.long() * weights).sum(1).cpu() for part in flat.split(step)]
-    return torch.cat(keys) if keys else torch.empty(0, dtype=torch.long)

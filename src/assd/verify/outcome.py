@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..batches import forward, split_batch, to_device
+from .rows import row_keys
 
 __all__ = [
     "LayerChange",
@@ -162,12 +163,17 @@ def layer_changes(before: dict[str, torch.Tensor], model: nn.Module) -> dict[str
     for name, old in before.items():
         new = now[name].detach()
         changes[name] = LayerChange(
-            changed=int((new != old).sum()),
+            changed=int(_whole((new != old).sum())),
             elements=old.numel(),
-            norm_before=float(old.double().norm()),
-            norm_after=float(new.double().norm()),
+            norm_before=float(_whole(old.double().norm())),
+            norm_after=float(_whole(new.double().norm())),
         )
     return changes
+
+
+def _whole(scalar: torch.Tensor) -> torch.Tensor:
+    """A reduction over an FSDP2-sharded parameter (a DTensor) summed over its ranks."""
+    return scalar.full_tensor() if callable(getattr(scalar, "full_tensor", None)) else scalar
 
 
 @dataclass
@@ -294,16 +300,12 @@ def evaluation_sets(evaluate: dict | None, forget, *, batch_fn=None) -> dict:
 
 
 def _row_keys(data, batch_fn) -> set:
-    """Bytes of each row's input and target, for tensor batches (other inputs: empty set)."""
+    """Keys of each row's input and target (:func:`~assd.verify.rows.row_keys`), for tensor
+    batches (other inputs: empty set)."""
     keys: set = set()
     for batch in data:
         inputs, y = split_batch(batch, batch_fn)
         if not isinstance(inputs, torch.Tensor):
             return set()
-        x = inputs.detach().cpu().reshape(len(inputs), -1).numpy()
-        labels = [None] * len(x) if y is None else y.detach().cpu().reshape(len(x), -1).numpy()
-        keys.update(
-            (row.tobytes(), None if t is None else t.tobytes())
-            for row, t in zip(x, labels, strict=True)
-        )
+        keys.update(row_keys(inputs, y if isinstance(y, torch.Tensor) else None).tolist())
     return keys

@@ -55,7 +55,6 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from contextlib import nullcontext
 
 import torch
@@ -64,10 +63,9 @@ from torch import nn
 
 from ...batches import batch_size_of, forward
 from ..objectives import objective_value
+from .accumulate import add_hooked
 from .broadcast import Watch
-from .direct import add_direct, as_float, note
-from .fallback import add_squares, loop_sums, rows_per_chunk, slice_batch, vmap_sums
-from .layers import per_sample
+from .fallback import loop_sums, rows_per_chunk, slice_batch, vmap_sums
 from .plan import plan
 from .records import loss_reduction, recorder, same_total
 
@@ -251,53 +249,11 @@ class SampleEngine:
         self.paths.update(kinds)
         for name in self.rest:
             self.paths[name] = "torch.func" if self._vmap_works is not False else "loop"
-        for name in self.rest:
-            self.paths[name] = "torch.func" if self._vmap_works is not False else "loop"
 
     def _accumulate(self, acc, records, rows: int, *, sums=None, kinds=None) -> None:
-        """Add every hooked parameter's per-sample squares of this chunk to ``acc``.
-
-        On the first chunk, ``sums`` also collects each parameter's sum over
-        samples (its batch gradient) and ``kinds`` the path it took.
-        """
-        uses = defaultdict(int)
-        for record in records:
-            for key, name in self.owned[record.module]:
-                uses[name] += record.delta is not None and record.touches(key)
-        dense = {}
-        for record in records:
-            if record.delta is None:
-                continue
-            if not record.valid(rows):
-                if sums is not None:
-                    continue  # the first chunk's check rejects these parameters
-                raise ValueError(
-                    f"a {type(record.module).__name__} layer was called differently from the "
-                    "first batch (e.g. without the batch dimension first); the per-sample hooks "
-                    "cannot read it. Use estimator='batch', or report this model."
-                )
-            owned = [(k, n) for k, n in self.owned[record.module] if record.touches(k)]
-            single = [(k, n) for k, n in owned if uses[n] == 1]
-            done = add_direct(acc, record, single, self.objective, sums, kinds)
-            others = [(k, n) for k, n in owned if n not in done]
-            if not others:
-                continue
-            a, delta = as_float(record.a), record.delta.float()
-            if record.rule is not None:  # attention projections, broadcast parameters
-                grads, fresh = record.rule(a, delta), {k for k, _ in others}
-            else:
-                grads = per_sample(record.module, a, delta)
-                fresh = {"weight"} if isinstance(record.module, _FRESH) else set()
-            for key, name in others:
-                g = grads[key]
-                if uses[name] > 1:  # summed over uses first, squared below
-                    dense[name] = g if name not in dense else dense[name] + g
-                    continue
-                note(sums, kinds, name, g.sum(0), "hooks")
-                add_squares(acc[name], g, self.objective, fresh=key in fresh)
-        for name, g in dense.items():
-            note(sums, kinds, name, g.sum(0), "hooks")
-            add_squares(acc[name], g, self.objective, fresh=True)
+        """Add every hooked parameter's per-sample squares of this chunk to ``acc``
+        (:func:`~assd.importance.persample.accumulate.add_hooked`)."""
+        add_hooked(acc, records, self.owned, self.objective, rows, sums=sums, kinds=kinds)
 
     def _fallback(self, acc, inputs, targets) -> None:
         options = {"objective": self.objective, "loss_fn": self.loss_fn}
@@ -324,9 +280,6 @@ class SampleEngine:
             why = f"vmap failed: {str(error).splitlines()[0][:200] if str(error) else error!r}"
             self.reasons[name] = f"{self.reasons[name]}; {why}" if name in self.reasons else why
         log.info("per-sample gradients: vmap failed (%s); looping over samples", error)
-
-
-_FRESH = (nn.Linear, nn.Conv1d, nn.Conv2d)  # layers whose per-sample weight gradients are new
 
 
 def _is_zero(t: torch.Tensor) -> bool:
