@@ -149,13 +149,15 @@ class ForgetRun:
             kwargs["retain"] = self._loader("retain", shuffle=True)
         forget = self._loader("forget", shuffle=not isinstance(method, SSD))
         if getattr(method, "needs_evaluation", False) or getattr(method, "guard", None):
-            kwargs["evaluate"] = self._evaluation_sets()
+            kwargs["evaluate"] = self._evaluation_sets(
+                held_out=getattr(method, "recipe", None) is not None)
         result = method.unlearn(self.original, forget=forget, **kwargs)
         summary = result.summary()
         extra = {k: summary[k] for k in ("alpha", "percentile", "n_dampened", "share_dampened")}
         if result.outcome is not None:
             extra.update(n_changed=result.n_changed, tries=len(result.outcome.tries) or 1,
                          verdict=result.verdict)  # fmt: skip
+            extra.update(_target_figures(result.outcome.target))
         return {
             **self.measure(result.model), **extra, "seconds": result.seconds,
             "importance_seconds": importance_seconds,
@@ -183,12 +185,14 @@ class ForgetRun:
         incompetent = reinitialize_(copy.deepcopy(self.original), seed=seed)
         self.incompetent_logits = self._logits(incompetent, self._df_set())
 
-    def _evaluation_sets(self) -> dict:
+    def _evaluation_sets(self, *, held_out: bool = False) -> dict:
         """What a verified request (assd-auto, a guard) scores: Df, the retained training
-        rows and, for random forgetting only, the test rows as the held-out comparison
-        (the rows target needs one; class scenarios are judged without test rows)."""
+        rows and, for random forgetting (or ``held_out``: assd-auto judged against
+        references, which calibrate every model's confidences on them), the retained
+        classes' test rows as held-out rows (the rule targets judge class scenarios
+        without test rows)."""
         sets = {"forget": self._loader("forget"), "retain": self._loader("retain")}
-        if self.config.scenario == "random":
+        if self.config.scenario == "random" or held_out:
             sets["test"] = self._loader("retain_test")
         return sets
 
@@ -196,6 +200,8 @@ class ForgetRun:
         cls = type(get_method(name))
         if name == "assd-auto" and self.config.scenario in ("full-class", "sub-class"):
             options.setdefault("target", "group")  # the request forgets a class / sub-class
+        if name == "assd-auto":
+            options = self._evidence_options(options, seed)
         if issubclass(cls, TrainingMethod):
             options.setdefault("seed", seed)
         if name == "retrain":
@@ -209,6 +215,22 @@ class ForgetRun:
                     "alpha", reference_alpha(self.config.model, self.config.scenario)
                 )
         return get_method(name, **options)
+
+    def _evidence_options(self, options: dict, seed: int) -> dict:
+        """assd-auto judged against reference models trained with the original's recipe at
+        ``reference_budget`` (0: the rule targets), with the relearning check on."""
+        from ..verify.relearn import RELEARN_STEPS
+        from .forget_references import REFERENCE_BUDGET, benchmark_recipe
+
+        options = dict(options)
+        budget = options.pop("reference_budget", REFERENCE_BUDGET)
+        if budget:
+            options.setdefault("recipe", benchmark_recipe(self.config, self.scenario,
+                                                          self.device, budget=budget))  # fmt: skip
+            options.setdefault("reference_pairs", 2 if self.config.scenario == "random" else 1)
+            options.setdefault("reference_seed", seed)
+        options.setdefault("relearn_steps", RELEARN_STEPS)
+        return options
 
     @staticmethod
     def _retain_pass(method: SSD) -> bool:
@@ -273,3 +295,16 @@ class ForgetRun:
             "n_forget": len(labels["forget"]),
             "n_retain": len(labels["retain"]),
         }  # fmt: skip
+
+
+def _target_figures(target: dict | None) -> dict:
+    """What a verified request's target said: met, its basis, the per-example share."""
+    if not target:
+        return {}
+    keys = ("met", "basis", "member_share", "overshoot", "expected", "band")
+    out = {f"target_{k}": target[k] for k in keys if k in target}
+    relearn = target.get("relearn")
+    if relearn:
+        out["relearn_came_back"] = relearn["came_back"]
+        out["relearned_acc"] = relearn["relearned_accuracy"]
+    return out

@@ -21,6 +21,13 @@ the guard still breaks, it returns the strongest dampening the guard allows
 and the verdict says the target was missed. The path of tries is in
 ``result.outcome.tries``.
 
+With reference models (``recipe=`` to train them, or ``references=``), the
+target is read off models that never trained on the forget rows
+(:mod:`assd.verify.evidence`): the search stops once the forget-row accuracy
+is inside the references' band, and the verdict says "forgotten" only when
+the per-example (LiRA offline) test agrees. Without them the rule targets
+below apply, and the verdict says that the target is a rule, not evidence.
+
 The forget target says what a model that never trained on the forget rows
 would do with them; nothing in it is tuned per data set. The two targets on
 a rate (``"group"``, ``"mislabelled"``) allow for sampling noise: with ``n``
@@ -77,15 +84,17 @@ import math
 import torch
 
 from ..batches import split_batch
+from ..verify.evidence import Evidence, binomial_upper
 from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused, guard_change
+from ..verify.references import SHARED, Recipe, ReferenceCache, ReferenceSet, for_request
+from ..verify.relearn import relearn_check
 from .assd import ASSD
-from .binomial import binomial_upper
 from .registry import register
 from .repair import REPAIR_EPOCHS, repair_
 from .search import Trials, search
 from .sequence_target import check_unseen, sequence_target
 
-__all__ = ["AutoASSD"]
+__all__ = ["AutoASSD", "binomial_upper"]
 
 log = logging.getLogger("assd")
 
@@ -110,6 +119,21 @@ class AutoASSD(ASSD):
         repair_epochs: when the target lies beyond the guard, at most this many
             epochs of :func:`assd.methods.repair.repair_` on the retained rows
             (``retain=``, else ``evaluate["retain"]``); 0: never repair.
+        recipe: a :class:`assd.verify.references.Recipe` to train reference models
+            that never saw the forget rows; the target and the verdict then come from
+            them (:mod:`assd.verify.evidence`) instead of a rule.
+        references: reference models given directly (a list of at least two models
+            never trained on the forget rows, or a
+            :class:`assd.verify.references.ReferenceSet`).
+        reference_pairs: pairs of references a recipe trains (on complementary halves;
+            default 1 for a group, 2 for rows: each row is then outside two of them).
+        reference_seed: the seed of the halves and of the references' training.
+        reference_cache: where trained references are kept and looked up (default: the
+            process's :data:`assd.verify.references.SHARED`).
+        fpr: the false-positive rate of the evidence's tests.
+        relearn_steps: after the request, fine-tune a copy this many batches on the
+            retained rows and report whether the forget rows come back
+            (:func:`assd.verify.relearn.relearn_check`); 0: no check.
         reference, estimator, ...: as :class:`ASSD` (default: per-sample
             estimator, I_D on the retained rows).
     """
@@ -118,13 +142,22 @@ class AutoASSD(ASSD):
 
     def __init__(self, *, target: str = "auto", guard: float | None = DEFAULT_MAX_DROP,
                  repair_epochs: int = REPAIR_EPOCHS, reference: str = "retain",
-                 estimator: str = "sample", **options):  # fmt: skip
+                 estimator: str = "sample", recipe: Recipe | None = None, references=None,
+                 reference_pairs: int | None = None, reference_seed: int = 0, fpr: float = 0.05,
+                 relearn_steps: int = 0, reference_cache: ReferenceCache | None = None,
+                 **options):  # fmt: skip
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
         if not isinstance(repair_epochs, int) or repair_epochs < 0:
             raise ValueError(f"repair_epochs must be an integer >= 0, got {repair_epochs!r}.")
         super().__init__(reference=reference, estimator=estimator, guard=guard, **options)
         self.target_kind, self.repair_epochs = target, repair_epochs
+        if references is not None and not isinstance(references, ReferenceSet):
+            references = ReferenceSet.never_saw(list(references))
+        self.recipe, self.references = recipe, references
+        self.reference_pairs, self.reference_seed = reference_pairs, reference_seed
+        self.fpr, self.relearn_steps = fpr, relearn_steps
+        self.reference_cache = SHARED if reference_cache is None else reference_cache
 
     def forget_target(self, sets: dict):
         if "retain" not in sets:
@@ -146,12 +179,32 @@ class AutoASSD(ASSD):
                 "pass evaluate={'test': ...} (labelled rows the model never trained on), "
                 "or target='group' for a class or sub-class."
             )
+        evidence = self._evidence(sets, kind)
+        if evidence is not None:
+            return evidence
         if kind == "rows":
             return _rows_target
         if kind == "mislabelled":
             return _mislabelled_target(forget_labels)
         share = float(torch.isin(retain_labels, forget_labels.unique()).double().mean())
         return _group_target(max(share, MIN_BASE_RATE, 1 / len(forget_labels)), len(forget_labels))
+
+    def _evidence(self, sets: dict, kind: str) -> Evidence | None:
+        """The target from reference models, when a recipe or references are given."""
+        refs = self.references
+        if refs is None and self.recipe is not None:
+            pairs = self.reference_pairs or (1 if kind == "group" else 2)
+            refs = for_request(kind, sets, self.recipe, pairs=pairs,
+                               seed=self.reference_seed, cache=self.reference_cache,
+                               batch_fn=self.importance_options["batch_fn"])  # fmt: skip
+        if refs is None:
+            return None
+        held_out = sets.get("test")  # calibrates each model's confidences, when given
+        profile = refs.profile(sets["forget"], held_out=held_out,
+                               batch_fn=self.importance_options["batch_fn"],
+                               output_fn=self.importance_options["output_fn"])  # fmt: skip
+        return Evidence(profile, n_references=len(refs.models), kind=kind, fpr=self.fpr,
+                        held_out=held_out, models=refs.models)  # fmt: skip
 
     def _kind(self, forget_labels: torch.Tensor, retain_labels: torch.Tensor) -> str:
         if self.target_kind != "auto":
@@ -164,6 +217,24 @@ class AutoASSD(ASSD):
         return "rows" if torch.isin(forget_labels, retain_labels).any() else "group"
 
     def choose(self, trials: Trials, *, retain=None) -> dict:
+        evidence = trials.target if isinstance(trials.target, Evidence) else None
+        options = {k: self.importance_options[k] for k in ("batch_fn", "output_fn")}
+        if evidence is not None:  # judged on the working model, row by row
+            trials.target = evidence.bind(trials.model, trials.sets["forget"], **options)
+        chosen = self._searched(trials, retain)
+        if "forgotten" in chosen["target"]:  # searched on the accuracy; the verdict needs all
+            chosen["target"] = {**chosen["target"], "met": chosen["target"]["forgotten"]}
+        if self.relearn_steps:
+            before = trials.before["forget"]
+            rows = retain if retain is not None else trials.sets["retain"]
+            check = relearn_check(trials.model, retain=rows, forget=trials.sets["forget"],
+                                  steps=self.relearn_steps, original=(before.accuracy, before.loss),
+                                  references=evidence.models if evidence else (), **options)
+            verdict = f"{chosen['target']['verdict']} {check['verdict']}"
+            chosen["target"] = {**chosen["target"], "relearn": check, "verdict": verdict}
+        return chosen
+
+    def _searched(self, trials: Trials, retain) -> dict:
         if trials.target(trials.before, trials.before)["met"]:
             log.warning("assd-auto: the forget target is already met; nothing to do")
             return trials.apply(-math.inf)
@@ -260,7 +331,7 @@ def out_of_pace(gaps: list[float], epochs: int, window: int = PACE_WINDOW) -> bo
 
 
 def _figure(target: dict) -> str:
-    if target["kind"] in ("group", "mislabelled"):
+    if "forget_accuracy" in target:
         return f"forget-row accuracy {100 * target['forget_accuracy']:.1f} %"
     if target["kind"] == "sequences":
         return (f"{100 * target['extraction']:.1f} % extracted, per-token loss "
@@ -297,9 +368,13 @@ def _rows_target(before: dict, after: dict) -> dict:
     met = forget >= held
     word = "met" if met else "NOT met"
     return {"kind": "rows", "met": met, "forget_loss": round(forget, 6),
-            "held_out_loss": round(held, 6),
+            "held_out_loss": round(held, 6), "basis": "rule",
             "verdict": f"Forget target (rows) {word}: mean loss on the forget rows {forget:.4g} "
-                       f"vs {held:.4g} on held-out rows."}  # fmt: skip
+                       f"vs {held:.4g} on held-out rows.{RULE}"}  # fmt: skip
+
+
+RULE = (" The target is a rule, not evidence: no reference models (give recipe= or "
+        "references= to judge against models that never saw the rows).")
 
 
 def _group_target(base_rate: float, n: int):
@@ -311,8 +386,8 @@ def _group_target(base_rate: float, n: int):
         word = "met" if met else "NOT met"
         verdict = (f"Forget target (group) {word}: forget-row accuracy {100 * acc:.1f} % vs "
                    f"the label's base rate {100 * base_rate:.1f} % among retained rows (limit "
-                   f"{100 * limit:.1f} % for {n} rows).")  # fmt: skip
-        return {"kind": "group", "met": met, "forget_accuracy": round(acc, 6),
+                   f"{100 * limit:.1f} % for {n} rows).{RULE}")  # fmt: skip
+        return {"kind": "group", "met": met, "basis": "rule", "forget_accuracy": round(acc, 6),
                 "base_rate": round(base_rate, 6), "limit": round(limit, 6), "verdict": verdict}
 
     return target
@@ -333,9 +408,10 @@ def _mislabelled_target(forget_labels: torch.Tensor):
         verdict = (f"Forget target (mislabelled) {word}: the forget rows' given labels are "
                    f"predicted for {100 * acc:.1f} % of them vs {100 * rate:.1f} % expected by "
                    f"mistake (held-out false-positive rate of those labels; limit "
-                   f"{100 * limit:.1f} % for {n} rows).")  # fmt: skip
-        return {"kind": "mislabelled", "met": met, "forget_accuracy": round(acc, 6),
-                "mistake_rate": round(rate, 6), "limit": round(limit, 6), "verdict": verdict}
+                   f"{100 * limit:.1f} % for {n} rows).{RULE}")  # fmt: skip
+        return {"kind": "mislabelled", "met": met, "basis": "rule",
+                "forget_accuracy": round(acc, 6), "mistake_rate": round(rate, 6),
+                "limit": round(limit, 6), "verdict": verdict}  # fmt: skip
 
     return target
 

@@ -34,7 +34,7 @@ LOW, HIGH = 0.05, 0.95  # the never-seen losses' range the forget loss must land
 
 def sequence_target(n_forget: int):
     """``target(before, after) -> dict`` for ``n_forget`` forget sequences."""
-    from .binomial import binomial_upper
+    from ..verify.evidence import binomial_upper
 
     def target(before: dict, after: dict) -> dict:
         reference = before[UNSEEN]

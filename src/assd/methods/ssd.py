@@ -14,6 +14,7 @@ from ..importance.estimators import DEFAULT_ESTIMATOR
 from ..importance.sharded import is_sharded_model
 from ..rule.dampening import dampen_parameters_
 from ..tasks import check_task, default_loss
+from ..verify.forget_check import before_request, one_shot_outcome
 from ..verify.guard import GuardRefused, RetainGuard, guard_change
 from ..verify.membership import check_forget_rows
 from ..verify.outcome import Outcome, evaluation_sets, layer_changes
@@ -201,8 +202,9 @@ class SSD(ImportanceSources):
         timings["copy"] = time.perf_counter() - tick - timings["alpha"]
         tick = time.perf_counter()
         if evaluate is None and not self.needs_evaluation:  # stage 3: as asked
+            check = self._forget_check(target, forget, reference)  # did the forget rows move?
             counts = self._dampen(target, forgotten, reference, alpha)
-            dampening, outcome = self.dampening, None
+            dampening, outcome = self.dampening, check(model, inplace, counts)
         else:  # stage 3, verified: scored, searched, guarded (and repaired by assd-auto)
             alpha, dampening, counts, outcome = self._dampen_verified(
                 target, forgotten, reference, alpha, forget, evaluate, retain
@@ -244,6 +246,20 @@ class SSD(ImportanceSources):
             {n: p for n, p in target.named_parameters() if n in reference.tensors},
             forgotten.tensors, reference.tensors, alpha=alpha, dampening=self.dampening,
         )  # fmt: skip
+
+    def _forget_check(self, target, forget, reference):
+        """Score the forget rows now; returns ``done(model, inplace, counts) -> Outcome | None``
+        that scores them again after the request (:mod:`assd.verify.forget_check`)."""
+        if is_sharded_model(target):
+            return lambda *_: None
+        score = {k: self.importance_options[k] for k in ("loss_fn", "batch_fn", "output_fn")}
+        before = before_request(target, forget, names=reference.tensors, **score)
+
+        def done(model, inplace, counts):
+            return one_shot_outcome(before, target, forget, original=None if inplace else model,
+                                    counts=counts, **score)  # fmt: skip
+
+        return done
 
     def _dampen_verified(self, target, forgotten, reference, alpha, forget, evaluate, retain):
         """Dampen, scoring each try on the evaluation sets; :meth:`choose` picks the try.

@@ -165,6 +165,10 @@ def _run(tabular: TabularModel, method: str, options: dict, train, forget, retai
     ``watch``: the retained and held-out rows the guard watches (:func:`_watched`)."""
     config = tabular.config()
     algorithm = registry.get_method(method, **options)
+    if getattr(algorithm, "recipe", False) is None and getattr(algorithm, "references", 1) is None:
+        from .references import table_recipe  # assd-auto: judged against reference models
+
+        algorithm.recipe = table_recipe(config, n_classes=len(tabular.task.class_names))
     if isinstance(algorithm, SSD):
         evaluate = None
         if watch is not None:

@@ -1,0 +1,160 @@
+"""Forget targets and verdicts taken from reference models: evidence, not a rule.
+
+:class:`Evidence` holds what models that never trained on the forget rows do
+with them (:meth:`assd.verify.references.ReferenceSet.profile`):
+
+- the **target**: the share of forget rows such a model predicts with their
+  label, ``sum(p_i) / n`` with ``p_i`` the rate at which the references give
+  row ``i`` its label;
+- the **tolerance**: how far one such model strays from it, the larger of the
+  Poisson-binomial spread of the rows, ``sqrt(sum p_i (1 - p_i)) / n``, and the
+  spread of the references' own accuracies. The band is the target plus or
+  minus ``z`` spreads, ``z`` the normal quantile at the stated ``fpr``;
+- the **per-example test** (:mod:`assd.verify.per_example`): the share of
+  rows still flagged as members at ``fpr``, allowed up to what a model that
+  never saw the rows reaches by chance (a Binomial(n, fpr) count at level
+  ``fpr``).
+
+``"met"`` (what a search stops on) is the accuracy: no higher than the band.
+``"forgotten"`` (the verdict) needs all three: accuracy within the band, and no
+more members than chance. Accuracy *below* the band is over-forgetting (a model
+that never saw the rows would not treat them so). The per-example test is not
+a stopping rule because it does not fall with the dampening's strength on the
+digits sub-classes (docs/evidence.md): a model that never saw a sub-class is
+confidently wrong on it, a dampened one is unsure, and the test tells them
+apart at every strength.
+
+Example:
+    >>> binomial_upper(100, 0.5)  # P(X >= 58) = 0.067, P(X >= 59) = 0.044
+    58
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from .per_example import (
+    ReferenceProfile,
+    calibrate,
+    membership_test,
+    row_confidences,
+    row_outputs,
+)
+
+__all__ = ["Evidence", "binomial_upper"]
+
+
+def binomial_upper(n: int, p: float, level: float = 0.05) -> int:
+    """The largest count ``k`` with ``P(X >= k) >= level`` for ``X ~ Binomial(n, p)``: how
+    many of ``n`` rows may keep a property of rate ``p`` before chance alone (one-sided,
+    ``level``) stops explaining it."""
+    if p <= 0 or p >= 1:
+        return 0 if p <= 0 else n
+    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+            + k * math.log(p) + (n - k) * math.log1p(-p) for k in range(n + 1)]  # fmt: skip
+    tail = 0.0
+    for k in range(n, -1, -1):
+        tail += math.exp(logs[k])
+        if tail >= level:
+            return k
+    return 0
+
+
+@dataclass
+class Evidence:
+    """The forget target and tolerance read off reference models (see the module docstring).
+
+    Args:
+        profile: the reference distribution of every forget row.
+        n_references: how many reference models it comes from.
+        kind: what the request forgets (``"group"``, ``"rows"``, ...), for the verdict.
+        fpr: the false-positive rate of every test here.
+        held_out: rows no model here trained on, when the profile's confidences were
+            calibrated on them (:func:`assd.verify.per_example.calibrate`); the judged
+            model's confidences are then calibrated the same way.
+    """
+
+    profile: ReferenceProfile
+    n_references: int
+    kind: str = "group"
+    fpr: float = 0.05
+    held_out: object = None
+    models: list = field(default_factory=list, repr=False)  # the references themselves
+
+    @property
+    def n(self) -> int:
+        return len(self.profile.mean)
+
+    @property
+    def expected(self) -> float:
+        """The forget accuracy of a model that never saw the rows."""
+        return float(self.profile.label_rate.mean())
+
+    @property
+    def spread(self) -> float:
+        """One such model's standard deviation around :attr:`expected`."""
+        p = self.profile.label_rate.double()
+        rows = math.sqrt(float((p * (1 - p)).sum())) / self.n
+        acc = self.profile.accuracy[~torch.isnan(self.profile.accuracy)]
+        models = float(acc.std()) if len(acc) >= 2 else 0.0
+        return max(rows, models)
+
+    @property
+    def band(self) -> tuple[float, float]:
+        z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - self.fpr)))
+        low, high = self.expected - z * self.spread, self.expected + z * self.spread
+        return max(low, 0.0), min(high, 1.0)
+
+    @property
+    def share_limit(self) -> float:
+        """The member share a model that never saw the rows stays within (level ``fpr``)."""
+        return binomial_upper(self.n, self.fpr, level=self.fpr) / self.n
+
+    def judge(self, model, forget, *, batch_fn=None, output_fn=None) -> dict:
+        """Whether ``model`` treats the forget rows as the references do (a JSON-ready dict)."""
+        conf, hits = row_outputs(model, forget, batch_fn=batch_fn, output_fn=output_fn)
+        if self.held_out is not None:
+            conf = calibrate(conf, row_confidences(model, self.held_out, batch_fn=batch_fn,
+                                                   output_fn=output_fn))  # fmt: skip
+        if len(conf) != self.n:
+            raise ValueError(f"{len(conf)} forget rows, but the references profiled {self.n}.")
+        test = membership_test(conf, self.profile, fpr=self.fpr)
+        acc = float(hits.double().mean())
+        low, high = self.band
+        reached = acc <= high + 1e-12
+        members = test.share <= self.share_limit + 1e-12
+        over = acc < low - 1e-12
+        return {
+            "kind": self.kind, "basis": "references", "met": reached, "overshoot": over,
+            "forgotten": reached and members and not over,
+            "forget_accuracy": round(acc, 6), "expected": round(self.expected, 6),
+            "band": [round(low, 6), round(high, 6)], "n_references": self.n_references,
+            "share_limit": round(self.share_limit, 6), **test.to_dict(),
+            "verdict": self._verdict(acc, test.share, reached and members and not over, over),
+        }  # fmt: skip
+
+    def _verdict(self, acc: float, share: float, forgotten: bool, over: bool) -> str:
+        low, high = self.band
+        head = "forgotten" if forgotten else "NOT forgotten"
+        text = (f"Forget target ({self.kind}, from {self.n_references} reference models that "
+                f"never saw the rows): {head}. Forget-row accuracy {100 * acc:.1f} % vs "
+                f"{100 * self.expected:.1f} % for the references (band {100 * low:.1f}-"
+                f"{100 * high:.1f} %); the per-example test flags {100 * share:.1f} % of the "
+                f"rows as members at a {100 * self.fpr:g} % false-positive rate (chance: up to "
+                f"{100 * self.share_limit:.1f} %).")  # fmt: skip
+        if over:
+            text += (" The rows are forgotten beyond what a model that never saw them shows: "
+                     "that is a membership signal too.")  # fmt: skip
+        return text
+
+    def bind(self, model, forget, *, batch_fn=None, output_fn=None):
+        """A target for :class:`assd.methods.search.Trials`: ``target(before, after)`` judges
+        ``model`` (as it is when called) on ``forget``."""
+
+        def target(before: dict, after: dict) -> dict:
+            return self.judge(model, forget, batch_fn=batch_fn, output_fn=output_fn)
+
+        return target

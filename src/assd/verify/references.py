@@ -1,0 +1,239 @@
+"""Reference models: models that never trained on the forget rows, from a known recipe.
+
+What "forgotten" means for a forget set is how a model that never saw those
+rows treats them. A :class:`Recipe` trains a model from rows (``train(x, y,
+seed) -> model``, usually the original's training at a reduced budget);
+:func:`build_references` trains ``2 * pairs`` models on complementary random
+halves of the rows (LiRA's offline trick, Carlini et al. arXiv 2112.03570):
+
+- row-level requests: halves of *all* training rows. Each row sits outside
+  exactly ``pairs`` references, so one set of references, trained once per data
+  set, serves every later request (:class:`ReferenceCache`, keyed by the rows'
+  digest, the recipe and the seed);
+- group requests (a class, a sub-class): halves of the *retained* rows, one
+  set per request; no reference saw any forget row.
+
+The halves are drawn on the rows' canonical order (sorted by a hash of each
+row), so the same rows given in another order get the same references, and
+a forget row is found by its content (:meth:`ReferenceSet.outside`).
+
+Example:
+    >>> split = HalfSplit.draw(6, pairs=2, seed=0)
+    >>> split.masks.sum(1).tolist()  # every reference trains on half the rows
+    [3, 3, 3, 3]
+    >>> split.masks.sum(0).tolist()  # every row is in exactly one model of each pair
+    [2, 2, 2, 2, 2, 2]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..batches import TensorData
+from .per_example import (
+    ReferenceProfile,
+    calibrate,
+    reference_profile,
+    row_confidences,
+    row_outputs,
+)
+
+__all__ = [
+    "REFERENCE_BUDGET",
+    "HalfSplit",
+    "Recipe",
+    "ReferenceCache",
+    "ReferenceSet",
+    "build_references",
+    "for_request",
+    "row_keys",
+]
+
+log = logging.getLogger("assd")
+
+# The share of the original's training budget (epochs) each half-data reference gets by
+# default; measured in docs/evidence.md (benchmarks/reference_budget.py).
+REFERENCE_BUDGET = 0.5
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train a model from rows.
+
+    Args:
+        name: what identifies the recipe in the cache (architecture, epochs, ...).
+        train: ``train(x, y, seed) -> nn.Module``, a new model trained on those rows.
+    """
+
+    name: str
+    train: Callable[[torch.Tensor, torch.Tensor, int], nn.Module]
+
+
+def row_keys(x: torch.Tensor, y: torch.Tensor) -> list[bytes]:
+    """A digest of each row's input and label (equal rows give equal keys)."""
+    xs = x.detach().cpu().reshape(len(x), -1).contiguous().numpy()
+    ys = y.detach().cpu().reshape(len(y), -1).contiguous().numpy()
+    return [hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=16).digest()
+            for a, b in zip(xs, ys, strict=True)]  # fmt: skip
+
+
+@dataclass
+class HalfSplit:
+    """Which reference trained on which row: ``masks[j, i]`` (references x rows).
+
+    References come in complementary pairs: ``2p`` trains on a random half,
+    ``2p + 1`` on the other half, so each row is outside exactly one of each pair.
+    """
+
+    masks: torch.Tensor
+
+    @classmethod
+    def draw(cls, n: int, *, pairs: int, seed: int) -> HalfSplit:
+        if pairs < 1 or n < 2:
+            raise ValueError(f"a half split needs pairs >= 1 and >= 2 rows, got {pairs}, {n}.")
+        generator = torch.Generator().manual_seed(seed)
+        masks = torch.zeros(2 * pairs, n, dtype=torch.bool)
+        for p in range(pairs):
+            half = torch.randperm(n, generator=generator)[: n // 2]
+            masks[2 * p, half] = True
+            masks[2 * p + 1] = ~masks[2 * p]
+        return cls(masks)
+
+    def outside(self, rows: torch.Tensor) -> torch.Tensor:
+        """(k, len(rows)): True where reference ``j`` never trained on row ``rows[i]``
+        (``rows``: canonical indices; -1 for a row not among these rows at all)."""
+        if self.masks.shape[1] == 0:  # references trained on other rows only
+            return torch.ones(len(self.masks), len(rows), dtype=torch.bool)
+        inside = self.masks[:, rows.clamp(min=0)]
+        inside[:, rows < 0] = False
+        return ~inside
+
+
+@dataclass
+class ReferenceSet:
+    """Reference models and the rows they were trained on (their half split)."""
+
+    models: list[nn.Module]
+    split: HalfSplit
+    keys: dict[bytes, int]  # row content -> canonical index
+    seconds: float  # time spent training them
+    key: tuple = ()
+    cached: bool = field(default=False, compare=False)
+
+    @classmethod
+    def never_saw(cls, models: list[nn.Module]) -> ReferenceSet:
+        """Given models, none of which trained on any row that will be judged."""
+        if len(models) < 2:
+            raise ValueError(f"give at least two reference models, got {len(models)}.")
+        split = HalfSplit(torch.zeros(len(models), 0, dtype=torch.bool))
+        return cls(models=list(models), split=split, keys={}, seconds=0.0)
+
+    def outside(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(k, n): whether each reference never trained on each of these rows."""
+        rows = torch.tensor([self.keys.get(k, -1) for k in row_keys(x, y)], dtype=torch.long)
+        return self.split.outside(rows)
+
+    def profile(self, forget, *, held_out=None, batch_fn=None, output_fn=None,
+                ) -> ReferenceProfile:  # fmt: skip
+        """The reference distribution of every row of ``forget`` (batches of ``(x, y)``);
+        with ``held_out`` rows, of each confidence calibrated by the model's own confidences
+        on them (:func:`assd.verify.per_example.calibrate`)."""
+        x, y = _rows(forget, batch_fn)
+        data = TensorData(x, y, batch_size=512)
+        outputs = [row_outputs(m, data, output_fn=output_fn) for m in self.models]
+        scores = torch.stack([c for c, _ in outputs]).double()
+        if held_out is not None:
+            scores = torch.stack([
+                calibrate(s, row_confidences(m, held_out, batch_fn=batch_fn, output_fn=output_fn))
+                for s, m in zip(scores, self.models, strict=True)])  # fmt: skip
+        hits = torch.stack([h for _, h in outputs])
+        out = self.outside(x, y)
+        return reference_profile(torch.where(out, scores, torch.nan), hits & out)
+
+
+class ReferenceCache:
+    """References kept in memory by (rows' digest, recipe name, pairs, seed)."""
+
+    def __init__(self):
+        self._sets: dict[tuple, ReferenceSet] = {}
+
+    def get(self, key: tuple) -> ReferenceSet | None:
+        return self._sets.get(key)
+
+    def put(self, refs: ReferenceSet) -> None:
+        self._sets[refs.key] = refs
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+
+SHARED = ReferenceCache()  # the process's cache, used when none is given
+
+
+def build_references(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, pairs: int = 1,
+                     seed: int = 0, cache: ReferenceCache | None = SHARED) -> ReferenceSet:
+    """Train ``2 * pairs`` references on complementary random halves of the rows ``(x, y)``
+    (or take them from ``cache``). Seeds: ``seed`` draws the halves, ``seed + j`` trains
+    reference ``j``."""
+    keys = row_keys(x, y)
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    digest = hashlib.sha256(b"".join(keys[i] for i in order)).hexdigest()
+    key = (digest, recipe.name, pairs, seed)
+    if cache is not None and (hit := cache.get(key)) is not None:
+        hit.cached = True
+        return hit
+    split = HalfSplit.draw(len(keys), pairs=pairs, seed=seed)
+    canonical = torch.tensor(order, dtype=torch.long)
+    tick = time.perf_counter()
+    models = []
+    for j, mask in enumerate(split.masks):
+        rows = canonical[mask]
+        models.append(recipe.train(x[rows], y[rows], seed + j).eval())
+    seconds = time.perf_counter() - tick
+    log.info("trained %d reference models (%s) in %.2fs", len(models), recipe.name, seconds)
+    refs = ReferenceSet(models=models, split=split, seconds=seconds, key=key,
+                        keys={keys[i]: c for c, i in enumerate(order)})  # fmt: skip
+    if cache is not None:
+        cache.put(refs)
+    return refs
+
+
+def for_request(kind: str, sets: dict, recipe: Recipe, *, pairs: int = 1, seed: int = 0,
+                batch_fn=None, cache: ReferenceCache | None = SHARED) -> ReferenceSet:  # fmt: skip
+    """References for one request from its evaluation sets (``forget``, ``retain``).
+
+    A group request (``kind="group"``: a class, a sub-class) gets references on
+    halves of the retained rows; a row-level request gets references on halves
+    of all rows (forget and retained together), shared through ``cache`` with
+    every later request on the same rows when ``retain`` holds all retained rows.
+    """
+    rx, ry = _rows(sets["retain"], batch_fn)
+    if kind != "group":
+        fx, fy = _rows(sets["forget"], batch_fn)
+        rx, ry = torch.cat([fx, rx]), torch.cat([fy, ry])
+    return build_references(rx, ry, recipe, pairs=pairs, seed=seed, cache=cache)
+
+
+def _rows(data, batch_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All rows of batches of tensors, as ``(x, y)`` on the CPU."""
+    from ..batches import split_batch
+
+    if isinstance(data, TensorData) and data.targets is not None and not data.shuffle:
+        return data.inputs.cpu(), data.targets.cpu()
+    xs, ys = [], []
+    for batch in data:
+        x, y = split_batch(batch, batch_fn)
+        if not isinstance(x, torch.Tensor) or y is None:
+            raise ValueError("reference models need rows of tensors with labels (x, y).")
+        xs.append(x.detach().cpu())
+        ys.append(y.detach().cpu())
+    if not xs:
+        raise ValueError("no rows given; give at least one labelled row.")
+    return torch.cat(xs), torch.cat(ys)
