@@ -102,3 +102,23 @@ def _keep_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(out, target)
     log_p = F.log_softmax(out, dim=-1)  # classes on the last axis (sequences too)
     return F.kl_div(log_p, F.log_softmax(target, dim=-1), log_target=True, reduction="batchmean")
+
+
+PACE_WINDOW = 5  # epochs over which the repair's recent progress is measured
+
+
+def out_of_pace(gaps: list[float], epochs: int, window: int = PACE_WINDOW) -> bool:
+    """Whether a repair whose remaining gap to the guard was ``gaps`` after each epoch so
+    far would not close it by ``epochs`` at the pace of its last ``window`` epochs.
+
+    Example:
+        >>> out_of_pace([0.05, 0.049, 0.048, 0.047, 0.046, 0.045], epochs=25)  # 0.001/epoch
+        True
+        >>> out_of_pace([0.4, 0.3, 0.2, 0.15, 0.12, 0.1], epochs=25)  # 0.06/epoch, 19 to go
+        False
+    """
+    done = len(gaps)
+    if done <= window:
+        return False
+    pace = (gaps[-1 - window] - gaps[-1]) / window
+    return gaps[-1] > pace * (epochs - done)
