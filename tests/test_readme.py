@@ -114,7 +114,15 @@ def test_the_hugging_face_block_runs_and_its_loss_is_next_token(capsys, numpy_al
     logits, labels = torch.randn(2, 4, 5), torch.tensor([[1, 2, 3, -100], [4, 0, -100, -100]])
     by_hand = torch.nn.functional.cross_entropy(  # positions 0..2 predict the next label
         logits[:, :3].reshape(6, 5), torch.tensor([2, 3, -100, 0, -100, -100]), ignore_index=-100)
-    assert torch.equal(env["next_token_loss"](logits, labels), by_hand)
+    # the README's "for a GPT-2, assd.ASSD(task='causal-lm')": that task's loss is next-token,
+    # each row's mean over its counted positions, then the mean over rows
+    per_token = torch.nn.functional.cross_entropy(
+        logits[:, :3].reshape(6, 5), torch.tensor([2, 3, -100, 0, -100, -100]), ignore_index=-100,
+        reduction="none").reshape(2, 3)  # fmt: skip
+    by_row = (per_token[0, :2].mean() + per_token[1, 0]) / 2
+    loss = assd.ASSD(task="causal-lm", estimator="batch").importance_options["loss_fn"]
+    assert torch.allclose(loss(logits, labels), by_row, atol=1e-6)
+    assert not torch.allclose(by_row, by_hand)  # not the mean over all tokens
 
 
 @pytest.mark.parametrize("block", blocks("py") + blocks("python"))

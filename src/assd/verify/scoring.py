@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from ..batches import forward, split_batch, to_device
+from ..contract import BatchError, model_errors
 from ..tasks import resolve_task, row_figures
 
 __all__ = ["probe_task", "score_rows"]
@@ -127,7 +128,10 @@ def probe_task(model: nn.Module, data, *, task: str | None = None, batch_fn=None
         was_training = model.training
         model.eval()
         try:
-            out = forward(model, to_device(rows, device), output_fn=output_fn)
+            with model_errors("first forward pass", 0):  # a raw model error: say the likely fix
+                out = forward(model, to_device(rows, device), output_fn=output_fn)
+        except BatchError as error:
+            raise error.named(f"the task check on {name!r}") from error.error
         finally:
             model.train(was_training)
         return _resolve(task, out, y[:2].to(out.device), name)
