@@ -109,7 +109,7 @@ def test_table_request_without_a_cache_hashes_no_data_key(monkeypatch, tmp_path)
     def refuse(*args):
         raise AssertionError("data key hashed without a cache")
 
-    monkeypatch.setattr(assd.tabular.unlearn, "data_key", refuse)
+    monkeypatch.setattr(assd.tabular.dampen, "data_key", refuse)
     new, report = unlearn_rows(trained, frame, forget)
     assert report["importance_cache"]["hit"] is False
     for a, b in zip(cached.model.parameters(), new.model.parameters(), strict=True):

@@ -43,11 +43,12 @@ from ..data.preprocess import DEFAULT_MAX_LEVELS
 from ..methods import get_method
 from ..methods.options import parse_spec
 from ..methods.ssd import SSD
-from ..metrics import accuracy
+from ..tabular.dampen import dampen_rows, evaluation_batches
 from ..tabular.guarded import DEFAULT_REASON, watched_rows
 from ..tabular.model import TrainConfig, train_mlp
 from ..tabular.task import Rows
-from ..tabular.unlearn import dampen_rows, evaluation_batches, table_defaults
+from ..tabular.unlearn import table_defaults
+from .errors_steps import _discovery, _loader, _measure
 from .everywhere import guard_figures, inject_everywhere
 
 __all__ = [
@@ -251,35 +252,6 @@ def run_one(cell: dict, data: ErrorsData, config: ErrorsConfig, cache: dict) -> 
     }
 
 
-def _discovery(ctx: _Context, data: ErrorsData, config: ErrorsConfig, seed: int) -> dict:
-    """Find the wrong rows once per mistake model; precision and recall against the truth."""
-    from ..tabular.label_issues import discover
-
-    if ctx.found is None:
-        keep = torch.arange(ctx.noisy.x.shape[1])
-        if ctx.groups is not None:  # the fold models do not see the held-out group's inputs
-            names = data.feature_names
-            col = config.group_column
-            keep = torch.tensor([i for i, n in enumerate(names) if not n.startswith(f"{col}=")])
-        n_classes = len(data.class_names)
-        ctx.found = discover(
-            ctx.noisy.x[:, keep], ctx.noisy.y, n_classes=n_classes, groups=ctx.groups,
-            folds=config.folds, seed=seed,
-            train=lambda x, y: train_mlp(x, y, n_classes=n_classes, config=ctx.train_config),
-        )  # fmt: skip
-    found, truth = ctx.found.written, np.zeros(len(ctx.clean), dtype=bool)
-    truth[ctx.errors.rows] = True
-    hits = int((found & truth).sum())
-    return {
-        "n_found": int(found.sum()),
-        "n_flagged": int(ctx.found.flagged.sum()),
-        "found_precision": hits / found.sum() if found.any() else float("nan"),
-        "found_recall": hits / truth.sum() if truth.any() else float("nan"),
-        "discover_seconds": ctx.found.seconds,
-        "found_groups": [str(g) for g in (ctx.found.verdict.groups if ctx.found.verdict else [])],
-    }
-
-
 def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     if name == "mistake":
         return ctx.model, {}
@@ -316,33 +288,3 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
     retain = cfg.loader(retain_rows.x, retain_rows.y)
     result = algorithm.unlearn(ctx.model, forget=forget, retain=retain)
     return result.model, {}
-
-
-def _measure(model, ctx: _Context, data: ErrorsData) -> dict:
-    from ..metrics import classification_summary, predict
-
-    def acc(rows: Rows | None) -> float | None:
-        return None if rows is None else accuracy(model, _loader(rows, ctx.train_config, 8192))
-
-    pred, target = predict(model, _loader(data.test, ctx.train_config, 8192))
-    labels = list(range(len(data.class_names)))
-    test = classification_summary(target.numpy(), pred.numpy(), labels=labels,
-                                  majority_class=data.majority)  # fmt: skip
-    forget_true = ctx.clean.subset(ctx.errors.rows)
-    return {
-        "test": test["accuracy"],
-        "test_balanced": test["balanced_accuracy"],
-        "test_macro_f1": test["macro_f1"],
-        "majority_baseline": test["majority_baseline"],
-        "train_clean": acc(ctx.clean),
-        "retain": acc(ctx.retain),
-        "forget_noisy": acc(ctx.forget),
-        "forget_true": acc(forget_true),
-        "affected_test": acc(ctx.affected_test),
-    }
-
-
-def _loader(rows: Rows, config: TrainConfig, batch_size: int | None = None):
-    from ..batches import TensorData
-
-    return TensorData(rows.x, rows.y, batch_size=batch_size or config.batch_size)

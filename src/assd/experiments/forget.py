@@ -27,6 +27,7 @@ from torch import nn
 
 from ..batches import TensorData
 from ..methods import ASSD, SSD, TrainingMethod, get_method, reinitialize_
+from ..methods.options import split_methods
 from .forget_setup import build_original, device_of, load_original
 
 __all__ = [
@@ -52,20 +53,6 @@ def reference_alpha(model: str, scenario: str) -> float:
     """SSD's reference alpha: 10 for ResNet18 (and our other CNNs); for ViT
     5 (full-class), 25 (sub-class) and 10 (random forgetting)."""
     return VIT_ALPHA[scenario] if model.startswith("vit") else 10.0
-
-
-def split_methods(text: str) -> list[str]:
-    """Split a method list (commas, semicolons or spaces); ``key=value`` pieces that follow
-    a ``name:key=value`` spec stay with it."""
-    specs: list[str] = []
-    for piece in ",".join(text.replace(";", " ").split()).split(","):
-        if not piece:
-            continue
-        if "=" in piece and ":" not in piece and specs:
-            specs[-1] += "," + piece
-        else:
-            specs.append(piece)
-    return specs
 
 
 @dataclass

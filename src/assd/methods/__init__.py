@@ -5,11 +5,12 @@ from .assd import ALFSSD, ASSD
 from .auto import AutoASSD
 from .bad_teacher import BadTeacher
 from .gradient_ascent import GradientAscent
+from .lfssd import LFSSD
 from .random_labels import RandomLabels
 from .registry import available_methods, get_method, register
 from .result import UnlearnResult
 from .scrub import SCRUB
-from .ssd import LFSSD, SSD
+from .ssd import SSD
 from .training import FineTune, Retrain, TrainingMethod, gather, reinitialize_
 from .unsir import UNSIR
 

@@ -41,6 +41,7 @@ __all__ = [
     "merge_flags",
     "method_options",
     "parse_spec",
+    "split_methods",
 ]
 
 CALLABLE_OPTIONS = ("loss_fn", "batch_fn", "output_fn")  # given as package.module:function
@@ -234,3 +235,17 @@ def _kinds(param: inspect.Parameter) -> set[str]:
     if not kinds and param.default is not inspect.Parameter.empty:
         kinds = {type(param.default).__name__}
     return kinds & {"bool", "int", "float", "str", "None"} if kinds else set()
+
+
+def split_methods(text: str) -> list[str]:
+    """Split a method list (commas, semicolons or spaces); ``key=value`` pieces that follow
+    a ``name:key=value`` spec stay with it."""
+    specs: list[str] = []
+    for piece in ",".join(text.replace(";", " ").split()).split(","):
+        if not piece:
+            continue
+        if "=" in piece and ":" not in piece and specs:
+            specs[-1] += "," + piece
+        else:
+            specs.append(piece)
+    return specs

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field
 
 from torch import nn
 
 from ..verify.outcome import Outcome
+
+log = logging.getLogger("assd")
 
 __all__ = ["UnlearnResult"]
 
@@ -92,3 +96,20 @@ class UnlearnResult:
             "outcome": None if self.outcome is None else self.outcome.summary(),
             "verdict": self.verdict,
         }
+
+
+def log_result(result: UnlearnResult) -> None:
+    """Log what a dampening request did: its alpha and count, and a warning when it
+    selected nothing although alpha was finite."""
+    log.info("%s: alpha=%.4g, dampened %d of %d weights in %.2fs", result.method, result.alpha,
+             result.n_dampened, result.n_params, result.seconds)  # fmt: skip
+    if result.n_dampened == 0 and math.isfinite(result.alpha):  # inf: nothing asked
+        log.warning(
+            "%s selected no weight (alpha=%.4g exceeds every I_Df/I_D): nothing was "
+            "forgotten. With I_D on all rows and the per-sample estimator the ratios "
+            "cannot exceed |D|/|Df| = %.3g; use reference='retain', a smaller alpha, "
+            "or assd-auto.", result.method, result.alpha,
+            result.n_data / max(result.n_forget, 1),
+        )  # fmt: skip
+    if result.outcome is not None:
+        log.info("%s: %s", result.method, result.outcome.verdict())

@@ -1,10 +1,9 @@
-"""Selective Synaptic Dampening (SSD) and its loss-free variant (LFSSD)."""
+"""Selective Synaptic Dampening (SSD); its loss-free variant is in :mod:`assd.methods.lfssd`."""
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 
 from torch import nn
@@ -20,11 +19,11 @@ from ..verify.membership import check_forget_rows
 from ..verify.outcome import Outcome, evaluation_sets, layer_changes
 from ..verify.scoring import probe_task
 from .registry import register
-from .result import UnlearnResult
+from .result import UnlearnResult, log_result
 from .search import Trials, search
 from .sources import ImportanceSources
 
-__all__ = ["LFSSD", "SSD"]
+__all__ = ["SSD"]
 
 log = logging.getLogger("assd")
 
@@ -216,7 +215,7 @@ class SSD(ImportanceSources):
             per_layer=counts, n_forget=forgotten.n_samples, n_data=n_total,
             importance_settings=reference.settings(), outcome=outcome,
         )  # fmt: skip
-        self._report(result)  # stage 4: the outcome, logged
+        log_result(result)  # stage 4: the outcome, logged
         return result
 
     def _check_request(self, model, inplace, forget, data, retain, importance, evaluate) -> None:
@@ -280,20 +279,6 @@ class SSD(ImportanceSources):
                           target=chosen["target"], tries=trials.path())  # fmt: skip
         return chosen["alpha"], chosen["dampening"], trials.counts, outcome
 
-    def _report(self, result: UnlearnResult) -> None:
-        log.info("%s: alpha=%.4g, dampened %d of %d weights in %.2fs", self.name, result.alpha,
-                 result.n_dampened, result.n_params, result.seconds)  # fmt: skip
-        if result.n_dampened == 0 and math.isfinite(result.alpha):  # inf: nothing asked
-            log.warning(
-                "%s selected no weight (alpha=%.4g exceeds every I_Df/I_D): nothing was "
-                "forgotten. With I_D on all rows and the per-sample estimator the ratios "
-                "cannot exceed |D|/|Df| = %.3g; use reference='retain', a smaller alpha, "
-                "or assd-auto.", self.name, result.alpha,
-                result.n_data / max(result.n_forget, 1),
-            )  # fmt: skip
-        if result.outcome is not None:
-            log.info("%s: %s", self.name, result.outcome.verdict())
-
     @classmethod
     def paper(cls, **options):
         """This method as its paper's reference code ran it: the batch estimator, I_D on
@@ -305,11 +290,3 @@ class SSD(ImportanceSources):
             ('batch', 'full')
         """
         return cls(**{"estimator": "batch", "reference": "full", **options})
-
-
-@register("lfssd")
-class LFSSD(SSD):
-    """Loss-free SSD (Foster et al., arXiv 2402.19308): importance from the gradient
-    of the output's squared L2 norm, accumulated as ``|g|``; no labels needed."""
-
-    objective = "output_norm"
