@@ -118,6 +118,33 @@ class TaskRun(_Recording, ForgetRun):
         incompetent = reinitialize_(copy.deepcopy(self.original), seed=seed)
         self.incompetent_logits = self._logits(incompetent, self._df_set())
 
+    def _evidence_options(self, options: dict, seed: int) -> dict:
+        """assd-auto's references for a table or transformer cell: the cell's own model and
+        training at the reference budget (the digits recipe builds image models)."""
+        from ..verify.references import Recipe
+        from ..verify.relearn import RELEARN_STEPS
+        from .forget_references import REFERENCE_BUDGET
+        from .matrix_tasks import build_task_model
+
+        options = dict(options)
+        budget = options.pop("reference_budget", REFERENCE_BUDGET)
+        if budget:
+            training = {**self.config.training,
+                        "epochs": max(1, round(self.config.training["epochs"] * budget))}
+
+            def train(x: torch.Tensor, y: torch.Tensor, seed: int) -> torch.nn.Module:
+                model = build_task_model(self.cell.family, self.scenario, seed).to(self.device)
+                fit(model, TensorData(x, y, batch_size=self.config.batch_size, shuffle=True,
+                                      seed=seed), **training)  # fmt: skip
+                return model.eval()
+
+            name = json.dumps({"family": self.cell.family, "training": training,
+                               "batch_size": self.config.batch_size}, sort_keys=True)
+            options.setdefault("recipe", Recipe(name=name, train=train))
+            options.setdefault("reference_seed", seed)
+        options.setdefault("relearn_steps", RELEARN_STEPS)
+        return options
+
     def _original(self, seed: int):
         from .matrix_tasks import build_task_model
 
