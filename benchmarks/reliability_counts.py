@@ -9,7 +9,8 @@ one injected fault) and its outcome, and sorts each case by a fixed rule
   (a crash, a kill, an error, a race or a full disk injected while publishing);
 - ``refused``: a case whose test name says the input is refused (``refus``,
   ``clear_error``, ``is_named``, ``may_not``, ``advice``, ``said_so``,
-  ``not_called_corrupt``): it must fail with a message naming what is wrong;
+  ``not_called_corrupt``, ``checks_its``, ``checked_like``): it must fail with a
+  message naming what is wrong;
 - ``handled``: every other case: a valid or unusual input that must be
   accepted and give the result stated.
 
@@ -39,10 +40,12 @@ SUITES = [
     "tests/test_fuzz_tables.py", "tests/test_owned_files.py", "tests/test_experiment_folder.py",
     "tests/test_forget_file.py", "tests/test_column_types.py", "tests/test_dates_and_roles.py",
     "tests/test_finite_features.py", "tests/test_model_files.py", "tests/test_own_messages.py",
-    "tests/test_table_messages.py",
+    "tests/test_table_messages.py", "tests/test_option_validation.py",
 ]  # fmt: skip
 FAULT_FILES = ("test_faults.py", "test_safe_files.py")
-REFUSED = re.compile(r"refus|clear_error|is_named|may_not|advice|said_so|not_called_corrupt")
+REFUSED = re.compile(
+    r"refus|clear_error|is_named|may_not|advice|said_so|not_called_corrupt|checks_its|checked_like"
+)
 SKIPPED = re.compile(r"doc_is_current|debug_shows")  # checks of the suite itself, no input
 LOSS_CHECKS = re.compile(
     r"test_faults\.py|test_safe_files\.py|test_owned_files\.py|test_experiment_folder\.py"

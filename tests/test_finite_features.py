@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from assd.data.preprocess import Preprocessor
@@ -27,6 +27,9 @@ def exact_scaled(v: float, low: float, high: float) -> Fraction:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(finite, min_size=2, max_size=8).filter(lambda v: len(set(v)) > 1))
+@example([0.0, 5e-324])  # a subnormal range: halving it rounds to zero
+@example([0.0, 5e-324, 1.5e-323])
+@example([-1e308, 1e308, 0.0])
 def test_training_rows_scale_into_0_1_like_exact_arithmetic(values):
     frame = pd.DataFrame({"x": values})
     prep = Preprocessor.fit(frame, numeric=["x"], categorical=[])

@@ -138,12 +138,18 @@ class Preprocessor:
         return out
 
     def _scaled(self, values: np.ndarray, col: str) -> np.ndarray:
-        """Min-max scaled float32; halves first, so a range of +-1e308 does not overflow
-        (the same bits as ``(v - low) / (high - low)`` wherever that is finite)."""
+        """Min-max scaled float32: ``(v - low) / (high - low)`` wherever that is finite, else
+        from halves, so a range of +-1e308 does not overflow."""
         low, high = self.low[col], self.high[col]
         half_span = high / 2 - low / 2
-        with np.errstate(over="ignore", invalid="ignore"):
-            scaled = ((values / 2 - low / 2) / (half_span if half_span > 0 else 0.5))
+        span = high - low
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            halves = (values / 2 - low / 2) / (half_span if half_span > 0 else 0.5)
+            if np.isfinite(span) and span > 0:  # the plain form where it is finite: halving
+                plain = (values - low) / span  # loses subnormal ranges, it loses nothing
+                scaled = np.where(np.isfinite(plain), plain, halves)
+            else:
+                scaled = halves
             scaled32 = scaled.astype(np.float32)
         bad = np.flatnonzero(~np.isfinite(scaled32))
         if bad.size:
