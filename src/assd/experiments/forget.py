@@ -152,9 +152,7 @@ class ForgetRun:
         }  # fmt: skip
 
     def _prepare(self, seed: int) -> None:
-        from ..data.scenarios import make_scenario
-
-        scenario = make_scenario(self.config.scenario, self.data, self.config.forget, seed=seed)
+        scenario = self._scenario(seed)
         for name in ("x_train", "y_train", "x_test", "y_test"):
             setattr(scenario, name, getattr(scenario, name).to(self.device))
         self.scenario, self._seed = scenario, seed
@@ -162,15 +160,20 @@ class ForgetRun:
             "forget": scenario.forget_train(), "retain": scenario.retain_train(),
             "forget_test": scenario.forget_test_set(), "retain_test": scenario.retain_test_set(),
         }  # fmt: skip
-        folder = self.folder / "originals" / f"seed-{seed}"
-        loaded = load_original(folder, self.config, self.device)
-        if loaded is None:
-            loaded = build_original(folder, self.config, scenario, seed, self.device,
-                                    progress=self.progress)  # fmt: skip
-        self.original, self.train_seconds = loaded
+        self.original, self.train_seconds = self._original(seed)
         self.importances: dict = {}
         incompetent = reinitialize_(copy.deepcopy(self.original), seed=seed)
         self.incompetent_logits = self._logits(incompetent, self._df_set())
+
+    def _scenario(self, seed: int):
+        from ..data.scenarios import make_scenario
+        return make_scenario(self.config.scenario, self.data, self.config.forget, seed=seed)
+
+    def _original(self, seed: int):
+        """``(model, training seconds)``: the seed's original, loaded or trained and saved."""
+        folder = self.folder / "originals" / f"seed-{seed}"
+        return load_original(folder, self.config, self.device) or build_original(
+            folder, self.config, self.scenario, seed, self.device, progress=self.progress)
 
     def _evaluation_sets(self, *, held_out: bool = False) -> dict:
         """What a verified request (assd-auto, a guard) scores: Df, the retained training

@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 
 from ..batches import TensorData
-from ..methods import reinitialize_
 from ..store.files import write_atomic
 from ..train import fit
 from .forget import ForgetConfig, ForgetRun
@@ -103,20 +102,6 @@ class TaskRun(_Recording, ForgetRun):
         if self.cell.family == "table":
             return table_scenario(self.cell.scenario, seed=seed, forget=self.cell.forget)
         return token_scenario(seed=seed, forget=self.cell.forget)
-
-    def _prepare(self, seed: int) -> None:  # as ForgetRun._prepare, with the task's original
-        scenario = self._scenario(seed)
-        for name in ("x_train", "y_train", "x_test", "y_test"):
-            setattr(scenario, name, getattr(scenario, name).to(self.device))
-        self.scenario, self._seed = scenario, seed
-        self.sets = {
-            "forget": scenario.forget_train(), "retain": scenario.retain_train(),
-            "forget_test": scenario.forget_test_set(), "retain_test": scenario.retain_test_set(),
-        }  # fmt: skip
-        self.original, self.train_seconds = self._original(seed)
-        self.importances: dict = {}
-        incompetent = reinitialize_(copy.deepcopy(self.original), seed=seed)
-        self.incompetent_logits = self._logits(incompetent, self._df_set())
 
     def _evidence_options(self, options: dict, seed: int) -> dict:
         """assd-auto's references for a table or transformer cell: the cell's own model and

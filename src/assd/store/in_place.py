@@ -8,11 +8,11 @@ would land on one of the user's is refused before anything changes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
 
+from .fsync import fsync_dir
 from .manifest import MARKER, describe, owned_files
 
 __all__ = ["replace_in_place"]
@@ -40,7 +40,7 @@ def replace_in_place(tmp: Path, final: Path, kept: list[str], *, flag: str) -> N
         (final / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, final / name)
     os.replace(tmp / MARKER, final / MARKER)  # last: the manifest of what is there now
-    _fsync_dir(final)
+    fsync_dir(final)
     log.warning(
         "%s: replaced the files assd wrote; kept %d file(s) assd did not write: %s",
         final, len(kept), ", ".join(kept[:10]) + (" ..." if len(kept) > 10 else ""),
@@ -51,12 +51,3 @@ def _lands_on(name: str, foreign: set[str]) -> bool:
     """Whether writing ``name`` would replace a foreign file or need one as its folder."""
     parts = name.split("/")
     return any("/".join(parts[: i + 1]) in foreign for i in range(len(parts)))
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

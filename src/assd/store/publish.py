@@ -53,6 +53,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from .fsync import fsync_dir
 from .in_place import replace_in_place
 from .manifest import MARKER, describe, foreign_files
 from .temporaries import OLD, WORK, clean_stale, new_holder, read_record, short_name
@@ -213,7 +214,7 @@ def _publish(tmp: Path, final: Path, holder, *, overwrite: bool, flag: str) -> l
             _step("renamed")
         except FileExistsError as error:
             raise _lost_race(tmp, final, error) from None
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     return []
 
 
@@ -222,7 +223,7 @@ def _swap(tmp: Path, final: Path, holder: Path | None) -> None:
     exchange, or a restorable backup inside the recorded temporary where it is missing."""
     if _renameat2(tmp, final, _EXCHANGE):
         _step("exchanged")
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         shutil.rmtree(tmp, ignore_errors=True)  # now the old folder
         return
     backup = (holder if holder is not None else new_holder(final)) / OLD
@@ -235,7 +236,7 @@ def _swap(tmp: Path, final: Path, holder: Path | None) -> None:
         raise
     try:
         _step("renamed")
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         shutil.rmtree(backup.parent if holder is None else backup, ignore_errors=True)
 
@@ -269,15 +270,6 @@ def _fsync_tree(folder: Path) -> None:
         elif path.is_dir():
             os.chmod(path, mode_dir)
     os.chmod(folder, mode_dir)  # mkdtemp makes 0700
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _umask() -> int:
