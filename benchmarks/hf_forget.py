@@ -13,6 +13,9 @@ Judged by the issue's criteria, on every seed:
   rows' rate, their per-token loss between the never-seen rows' 5th and 95th
   percentiles, and retained-row perplexity within 2 %.
 
+``own verdict`` is assd-auto's own (``result.outcome.target["met"]``), printed
+beside the criterion so that a verdict that disagrees with it shows.
+
     python benchmarks/hf_forget.py [--seeds 0 1 2] [--models bert gpt2]
 """
 
@@ -61,7 +64,7 @@ def setup(name: str, seed: int) -> dict:
 
 
 def run_method(case: dict, method: str):
-    """The unlearned model and the seconds it took."""
+    """The unlearned model, the seconds it took, and assd-auto's own verdict ("met" / "NOT met")."""
     model, task = case["model"], case["task"]
     sets = {"retain": case["retain"], **case["extra"]}
     start = time.perf_counter()
@@ -81,9 +84,11 @@ def run_method(case: dict, method: str):
         out = assd.ASSD(task=task).unlearn(model, forget=case["forget"],
                                            retain=case["retain"]).model  # fmt: skip
     else:
-        out = assd.get_method("assd-auto", task=task).unlearn(
-            model, forget=case["forget"], retain=case["retain"], evaluate=sets).model
-    return out, time.perf_counter() - start
+        result = assd.get_method("assd-auto", task=task).unlearn(
+            model, forget=case["forget"], retain=case["retain"], evaluate=sets)
+        verdict = "met" if result.outcome.target["met"] else "NOT met"
+        return result.model, time.perf_counter() - start, verdict
+    return out, time.perf_counter() - start, ""
 
 
 def changed_share(before, after) -> float | None:
@@ -129,15 +134,15 @@ def main() -> None:
             base = judge(case, case["model"], {}, None)
             outs = {m: run_method(case, m) for m in METHODS}
             retrained = judge(case, outs["retrain"][0], base, None)
-            rows.append([seed, "original", *_cells(base), "", ""])
+            rows.append([seed, "original", *_cells(base), "", "", ""])
             for m in METHODS:
-                model, seconds = outs[m]
+                model, seconds, verdict = outs[m]
                 got = judge(case, model, base, retrained)
                 share = changed_share(case["model"], model)
-                rows.append([seed, m, *_cells(got), "" if share is None else f"{100 * share:.2f}",
-                             f"{seconds:.1f}"])  # fmt: skip
+                rows.append([seed, m, *_cells(got), verdict,
+                             "" if share is None else f"{100 * share:.2f}", f"{seconds:.1f}"])
             head = ["seed", "method", *judge(case, case["model"], base, retrained).keys(),
-                    "changed %", "s"]  # fmt: skip
+                    "own verdict", "changed %", "s"]  # fmt: skip
         print(f"## {name}\n")
         print(markdown_table(head, [r + [""] * (len(head) - len(r)) for r in rows]))
         print()
