@@ -23,7 +23,7 @@ import numpy as np
 
 METHODS = {"assd": "no guard", "assd:guard=0.01,reason=privacy": "guard, privacy",
            "assd:guard=0.01": "guard, errors (default)", "assd:guard=0.005": "guard 0.5 pp, errors",
-           "retrain": "retrain"}  # fmt: skip
+           "assd-auto": "assd-auto (errors)", "retrain": "retrain"}  # fmt: skip
 DEFAULT = "assd:guard=0.01"
 
 
@@ -59,13 +59,16 @@ def row(kind: str, rate: float, methods: dict) -> list[str]:
 
 
 def main() -> None:
-    head = ["errors", "rate", *METHODS.values(), "default / retrain", "default worst seed",
-            "guard changed it", "set aside: precision / recall"]  # fmt: skip
     for name in sys.argv[1:]:
+        found = cells(Path(name))
+        ran = {m for methods in found.values() for m in methods}
+        head = ["errors", "rate", *(v for m, v in METHODS.items() if m in ran),
+                "default / retrain", "default worst seed", "guard changed it",
+                "set aside: precision / recall"]  # fmt: skip
         print(f"\n{Path(name).name}\n")
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
-        for (kind, rate), methods in sorted(cells(Path(name)).items()):
+        for (kind, rate), methods in sorted(found.items()):
             print("| " + " | ".join(row(kind, rate, methods)) + " |")
 
 

@@ -29,13 +29,16 @@ from ..store.fingerprint import fingerprint
 from ..verify.guard import DEFAULT_MAX_DROP
 from .dampen import _batches, dampen_rows, evaluation_batches
 from .guarded import DEFAULT_REASON, check_reason, watched_rows
-from .model import TabularModel, TrainConfig
+from .model import TabularModel
+from .options import DEFAULT_OPTIONS, ERRORS_TARGET, REFERENCE_OPTIONS, table_defaults
 from .pipeline import data_changes, train_set_digest, training_rows
 from .scoring import before_after
 from .task import Rows, ids_digest
 
 __all__ = [
     "DEFAULT_OPTIONS",
+    "ERRORS_TARGET",
+    "REFERENCE_OPTIONS",
     "dampen_rows",
     "evaluation_batches",
     "table_defaults",
@@ -44,17 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("assd")
-
-# Defaults of the SSD family on tables, chosen from the measurements in docs/errors.md:
-# the per-sample estimator (eval mode) beat the batch estimator; I_D on the rows kept
-# ("retain", derived exactly from the cached full-data importance) repaired group errors
-# that I_D on all rows missed: weights that only the forgotten rows use have
-# I_Df / I_D = n / k on all rows, which ties at the percentile and escapes selection.
-DEFAULT_OPTIONS = {"estimator": "sample", "reference": "retain"}
-# SSD's fixed alpha belongs to its reference setup (I_D on all rows); the other SSD-family
-# methods were measured that way, so they keep it.
-REFERENCE_OPTIONS = {"estimator": "sample", "reference": "full"}
-
 
 def unlearn_rows(
     tabular: TabularModel,
@@ -112,7 +104,7 @@ def unlearn_rows(
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
     check_reason(reason)
-    options = table_defaults(method, options, tabular.config())
+    options = table_defaults(method, options, tabular.config(), reason=reason)
     if issubclass(type(registry.get_method(method)), SSD):
         options = {"guard": guard, **options}  # None: no guard for assd-auto either
     held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
@@ -183,23 +175,6 @@ def _run(tabular: TabularModel, method: str, options: dict, train, forget, retai
 def trained_ids(tabular: TabularModel, frame) -> np.ndarray:
     """Ids of the rows of ``frame`` that ``tabular`` was trained on."""
     return training_rows(tabular.task.encode(frame)).ids
-
-
-def table_defaults(method: str, options: dict | None, config: TrainConfig) -> dict:
-    """Options of ``method`` on a table model: defaults for its kind, then ``options``
-    (parsed and checked by :mod:`assd.methods.options`)."""
-    name = method.strip().lower()
-    if name == "retrain":
-        defaults = {**config.fit_options(), "seed": config.seed}
-    elif name == "finetune":
-        defaults = {"epochs": 1, "lr": config.lr, "momentum": config.momentum}
-    elif name == "assd":
-        defaults = dict(DEFAULT_OPTIONS)
-    elif name in ("ssd", "lfssd", "alfssd"):
-        defaults = dict(REFERENCE_OPTIONS)
-    else:
-        defaults = {}
-    return {**defaults, **(options or {})}
 
 
 def _forget_mask(train: Rows, rows: Rows, forget_ids) -> np.ndarray:
