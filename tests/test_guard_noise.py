@@ -32,7 +32,12 @@ def test_eighty_rows_allow_two_rows_by_hand():
     assert guard.check(before, {"test": two})["ok"]
     broken = guard.check(before, {"test": three})
     assert not broken["ok"] and broken["worst"]["allowed"] == 0.025
-    assert "2.50 pp on its 80 rows, within sampling noise" in broken["verdict"]
+    assert "(limit 1.00 pp; 2.50 pp on its 80 rows for sampling noise)" in broken["verdict"]
+    held = guard.check(before, {"test": one})["verdict"]
+    assert held == ("Retain guard holds: worst drop 1.25 pp on 'test' (limit 1.00 pp; 2.50 pp "
+                    "on its 80 rows for sampling noise).")  # fmt: skip
+    none = guard.check(before, {"test": before["test"]})["verdict"]
+    assert none == "Retain guard holds: worst drop 0.00 pp on 'test' (limit 1.00 pp)."
     # without the allowance, one row of 80 already breaks a one-point guard
     assert not RetainGuard(0.01, noise=False).check(before, {"test": one})["ok"]
 
@@ -59,3 +64,15 @@ def test_loss_and_metric_kinds_keep_the_plain_limit():
     guard = RetainGuard(0.01)
     assert guard.allowed(SetScore(80, None, 1.0)) == 0.01
     assert guard.allowed(SetScore(80, None, 1.0, metric=0.5)) == 0.01
+
+
+def test_the_headline_of_a_changed_request_names_the_noise_allowance():
+    from assd.verify.guard import guard_change
+
+    guard = RetainGuard(0.01)
+    before = {"test": SetScore(80, 0.9, 0.3)}
+    asked = {"alpha": 2.0, "guard": guard.check(before, {"test": SetScore(80, 0.8625, 0.3)})}
+    kept = {"alpha": float("inf"), "selected": 0, "guard": guard.check(before, before)}
+    headline = guard_change(asked, kept)["headline"]
+    assert "it would cost 3.75 pp on 'test' (limit 1.00 pp; 2.50 pp on that set for sampling " \
+           "noise)" in headline  # 3 rows of 80

@@ -146,8 +146,9 @@ class RetainGuard:
                   n: int) -> str:  # fmt: skip
         scale, unit = (100, " pp") if kind in ("accuracy points", "metric points") else (100, " %")
         state = "holds" if ok else "BROKEN"
-        noise = (f"; {scale * allowed:.2f}{unit} on its {n} rows, within sampling noise"
-                 if allowed > self.max_drop + 1e-12 else "")  # fmt: skip
+        noise = ""  # said only where the allowance decided: a drop beyond max_drop
+        if allowed > self.max_drop + 1e-12 and drop > self.max_drop + 1e-12:
+            noise = f"; {scale * allowed:.2f}{unit} on its {n} rows for sampling noise"
         return (f"Retain guard {state}: worst drop {scale * drop:.2f}{unit} on {name!r} "
                 f"(limit {scale * self.max_drop:.2f}{unit}{noise}).")  # fmt: skip
 
@@ -185,7 +186,9 @@ def guard_change(
     """
     unit = " pp" if asked["guard"]["worst"]["kind"] == "accuracy points" else " %"
     worst, limit = asked["guard"]["worst"], 100 * asked["guard"]["limit"]
-    cost = f"{100 * worst['drop']:.2f}{unit} on {worst['set']!r} (limit {limit:.2f}{unit})"
+    allowed = 100 * worst.get("allowed", asked["guard"]["limit"])
+    noise = f"; {allowed:.2f}{unit} on that set for sampling noise" if allowed > limit else ""
+    cost = f"{100 * worst['drop']:.2f}{unit} on {worst['set']!r} (limit {limit:.2f}{unit}{noise})"
     nothing = not math.isfinite(chosen["alpha"]) or chosen.get("selected") == 0
     verb = verbs[0] if nothing else verbs[1]
     start = f"The retain guard {verb} {what}: {asked_as} (alpha {asked['alpha']:.4g})"
