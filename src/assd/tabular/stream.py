@@ -41,7 +41,7 @@ import numpy as np
 from ..store.fingerprint import fingerprint
 from ..store.ledger import Ledger
 from .model import TabularModel
-from .pipeline import train_set_digest, training_rows
+from .pipeline import train_set_digest
 from .recheck import own_evidence, recheck
 from .unlearn import unlearn_rows
 
@@ -146,7 +146,8 @@ def unlearn_request(
         raise
     ledger.append("forget", **entry)
     new.ledger = ledger
-    remaining = training_rows(rows).subset(~ledger.forgotten(training_rows(rows).ids))
+    trained = ~rows.test & (rows.y >= 0).numpy()  # training_rows(rows), in one copy
+    remaining = rows.subset(trained & ~ledger.forgotten(rows.ids))
     new.extra.setdefault("data", {}).update(n_train=len(remaining),
                                             train_set_sha256=train_set_digest(remaining))
     report["ledger"] = {**report_part(ledger.entries[-1]), "excluded": int(earlier.sum()),
@@ -167,7 +168,7 @@ _NOT_IN_REPORT = ("time", "hash", "parent_head", "seconds", "cost_seconds", "wei
 
 def _run(tabular, frame, ids, rows, earlier, repeated, ledger, options):
     exclude = set(rows.ids[earlier].tolist()) - set(repeated)
-    new, report = unlearn_rows(tabular, frame, ids, exclude=exclude, **options)
+    new, report = unlearn_rows(tabular, frame, ids, exclude=exclude, encoded=rows, **options)
     tick = time.perf_counter()
     checks = recheck(ledger, new.model, rows)
     report.setdefault("timings", {})["recheck"] = round(time.perf_counter() - tick, 3)

@@ -61,6 +61,7 @@ def unlearn_rows(
     guard: float | None = DEFAULT_MAX_DROP,
     reason: str = DEFAULT_REASON,
     exclude=None,
+    encoded: Rows | None = None,
 ) -> tuple[TabularModel, dict]:
     """Forget the training rows named by ``forget_ids``; the input model is not changed.
 
@@ -86,6 +87,8 @@ def unlearn_rows(
             right, only to be removed: the guard watches every retained and held-out row).
         exclude: ids of training rows to leave out of every set (rows that earlier
             requests forgot: :func:`assd.tabular.stream.unlearn_request` passes them).
+        encoded: ``frame`` as ``tabular.task.encode(frame)`` made it, when the caller
+            has it already (the request stream does): not encoded twice.
 
     Returns:
         ``(new TabularModel, report)``: the report is JSON-ready (method and
@@ -95,7 +98,7 @@ def unlearn_rows(
         majority-class baseline of the training rows, before and after).
     """
     start = time.perf_counter()
-    rows = tabular.task.encode(frame)
+    rows = tabular.task.encode(frame) if encoded is None else encoded
     train = training_rows(rows)
     if exclude is not None and len(exclude):
         train = train.subset(~_member(train.ids, np.asarray(list(exclude), dtype=object)))
@@ -116,7 +119,7 @@ def unlearn_rows(
     timings["unlearn"] = time.perf_counter() - start - timings["encode"]
     check_finite(result.model, what=f"the model unlearned with {method!r}")
     tick = time.perf_counter()
-    sets = _evaluation_sets(tabular, rows, retain, forget, eval_frames)
+    sets = _evaluation_sets(tabular, held_out, retain, forget, eval_frames)
     names = tabular.task.class_names
     majority = int(train.y.bincount(minlength=len(names)).argmax())  # the baseline's answer
     accuracy, metrics = before_after(tabular.model, result.model, sets, names, majority)
@@ -222,9 +225,8 @@ def _check_same_data(tabular: TabularModel, rows: Rows, train: Rows) -> str | No
     return None
 
 
-def _evaluation_sets(tabular, rows: Rows, retain: Rows, forget: Rows, eval_frames) -> dict:
+def _evaluation_sets(tabular, held_out: Rows, retain: Rows, forget: Rows, eval_frames) -> dict:
     sets = {"forget": forget, "retain": retain}
-    held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
     if len(held_out):
         sets["test"] = held_out
     for name, other in (eval_frames or {}).items():
