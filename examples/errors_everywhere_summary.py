@@ -4,10 +4,11 @@ For each run folder, kind and rate: the test-accuracy gain over the mistake
 model (clean test labels, pp, mean over seeds) of ASSD without a guard, with
 the guard watching every held-out row (``reason=privacy``, the old
 behaviour), with the default guard (``reason=errors``), with a 0.5-point
-guard, and of retraining; the default's share of retraining's gain, its worst
-seed, how often the guard changed the request, and the precision / recall of
+guard, of assd-auto (its defaults with --reason errors) and of retraining;
+the default's share of retraining's gain and its worst seed (assd-auto's
+too), how often the guard changed the request, and the precision / recall of
 the held-out rows it set aside against the held-out rows whose labels are
-wrong.
+wrong. Methods a run lacks are left out.
 
     python examples/errors_everywhere_summary.py RUN_FOLDER [RUN_FOLDER ...]
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 METHODS = {"assd": "no guard", "assd:guard=0.01,reason=privacy": "guard, privacy",
            "assd:guard=0.01": "guard, errors (default)", "assd:guard=0.005": "guard 0.5 pp, errors",
-           "retrain": "retrain"}  # fmt: skip
+           "assd-auto": "assd-auto (errors)", "retrain": "retrain"}  # fmt: skip
 DEFAULT = "assd:guard=0.01"
 
 
@@ -54,18 +55,26 @@ def row(kind: str, rate: float, methods: dict) -> list[str]:
     recall = [r["set_aside_recall"] for r in records if r.get("set_aside_recall") is not None]
     aside = (f"{min(precision):.2f}–{max(precision):.2f} / {min(recall):.2f}–{max(recall):.2f}"
              if precision else "none set aside")  # fmt: skip
+    auto = []
+    if "assd-auto" in gains:  # its share of retraining's gain, and its worst seed
+        mean = gains["assd-auto"].mean()
+        auto = [f"{mean / goal:.2f}" if goal >= 0.5 else "–", f"{gains['assd-auto'].min():+.2f}"]
     return [kind, f"{100 * rate:g} %", *(f"{gains[m].mean():+.2f}" for m in gains), share,
-            f"{default.min():+.2f}", f"{changed} of {len(seeds)}", aside]  # fmt: skip
+            f"{default.min():+.2f}", *auto, f"{changed} of {len(seeds)}", aside]  # fmt: skip
 
 
 def main() -> None:
-    head = ["errors", "rate", *METHODS.values(), "default / retrain", "default worst seed",
-            "guard changed it", "set aside: precision / recall"]  # fmt: skip
     for name in sys.argv[1:]:
+        found = cells(Path(name))
+        ran = {m for methods in found.values() for m in methods}
+        head = ["errors", "rate", *(v for m, v in METHODS.items() if m in ran),
+                "default / retrain", "default worst seed",
+                *(["assd-auto / retrain", "assd-auto worst seed"] if "assd-auto" in ran else []),
+                "guard changed it", "set aside: precision / recall"]  # fmt: skip
         print(f"\n{Path(name).name}\n")
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
-        for (kind, rate), methods in sorted(cells(Path(name)).items()):
+        for (kind, rate), methods in sorted(found.items()):
             print("| " + " | ".join(row(kind, rate, methods)) + " |")
 
 

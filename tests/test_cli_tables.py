@@ -2,6 +2,7 @@
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -53,8 +54,10 @@ def _rows(csv, m1, which):
 
 def test_train_writes_json_preprocessing_fitted_on_training_rows_only(trained):
     csv, m1 = trained
-    names = {p.name for p in m1.iterdir()}
+    names = {p.name for p in m1.iterdir() if not p.name.startswith("importance-")}
     assert names == {"model.safetensors", "model.json", "task.json", ".assd-output"}
+    # and the pass over the training rows that the first request reads (assd.tabular.precompute)
+    assert len(list(m1.glob("importance-*.safetensors"))) == 1
     frame = pd.read_csv(csv)
     test = split_rows(frame, "time:when", test_share=0.2)
     assert test.sum() == 120 and (frame.when[test].min() > frame.when[~test].max())
@@ -83,7 +86,7 @@ def test_unlearn_then_evaluate_round_trip(trained, tmp_path, capsys, numpy_alpha
     assert len(list(m1.glob("importance-*.safetensors"))) == 1  # cached beside the model
     report = json.loads((m2 / "report.json").read_text())
     assert report["n_forget"] == 12 and report["method"]["name"] == "assd"
-    assert report["importance_cache"]["saved"]
+    assert report["importance_cache"]["hit"]  # made by assd train
     # alpha by its definition: I_D of the training rows, I_Df of the 12, I_retain derived
     is_forget = np.isin(train.ids, forget_ids)
     whole, f = (assd.compute_importance(tab.model, TensorData(train.x[rows], train.y[rows]),
@@ -118,14 +121,19 @@ def test_unlearn_then_evaluate_round_trip(trained, tmp_path, capsys, numpy_alpha
 def test_a_later_request_reuses_the_cached_importance(trained, tmp_path):
     csv, m1 = trained
     _, _, train = _rows(csv, m1, "train")
+    copy = tmp_path / "no-entry"  # as a model trained with --no-importance: no entry in the folder
+    shutil.copytree(m1, copy)
+    (made,) = copy.glob("importance-*.safetensors")
+    made.unlink()
     for name, ids in (("a", train.ids[:5]), ("b", train.ids[5:9])):
         (tmp_path / f"{name}.txt").write_text("\n".join(ids))
-        args = ["unlearn", "--model", str(m1), "--data", str(csv), "--forget",
+        args = ["unlearn", "--model", str(copy), "--data", str(csv), "--forget",
                 str(tmp_path / f"{name}.txt"), "--out", str(tmp_path / f"out-{name}")]  # fmt: skip
         assert main(args) == 0
     first = json.loads((tmp_path / "out-a" / "report.json").read_text())["importance_cache"]
     second = json.loads((tmp_path / "out-b" / "report.json").read_text())["importance_cache"]
     assert (first["hit"], second["hit"]) == (False, True) and first["path"] == second["path"]
+    assert first["saved"] and first["path"] == str(made)  # the name assd train had given it
 
 
 def test_training_baselines_and_an_unwritable_cache(trained, tmp_path, caplog):

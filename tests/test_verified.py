@@ -98,16 +98,22 @@ def test_guard_backs_off_to_the_strongest_dampening_within_it():
     args = dict(forget=batches(x[forget], y[forget]), data=batches(x, y),
                 evaluate={"retain": batches(x[keep], y[keep])})  # fmt: skip
     base, _ = acc_loss(model, x[keep], y[keep])
+    # the limit on this small set: one point, widened to its sampling noise (the smallest
+    # k / n with P(Binomial(n, 0.01) >= k + 1) < 0.05, summed here term by term)
+    n = int(keep.sum())
+    tail = [sum(math.comb(n, i) * 0.01**i * 0.99 ** (n - i) for i in range(k, n + 1))
+            for k in range(n + 1)]  # fmt: skip
+    limit = max(0.01, max(k for k in range(n + 1) if tail[k] >= 0.05) / n)
     unguarded = assd.SSD(alpha=0.05, dampening=0.05).unlearn(model, **args)
-    assert base - acc_loss(unguarded.model, x[keep], y[keep])[0] > 0.01  # the request breaks it
+    assert base - acc_loss(unguarded.model, x[keep], y[keep])[0] > limit  # the request breaks it
     guarded = assd.SSD(alpha=0.05, dampening=0.05, guard=0.01).unlearn(model, **args)
-    assert base - acc_loss(guarded.model, x[keep], y[keep])[0] <= 0.01
+    assert base - acc_loss(guarded.model, x[keep], y[keep])[0] <= limit + 1e-12
     assert guarded.alpha > 0.05 and guarded.outcome.guard["ok"]
     # every try's guard verdict, checked by running its alpha without a guard
     for tried in guarded.outcome.tries:
         plain = assd.SSD(alpha=tried["alpha"], dampening=0.05).unlearn(model, **args)
         drop = base - acc_loss(plain.model, x[keep], y[keep])[0]
-        assert tried["guard"]["ok"] == (drop <= 0.01 + 1e-12), tried
+        assert tried["guard"]["ok"] == (drop <= limit + 1e-12), tried
     stronger = [t["alpha"] for t in guarded.outcome.tries if t["alpha"] < guarded.alpha]
     assert stronger and max(stronger) >= guarded.alpha / 1.2  # bisected to 1.105
     same = assd.SSD(alpha=guarded.alpha, dampening=0.05).unlearn(model, **args)

@@ -39,8 +39,11 @@ def train_summary(trained, out) -> str:
         f"batch size {config.batch_size}, {config.epochs} epochs",
     ]
     lines += [f"{name}: {format_metrics_line(report)}" for name, report in metrics.items()]
+    cache = (", importance-*.safetensors (the pass over the training rows that `assd "
+             f"unlearn` reads, {trained.extra['importance_seconds']:.1f} s)"
+             if trained.files else "")  # fmt: skip
     lines += ["", LEGEND, f"wrote {out}: model.safetensors (weights), model.json (settings, "
-              "metrics), task.json (columns, classes, preprocessing)"]  # fmt: skip
+              f"metrics), task.json (columns, classes, preprocessing){cache}"]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -73,10 +76,13 @@ def _names(text: str | None) -> list[str] | None:
               "The paper's setup: --batch-size 1024 --epochs 25.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
+@click.option("--no-importance", is_flag=True,
+              help="Skip the pass over the training rows that the first `assd unlearn` needs "
+                   "(by default made now and cached in the folder).")
 @click.pass_context
 def train(ctx, data_path, target, out, model, id_column, split, test_share, date_format,
           features, categorical, max_levels, epochs, lr, lr_gamma, batch_size, seed,
-          overwrite) -> None:  # fmt: skip
+          overwrite, no_importance) -> None:  # fmt: skip
     """Train a tabular MLP; the preprocessing is saved with it (JSON, no pickle)."""
     from ..data.table import read_table
     from ..tabular import TrainConfig, train_table
@@ -90,7 +96,7 @@ def train(ctx, data_path, target, out, model, id_column, split, test_share, date
         frame, target=target, id_column=id_column, split=split, test_share=test_share,
         features=_names(features), categorical=_names(categorical), max_levels=max_levels,
         date_format=date_format, config=config, source=Path(data_path).name,
-        progress=show_progress(ctx),
+        progress=show_progress(ctx), importance=not no_importance,
     )  # fmt: skip
     if not is_main_process():
         return

@@ -209,6 +209,7 @@ class _Context:
         self.forget, self.retain = self.noisy.subset(is_forget), self.noisy.subset(~is_forget)
         self.is_forget = is_forget
         self.train_config = config.train_config(cell["model"], cell["seed"])
+        self.n_classes = len(data.class_names)
         tick = time.perf_counter()
         self.model = train_mlp(
             self.noisy.x, self.noisy.y, n_classes=len(data.class_names), config=self.train_config
@@ -259,11 +260,13 @@ def _apply(name: str, options: dict, ctx: _Context, is_forget: np.ndarray):
         return ctx.model, {"note": "nothing to forget"}
     forget_rows, retain_rows = ctx.noisy.subset(is_forget), ctx.noisy.subset(~is_forget)
     reason = options.pop("reason", DEFAULT_REASON)
-    options = table_defaults(name, options, ctx.train_config)
-    if name == "assd-auto":
-        options.setdefault("target", "mislabelled")  # the rows are known to carry wrong labels
+    options = table_defaults(name, options, ctx.train_config, reason=reason)  # as assd unlearn
     algorithm = get_method(name, **options)
     cfg = ctx.train_config
+    if getattr(algorithm, "recipe", False) is None and getattr(algorithm, "references", 1) is None:
+        from ..tabular.references import table_recipe  # assd-auto: references, as on a table
+
+        algorithm.recipe = table_recipe(cfg, n_classes=ctx.n_classes)
     forget = _loader(forget_rows, cfg)
     if isinstance(algorithm, SSD):
         evaluate, watch = None, None

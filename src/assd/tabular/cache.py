@@ -41,7 +41,7 @@ from ..importance.distributed import is_main_process
 from ..store.files import atomic_path
 from ..store.fingerprint import fingerprint, tensor_digest
 
-__all__ = ["cached_importance", "content_digest", "data_key"]
+__all__ = ["cache_entry", "cached_importance", "content_digest", "data_key"]
 
 log = logging.getLogger("assd")
 
@@ -88,7 +88,7 @@ def cached_importance(
         imp = compute_importance(model, data, fingerprint=False, progress=progress, **options)
         return imp, {"path": None, "hit": False, "saved": False}
     key = _key(model, data, options, data_key() if callable(data_key) else data_key)
-    path = None if folder is None else Path(folder) / f"importance-{key[:24]}.safetensors"
+    path = None if folder is None else Path(folder) / _entry_name(key)
     info = {"path": None if path is None else str(path), "hit": False, "saved": False}
     if memo is not None and key in memo:
         return memo[key], {**info, "hit": True}
@@ -113,6 +113,16 @@ def cached_importance(
         except Exception as error:  # OSError, and safetensors' own error on a full disk
             log.warning("cannot cache the importance at %s (%s); going on without", path, error)
     return imp, info
+
+
+def cache_entry(imp: Importance, key: str) -> tuple[str, Callable]:
+    """``(file name, writer(path))`` of the cache entry for ``key`` (a key of ``memo``):
+    for a folder written at once with others (:meth:`assd.tabular.TabularModel.save`)."""
+    return _entry_name(key), lambda path: _write_entry(imp, Path(path), key)
+
+
+def _entry_name(key: str) -> str:
+    return f"importance-{key[:24]}.safetensors"
 
 
 def content_digest(tensors: dict[str, torch.Tensor]) -> str:

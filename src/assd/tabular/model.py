@@ -106,6 +106,9 @@ class TabularModel:
     architecture: str
     extra: dict = field(default_factory=dict)
     ledger: Ledger | None = None  # what it was made to forget (assd.store.ledger)
+    # more files for the folder, written by save(): {name: writer(path)} (the importance
+    # cache entry that assd train makes, assd.tabular.precompute); not read back by load()
+    files: dict = field(default_factory=dict, repr=False, compare=False)
 
     def save(
         self, folder: str | os.PathLike, *, overwrite: bool = False, files: dict | None = None
@@ -119,7 +122,7 @@ class TabularModel:
             "n_features": len(self.task.preprocessor.feature_names),
             "n_classes": len(self.task.class_names),
         }
-        extra, files = self.extra, dict(files or {})
+        extra, files = self.extra, {**self.files, **(files or {})}
         if self.ledger is not None:  # written with the folder, its head kept in model.json
             head = {"head": self.ledger.head, "entries": len(self.ledger.entries)}
             extra = {**extra, "ledger": head}
@@ -133,7 +136,7 @@ class TabularModel:
             overwrite=overwrite,
             files={
                 TASK_FILE: lambda path: path.write_text(task_json, encoding="utf-8"),
-                **(files or {}),
+                **files,
             },
         )
 

@@ -43,6 +43,7 @@ def train_table(
     config: TrainConfig | None = None,
     source: str | None = None,
     progress: bool = False,
+    importance: bool = False,
 ) -> TabularModel:
     """Fit the preprocessing on the training rows, train the MLP, measure it.
 
@@ -55,6 +56,9 @@ def train_table(
             (:func:`assd.tabular.defaults.fit_schedule`).
         source: a name for the data (e.g. its file name), kept with the model.
         progress: show a progress bar over epochs.
+        importance: also make the default request's pass over the training rows
+            (:mod:`assd.tabular.precompute`); :meth:`TabularModel.save` writes it into the
+            folder as the importance cache, so the first ``assd unlearn`` reads it.
 
     Returns:
         A :class:`TabularModel`; its ``extra`` holds the settings, split sizes,
@@ -92,6 +96,12 @@ def train_table(
     metrics = {"train": classify(model, train.x, train.y, **scores)}
     if len(test):
         metrics["test"] = classify(model, test.x, test.y, **scores)
+    digest = train_set_digest(train)
+    files, importance_seconds = {}, None
+    if importance:
+        from .precompute import request_importance
+
+        files, importance_seconds = request_importance(model, train, config, digest=digest)
     extra = {
         "training": asdict(config),
         "data": {
@@ -100,12 +110,14 @@ def train_table(
             "n_train": len(train),
             "n_test": len(test),
             "train_ids_sha256": ids_digest(train.ids),
-            "train_set_sha256": train_set_digest(train),
+            "train_set_sha256": digest,
         },
         "metrics": metrics,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    return TabularModel(model, task, config.model, extra)
+    if importance_seconds is not None:
+        extra["importance_seconds"] = round(importance_seconds, 3)  # within "seconds"
+    return TabularModel(model, task, config.model, extra, files=files)
 
 
 def training_rows(rows: Rows) -> Rows:

@@ -29,13 +29,16 @@ from ..store.fingerprint import fingerprint
 from ..verify.guard import DEFAULT_MAX_DROP
 from .dampen import _batches, dampen_rows, evaluation_batches
 from .guarded import DEFAULT_REASON, check_reason, watched_rows
-from .model import TabularModel, TrainConfig
+from .model import TabularModel
+from .options import DEFAULT_OPTIONS, ERRORS_TARGET, REFERENCE_OPTIONS, table_defaults
 from .pipeline import data_changes, train_set_digest, training_rows
 from .scoring import before_after
 from .task import Rows, ids_digest
 
 __all__ = [
     "DEFAULT_OPTIONS",
+    "ERRORS_TARGET",
+    "REFERENCE_OPTIONS",
     "dampen_rows",
     "evaluation_batches",
     "table_defaults",
@@ -44,17 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("assd")
-
-# Defaults of the SSD family on tables, chosen from the measurements in docs/errors.md:
-# the per-sample estimator (eval mode) beat the batch estimator; I_D on the rows kept
-# ("retain", derived exactly from the cached full-data importance) repaired group errors
-# that I_D on all rows missed: weights that only the forgotten rows use have
-# I_Df / I_D = n / k on all rows, which ties at the percentile and escapes selection.
-DEFAULT_OPTIONS = {"estimator": "sample", "reference": "retain"}
-# SSD's fixed alpha belongs to its reference setup (I_D on all rows); the other SSD-family
-# methods were measured that way, so they keep it.
-REFERENCE_OPTIONS = {"estimator": "sample", "reference": "full"}
-
 
 def unlearn_rows(
     tabular: TabularModel,
@@ -69,6 +61,7 @@ def unlearn_rows(
     guard: float | None = DEFAULT_MAX_DROP,
     reason: str = DEFAULT_REASON,
     exclude=None,
+    encoded: Rows | None = None,
 ) -> tuple[TabularModel, dict]:
     """Forget the training rows named by ``forget_ids``; the input model is not changed.
 
@@ -94,6 +87,8 @@ def unlearn_rows(
             right, only to be removed: the guard watches every retained and held-out row).
         exclude: ids of training rows to leave out of every set (rows that earlier
             requests forgot: :func:`assd.tabular.stream.unlearn_request` passes them).
+        encoded: ``frame`` as ``tabular.task.encode(frame)`` made it, when the caller
+            has it already (the request stream does): not encoded twice.
 
     Returns:
         ``(new TabularModel, report)``: the report is JSON-ready (method and
@@ -103,7 +98,7 @@ def unlearn_rows(
         majority-class baseline of the training rows, before and after).
     """
     start = time.perf_counter()
-    rows = tabular.task.encode(frame)
+    rows = tabular.task.encode(frame) if encoded is None else encoded
     train = training_rows(rows)
     if exclude is not None and len(exclude):
         train = train.subset(~_member(train.ids, np.asarray(list(exclude), dtype=object)))
@@ -112,7 +107,7 @@ def unlearn_rows(
     forget, retain = train.subset(is_forget), train.subset(~is_forget)
     timings = {"encode": time.perf_counter() - start}
     check_reason(reason)
-    options = table_defaults(method, options, tabular.config())
+    options = table_defaults(method, options, tabular.config(), reason=reason)
     if issubclass(type(registry.get_method(method)), SSD):
         options = {"guard": guard, **options}  # None: no guard for assd-auto either
     held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
@@ -124,7 +119,7 @@ def unlearn_rows(
     timings["unlearn"] = time.perf_counter() - start - timings["encode"]
     check_finite(result.model, what=f"the model unlearned with {method!r}")
     tick = time.perf_counter()
-    sets = _evaluation_sets(tabular, rows, retain, forget, eval_frames)
+    sets = _evaluation_sets(tabular, held_out, retain, forget, eval_frames)
     names = tabular.task.class_names
     majority = int(train.y.bincount(minlength=len(names)).argmax())  # the baseline's answer
     accuracy, metrics = before_after(tabular.model, result.model, sets, names, majority)
@@ -185,23 +180,6 @@ def trained_ids(tabular: TabularModel, frame) -> np.ndarray:
     return training_rows(tabular.task.encode(frame)).ids
 
 
-def table_defaults(method: str, options: dict | None, config: TrainConfig) -> dict:
-    """Options of ``method`` on a table model: defaults for its kind, then ``options``
-    (parsed and checked by :mod:`assd.methods.options`)."""
-    name = method.strip().lower()
-    if name == "retrain":
-        defaults = {**config.fit_options(), "seed": config.seed}
-    elif name == "finetune":
-        defaults = {"epochs": 1, "lr": config.lr, "momentum": config.momentum}
-    elif name == "assd":
-        defaults = dict(DEFAULT_OPTIONS)
-    elif name in ("ssd", "lfssd", "alfssd"):
-        defaults = dict(REFERENCE_OPTIONS)
-    else:
-        defaults = {}
-    return {**defaults, **(options or {})}
-
-
 def _forget_mask(train: Rows, rows: Rows, forget_ids) -> np.ndarray:
     wanted = np.asarray([str(i) for i in forget_ids], dtype=object)
     unknown = wanted[~_member(wanted, rows.ids)]
@@ -247,9 +225,8 @@ def _check_same_data(tabular: TabularModel, rows: Rows, train: Rows) -> str | No
     return None
 
 
-def _evaluation_sets(tabular, rows: Rows, retain: Rows, forget: Rows, eval_frames) -> dict:
+def _evaluation_sets(tabular, held_out: Rows, retain: Rows, forget: Rows, eval_frames) -> dict:
     sets = {"forget": forget, "retain": retain}
-    held_out = rows.subset(rows.test & (rows.y >= 0).numpy())
     if len(held_out):
         sets["test"] = held_out
     for name, other in (eval_frames or {}).items():

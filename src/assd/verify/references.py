@@ -209,13 +209,15 @@ def for_request(kind: str, sets: dict, recipe: Recipe, *, pairs: int = 1, seed: 
                 batch_fn=None, cache: ReferenceCache | None = SHARED) -> ReferenceSet:  # fmt: skip
     """References for one request from its evaluation sets (``forget``, ``retain``).
 
-    A group request (``kind="group"``: a class, a sub-class) gets references on
-    halves of the retained rows; a row-level request gets references on halves
+    A group request (``kind="group"``: a class, a sub-class) and an error correction
+    (``kind="mislabelled"``: wrong labels, often a whole group of them, which half of
+    them would teach a reference) get references on halves of the retained rows; a
+    row-level request gets references on halves
     of all rows (forget and retained together), shared through ``cache`` with
     every later request on the same rows when ``retain`` holds all retained rows.
     """
     rx, ry = _rows(sets["retain"], batch_fn)
-    if kind != "group":
+    if kind not in ("group", "mislabelled"):  # wrong labels: references never see any
         fx, fy = _rows(sets["forget"], batch_fn)
         rx, ry = torch.cat([fx, rx]), torch.cat([fy, ry])
     return build_references(rx, ry, recipe, pairs=pairs, seed=seed, cache=cache)
