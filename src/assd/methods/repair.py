@@ -81,13 +81,25 @@ def _kept_outputs(run, model, forget, batch_fn, device) -> list:
 def _epoch(run, retain, kept, optimizer, batch_fn, device, loss_fn=None) -> None:
     for batch in retain:
         inputs, y = split_batch(batch, batch_fn)
-        out = run(to_device(inputs, device))
         forget_inputs, target = next(kept)
+        out, forget_out = _both(run, to_device(inputs, device), forget_inputs)
         fit = (loss_fn or _fit_loss)(out, y.to(device))
-        loss = fit + KEEP_WEIGHT * _keep_loss(run(forget_inputs), target)
+        loss = fit + KEEP_WEIGHT * _keep_loss(forget_out, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+
+def _both(run, inputs, forget_inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's outputs on a retained and a forget batch: one forward pass over both
+    when they are tensors of one shape per row (the model is in eval mode, so every row's
+    output is its own and the gradients are those of two passes), else two passes."""
+    if (isinstance(inputs, torch.Tensor) and isinstance(forget_inputs, torch.Tensor)
+            and inputs.shape[1:] == forget_inputs.shape[1:]
+            and inputs.dtype == forget_inputs.dtype):  # fmt: skip
+        out = run(torch.cat([inputs, forget_inputs]))
+        return out[: len(inputs)], out[len(inputs):]
+    return run(inputs), run(forget_inputs)
 
 
 def _fit_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -58,21 +58,33 @@ class Trials:
         self.before = score_sets(model, sets, **self.score_options)
         self.tries: list[dict] = []
         self.current: float | None = None
+        self.seen: dict[float, dict] = {}  # strength -> its try (dampening is deterministic)
 
     def hyperparameters(self, t: float) -> tuple[float, float]:
         alpha = self.alpha0 * math.exp(-t) if math.isfinite(t) else math.inf
         return alpha, (min(self.lam0, alpha) if t > 0 else self.lam0)
 
     def apply(self, t: float, *, record: bool = True) -> dict:
-        """Restore the weights, dampen at strength ``t``, score; returns the try's record."""
+        """Restore the weights, dampen at strength ``t``, score; returns the try's record.
+
+        A strength tried before is not dampened and scored again: its record is returned
+        as it is (the weights stay as they are). With ``record=False`` (put the model at
+        ``t``) the weights are always set, and scored only if ``t`` was never tried."""
+        seen = self.seen.get(_key(t))
+        if seen is not None and record:
+            return seen
         self.restore()
         alpha, lam = self.hyperparameters(t)
         counts = dampen_parameters_(self.params, self.forget, self.reference,
                                     alpha=alpha, dampening=lam)  # fmt: skip
         self.current, self.counts = t, counts
+        if seen is not None:
+            return seen
         entry = {"strength": round(t, 4) if math.isfinite(t) else None, "alpha": alpha,
                  "dampening": lam, "selected": sum(s for s, _ in counts.values())}  # fmt: skip
-        return self.measure(entry, record=record)
+        entry = self.measure(entry, record=record)
+        self.seen[_key(t)] = entry
+        return entry
 
     def measure(self, entry: dict, *, record: bool = True) -> dict:
         """Score the weights as they are now and add the scores, guard and target to ``entry``."""
@@ -129,6 +141,10 @@ def search(trials: Trials, *, first: dict | None = None, use_guard: bool = True)
     elif trials.current != _t(chosen):
         trials.apply(_t(chosen), record=False)
     return chosen
+
+
+def _key(t: float) -> float:
+    return round(t, 9) if math.isfinite(t) else t
 
 
 def _t(entry: dict) -> float:
