@@ -90,3 +90,16 @@ def test_the_headline_of_a_changed_request_names_the_noise_allowance():
     headline = guard_change(asked, kept)["headline"]
     assert "it would cost 3.75 pp on 'test' (limit 1.00 pp; 2.25 pp on that set for sampling " \
            "noise)" in headline  # 3 rows of 80
+
+
+def test_a_widening_too_small_to_show_is_not_named():
+    from assd.verify.guard import guard_change
+
+    guard = RetainGuard(0.01)
+    before = {"test": SetScore(50_000, 0.9, 0.3)}  # allowed 1 pp + 1/50,000 = 1.002 pp
+    after = SetScore(50_000, 0.88, 0.3)
+    verdict = guard.check(before, {"test": after})["verdict"]
+    assert verdict == "Retain guard BROKEN: worst drop 2.00 pp on 'test' (limit 1.00 pp)."
+    asked = {"alpha": 2.0, "guard": guard.check(before, {"test": after})}
+    kept = {"alpha": float("inf"), "selected": 0, "guard": guard.check(before, before)}
+    assert "(limit 1.00 pp); no weaker" in guard_change(asked, kept)["headline"]

@@ -154,7 +154,8 @@ class RetainGuard:
         scale, unit = (100, " pp") if kind in ("accuracy points", "metric points") else (100, " %")
         state = "holds" if ok else "BROKEN"
         noise = ""  # said only where the allowance decided: a drop beyond max_drop
-        if allowed > self.max_drop + 1e-12 and drop > self.max_drop + 1e-12:
+        shown = f"{scale * allowed:.2f}" != f"{scale * self.max_drop:.2f}"  # 1.002 reads 1.00
+        if shown and allowed > self.max_drop + 1e-12 and drop > self.max_drop + 1e-12:
             noise = f"; {scale * allowed:.2f}{unit} on its {n} rows for sampling noise"
         return (f"Retain guard {state}: worst drop {scale * drop:.2f}{unit} on {name!r} "
                 f"(limit {scale * self.max_drop:.2f}{unit}{noise}).")  # fmt: skip
@@ -194,7 +195,9 @@ def guard_change(
     unit = " pp" if asked["guard"]["worst"]["kind"] == "accuracy points" else " %"
     worst, limit = asked["guard"]["worst"], 100 * asked["guard"]["limit"]
     allowed = 100 * worst.get("allowed", asked["guard"]["limit"])
-    noise = f"; {allowed:.2f}{unit} on that set for sampling noise" if allowed > limit else ""
+    shown = f"{allowed:.2f}" != f"{limit:.2f}"  # a widening of 0.002 pp reads as the limit
+    noise = f"; {allowed:.2f}{unit} on that set for sampling noise" if shown and allowed > limit \
+        else ""
     cost = f"{100 * worst['drop']:.2f}{unit} on {worst['set']!r} (limit {limit:.2f}{unit}{noise})"
     nothing = not math.isfinite(chosen["alpha"]) or chosen.get("selected") == 0
     verb = verbs[0] if nothing else verbs[1]
