@@ -59,6 +59,19 @@ def vit():  # a small transformer: patch embedding, 2 pre-norm encoder layers, h
     return ViT(5, image_size=8, patch_size=4, channels=1, dim=12, depth=2, heads=2)
 
 
+class Reused(nn.Module):
+    """A weight also used outside its layer: the per-sample hooks cannot take it."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = nn.Linear(64, 5)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        return self.layer(x) + 0.5 * nn.functional.linear(x, self.layer.weight)
+
+
 def rows():
     g = torch.Generator().manual_seed(1)
     return torch.randn(37, 1, 8, 8, generator=g), torch.randint(0, 5, (37,), generator=g)
@@ -86,7 +99,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, sys.argv[3])
     import torch
     from test_sharded import (cnn, vit, rows, percentile_cases, trained_cnn,
-                              evaluation_sets, methods)
+                              evaluation_sets, methods, Reused)
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
     import assd
@@ -124,6 +137,9 @@ WORKER = textwrap.dedent(
             imp = compute_importance(sharded(make()), TensorData(x, y, batch_size=6),
                                      estimator="sample")
             out["sample_importance", make.__name__] = (full(imp.tensors), imp.paths)
+        imp = compute_importance(fully_shard(Reused()), TensorData(x, y, batch_size=6),
+                                 estimator="sample")
+        out["sample_reused"] = (full(imp.tensors), imp.paths)
         model = sharded(cnn())
         imp = compute_importance(model, TensorData(x, y, batch_size=6), estimator="batch")
         out["importance"] = full(imp.tensors)
@@ -250,6 +266,17 @@ def test_sharded_sample_importance_takes_the_layer_hooks_bit_for_bit(ranks):
         assert set(paths.values()) >= {"hooks", "factorised"}
         for name, t in single.tensors.items():
             assert torch.equal(tensors[name], t), name
+
+
+def test_a_parameter_the_hooks_cannot_take_sends_all_to_the_per_sample_loop(ranks):
+    (r0, _r1), _ = ranks
+    x, y = rows()
+    single = compute_importance(Reused(), TensorData(x, y, batch_size=6), estimator="sample")
+    assert single.paths["layer.weight"] == "torch.func"
+    tensors, paths = r0["sample_reused"]
+    assert set(paths.values()) == {"loop"}  # the definition, one backward per sample
+    for name, t in single.tensors.items():
+        torch.testing.assert_close(tensors[name], t, rtol=1e-5, atol=0)
 
 
 def test_loss_free_importance_bit_for_bit(ranks):

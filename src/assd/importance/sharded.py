@@ -136,7 +136,6 @@ def sharded_sums(model: nn.Module, params: dict, data, *, objective: str, estima
                 with model_errors("importance pass", index):
                     value = objective_value(objective, forward(model, inputs), targets, loss_fn)
                     (value * weight if weight != 1 else value).backward()
-                exchange.finish()
                 exchange.check_done(params, before)
                 n_samples, n_batches = n_samples + samples, n_batches + batches
                 first = first or (samples if batches else 0)
@@ -187,7 +186,6 @@ class _Exchange:
         self.world, self.rank = dist.get_world_size(), dist.get_rank()
         self.shapes = {n: tuple(p.shape) for n, p in params.items()}
         self.hooked: dict[int, tuple] = {}
-        self.pending = None  # the exchange in flight: (name, received, sent, work)
         self.names = set(params)
         self.units = {m: prefix for prefix, m in model.named_modules() if _is_unit(m)}
         self.handles = [unit.register_forward_pre_hook(self._unsharded) for unit in self.units]
@@ -208,30 +206,28 @@ class _Exchange:
         self.add(name, grad.detach())
 
     def add(self, name: str, grad: torch.Tensor) -> None:
-        """Send each rank its rows of ``grad`` (asynchronously: the exchange runs while
-        autograd computes the next gradients); add every rank's rows of the previous
-        parameter, squared, in rank order."""
-        self.finish()
+        """Send each rank its rows of ``grad``; add every rank's rows, squared, in rank
+        order (this rank's own rows straight from ``grad``: nothing sent to itself)."""
         rows, mine = self.shapes[name][0], self.acc[name]
         per_row = math.prod(self.shapes[name][1:])
-        sizes = [(b - a) * per_row for a, b in (row_range(rows, r, self.world)
-                                                for r in range(self.world))]  # fmt: skip
-        received = torch.empty(self.world * mine.numel(), dtype=grad.dtype, device=grad.device)
-        sent = grad.contiguous().view(-1)
-        work = dist.all_to_all_single(received, sent, [mine.numel()] * self.world, sizes,
-                                      async_op=True)  # fmt: skip
-        self.pending = (name, received, sent, work)
-
-    def finish(self) -> None:
-        """Complete the pending exchange: its rows, squared, added in rank order."""
-        if self.pending is None:
-            return
-        name, received, _sent, work = self.pending
-        self.pending = None
-        work.wait()
-        flat = self.acc[name].view(-1)
-        for piece in received.view(self.world, -1):
-            add_([flat], [piece], self.objective)
+        bounds = [(a * per_row, b * per_row) for a, b in (row_range(rows, r, self.world)
+                                                          for r in range(self.world))]  # fmt: skip
+        flat = grad.contiguous().view(-1)
+        start, stop = bounds[self.rank]
+        others = [r for r in range(self.world) if r != self.rank]
+        sent = flat[stop:] if start == 0 else flat[:start] if stop == flat.numel() else (
+            torch.cat([flat[:start], flat[stop:]]))  # fmt: skip
+        received = torch.empty(len(others) * mine.numel(), dtype=grad.dtype, device=grad.device)
+        sizes_in = [b - a for a, b in bounds]
+        sizes_in[self.rank] = 0
+        sizes_out = [mine.numel()] * self.world
+        sizes_out[self.rank] = 0
+        dist.all_to_all_single(received, sent, sizes_out, sizes_in)
+        pieces = dict(zip(others, received.view(len(others), -1), strict=True))
+        pieces[self.rank] = flat[start:stop]
+        target = mine.view(-1)
+        for r in range(self.world):
+            add_([target], [pieces[r]], self.objective)
 
     def check_done(self, params: dict, before: dict) -> None:
         """Every parameter's gradient went through a hook (none left for FSDP to reduce)."""
