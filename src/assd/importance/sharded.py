@@ -17,11 +17,13 @@ With batches dealt round robin, step ``k`` of rank ``r`` is batch
 with the same arithmetic, so the batch estimator's importance, and with it
 alpha and the dampened weights, equal a single process's bit for bit.
 
-The sample estimator runs the same exchange on batches of one sample (one
-backward per sample: the definition, the ``loop`` path of
-:mod:`assd.importance.persample`); the single-process per-sample engine's
-layer rules are not used under sharding, so results agree with one process
-up to the order of float additions.
+The sample estimator runs the per-sample engine's layer hooks on the
+unsharded layers (:mod:`assd.importance.sharded_sample`): each layer group's
+squares are added into its importance rows in rank order, so with one chunk
+per batch it equals one process bit for bit too. Where some parameter cannot
+take the hooks (e.g. used outside its layer), every parameter takes the
+per-sample loop instead: the same exchange on batches of one sample, equal to
+one process up to the order of float additions (paths ``loop``).
 
 A rank whose shard has run out of batches runs its last batch again with
 weight zero (FSDP needs every rank in every all-gather); zero squares change
@@ -38,14 +40,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..batches import TensorData, batch_size_of, forward, split_batch, to_device, using_output_fn
+from ..batches import forward, using_output_fn
 from ..contract import BatchError, describe_fn, model_errors
-from ..parameters import all_finite, model_device, set_mode, trainable_parameters
+from ..parameters import model_device, set_mode, trainable_parameters
 from ..rule.sharded_dampening import is_sharded
 from . import distributed as distributed_
-from .estimators import Sums
+from .estimators import Sums, default_memory_budget
 from .objectives import add_, objective_value
-from .persample.fallback import slice_batch
+from .sharded_steps import Steps, comm_device, hook_sums
 
 __all__ = ["is_sharded_model", "row_range", "sharded_importance", "sharded_sums", "wrap_like"]
 
@@ -115,12 +117,21 @@ def sharded_sums(model: nn.Module, params: dict, data, *, objective: str, estima
     _check_layout(params)
     acc = {n: torch.zeros(p.to_local().shape, dtype=torch.float32, device=p.to_local().device)
            for n, p in params.items()}  # fmt: skip
+    n_samples = n_batches = first = 0
+    found = None
+    if estimator == "sample":  # the layer hooks; None: some parameter needs the loop
+        with set_mode(model, train=train_mode):
+            found = hook_sums(model, params, acc, data, objective=objective, loss_fn=loss_fn,
+                              batch_fn=batch_fn, device=model_device(model),
+                              budget=default_memory_budget(model_device(model)))  # fmt: skip
+    if found is not None:
+        n_samples, n_batches, first, paths = found
+        return _counted(list(params), acc, n_samples, n_batches, first, paths)
     exchange = _Exchange(model, params, acc, objective)
     before = {n: p.grad for n, p in params.items()}
-    n_samples = n_batches = first = 0
     try:
         with set_mode(model, train=train_mode):
-            steps = _Steps(data, batch_fn, estimator, model_device(model))
+            steps = Steps(data, batch_fn, estimator, model_device(model))
             for index, inputs, targets, weight, (samples, batches) in steps:
                 with model_errors("importance pass", index):
                     value = objective_value(objective, forward(model, inputs), targets, loss_fn)
@@ -130,12 +141,16 @@ def sharded_sums(model: nn.Module, params: dict, data, *, objective: str, estima
                 first = first or (samples if batches else 0)
     finally:
         exchange.remove()
-    counts = torch.tensor([n_samples, n_batches], dtype=torch.int64, device=_comm_device())
-    largest = torch.tensor([first], dtype=torch.int64, device=_comm_device())
+    paths = {n: "loop" for n in params} if estimator == "sample" else None
+    return _counted(list(params), acc, n_samples, n_batches, first, paths)
+
+
+def _counted(names, acc, n_samples, n_batches, first, paths) -> Sums:
+    """This rank's rows with every rank's counts (all-reduced as the data-parallel path)."""
+    counts = torch.tensor([n_samples, n_batches], dtype=torch.int64, device=comm_device())
+    largest = torch.tensor([first], dtype=torch.int64, device=comm_device())
     dist.all_reduce(counts)
     dist.all_reduce(largest, op=dist.ReduceOp.MAX)
-    names = list(params)
-    paths = {n: "loop" for n in names} if estimator == "sample" else None
     total_samples, total_batches = (int(v) for v in counts.tolist())
     return Sums(names, [acc[n] for n in names], total_samples, total_batches,
                 int(largest.item()), paths)  # fmt: skip
@@ -161,63 +176,6 @@ def _check_layout(params: dict) -> None:
                 f"(placements {placements} on a mesh of {p.device_mesh.size()} of {world} "
                 "ranks); sharded importance needs Shard(0) over one mesh of every rank."
             )
-
-
-class _Steps:
-    """This rank's steps (batches, or single samples), in lockstep with the other ranks.
-
-    Yields ``(batch index, inputs, targets, weight, (samples, batches))``: a
-    batch counts its samples on its first step. Once this rank has no work
-    left while others have, its last step comes again with weight 0, counting
-    nothing. Every step all-reduces two flags: work left, and a bad batch.
-    """
-
-    def __init__(self, data, batch_fn, estimator: str, device):
-        self.data, self.batch_fn, self.estimator, self.device = data, batch_fn, estimator, device
-
-    def __iter__(self):
-        own, last = self._own(distributed_.shard(self.data)), None
-        while True:
-            error, step = None, None
-            try:
-                step = next(own, None)
-                if step is None and last is None and isinstance(self.data, TensorData):
-                    last = next(self._own(self.data), None)  # an empty shard: any batch, weight 0
-            except Exception as caught:  # re-raised below, on every rank
-                error = caught
-            starved = step is None and last is None
-            flags = [step is not None, error is not None, starved]
-            flags = torch.tensor(flags, dtype=torch.int64, device=_comm_device())
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            if error is not None:
-                raise error
-            if flags[1]:
-                raise RuntimeError("another process met a bad batch in its data shard; its "
-                                   "error message says why.")  # fmt: skip
-            if not flags[0]:
-                return
-            if flags[2]:
-                raise ValueError(
-                    "a process's data shard is empty while others have batches; give every "
-                    "process at least one batch (or pass a TensorData, which is split evenly)."
-                )
-            last = step or (*last[:3], 0.0, (0, 0))
-            yield last
-
-    def _own(self, data):
-        for index, batch in enumerate(data):
-            inputs, targets = split_batch(batch, self.batch_fn)
-            size = batch_size_of(inputs)
-            if size == 0:
-                continue
-            _check_finite(inputs, index)
-            inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
-            if self.estimator == "batch":
-                yield index, inputs, targets, 1.0, (size, 1)
-                continue
-            for row in range(size):  # the batch is counted on its first sample
-                x, y = slice_batch(inputs, targets, row, 1)
-                yield index, x, y, 1.0, (size, 1) if row == 0 else (0, 0)
 
 
 class _Exchange:
@@ -248,17 +206,28 @@ class _Exchange:
         self.add(name, grad.detach())
 
     def add(self, name: str, grad: torch.Tensor) -> None:
-        """Send each rank its rows of ``grad``; add every rank's rows, squared, in rank order."""
+        """Send each rank its rows of ``grad``; add every rank's rows, squared, in rank
+        order (this rank's own rows straight from ``grad``: nothing sent to itself)."""
         rows, mine = self.shapes[name][0], self.acc[name]
         per_row = math.prod(self.shapes[name][1:])
-        sizes = [(b - a) * per_row for a, b in (row_range(rows, r, self.world)
-                                                for r in range(self.world))]  # fmt: skip
-        received = torch.empty(self.world * mine.numel(), dtype=grad.dtype, device=grad.device)
-        dist.all_to_all_single(received, grad.contiguous().view(-1),
-                               [mine.numel()] * self.world, sizes)  # fmt: skip
-        flat = mine.view(-1)
-        for piece in received.view(self.world, -1):
-            add_([flat], [piece], self.objective)
+        bounds = [(a * per_row, b * per_row) for a, b in (row_range(rows, r, self.world)
+                                                          for r in range(self.world))]  # fmt: skip
+        flat = grad.contiguous().view(-1)
+        start, stop = bounds[self.rank]
+        others = [r for r in range(self.world) if r != self.rank]
+        sent = flat[stop:] if start == 0 else flat[:start] if stop == flat.numel() else (
+            torch.cat([flat[:start], flat[stop:]]))  # fmt: skip
+        received = torch.empty(len(others) * mine.numel(), dtype=grad.dtype, device=grad.device)
+        sizes_in = [b - a for a, b in bounds]
+        sizes_in[self.rank] = 0
+        sizes_out = [mine.numel()] * self.world
+        sizes_out[self.rank] = 0
+        dist.all_to_all_single(received, sent, sizes_out, sizes_in)
+        pieces = dict(zip(others, received.view(len(others), -1), strict=True))
+        pieces[self.rank] = flat[start:stop]
+        target = mine.view(-1)
+        for r in range(self.world):
+            add_([target], [pieces[r]], self.objective)
 
     def check_done(self, params: dict, before: dict) -> None:
         """Every parameter's gradient went through a hook (none left for FSDP to reduce)."""
@@ -282,18 +251,3 @@ def _is_unit(module: nn.Module) -> bool:
     from torch.distributed.fsdp import FSDPModule
 
     return isinstance(module, FSDPModule)
-
-
-def _check_finite(inputs, index: int) -> None:
-    from ..batches import check_finite_inputs
-
-    leaves = inputs if isinstance(inputs, (list, tuple)) else [inputs]
-    if not all(all_finite(t) for t in leaves if isinstance(t, torch.Tensor)
-               and t.is_floating_point()):  # fmt: skip
-        check_finite_inputs(inputs, index)
-
-
-def _comm_device() -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
