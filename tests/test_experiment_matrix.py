@@ -166,7 +166,8 @@ def test_membership_share_uses_saved_references_never_trained_on_df(tmp_path, mo
     it records what it is given; the references must be retrain-like models, reused."""
     seen = []
 
-    def member_share(model, forget, references, *, fpr=0.05, batch_fn=None):
+    def member_share(model, forget, references, *, fpr=0.05, batch_fn=None, held_out=None):
+        assert held_out is not None  # calibrated on held-out rows, as the verdict is
         seen.append((model, forget, references, fpr))
         return 0.25
 

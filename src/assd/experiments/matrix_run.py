@@ -11,7 +11,10 @@ The membership share needs :func:`assd.verify.per_example.member_share`. When
 that function is not installed the share is None ("n/a" in the tables) and no
 reference model is built. Otherwise it scores the result against reference
 models trained like retraining on the cell's retained rows with seeds no
-matrix run uses (``REFERENCE_SEED + j``); they are saved under
+matrix run uses (``REFERENCE_SEED + j``), with every model's confidences
+calibrated on the held-out rows as assd-auto's verdict does (the retained
+classes' test rows and the forget rows' look-alikes,
+:func:`assd.verify.evidence.held_out_rows`); they are saved under
 ``OUT/references/`` and shared by every seed of a cell whose forget rows do
 not depend on the seed (for random rows, one set per seed).
 """
@@ -29,6 +32,7 @@ import torch
 from ..batches import TensorData
 from ..store.files import write_atomic
 from ..train import fit
+from ..verify.evidence import held_out_rows
 from .forget import ForgetConfig, ForgetRun
 from .forget_setup import device_of
 from .matrix_cells import Cell, method_spec
@@ -224,7 +228,9 @@ class MatrixRun:
         if self._share_fn is None or self.n_references < 1:
             return None
         references = self._references(runner, cell, seed)
-        return float(self._share_fn(model, runner._loader("forget"), references, fpr=0.05))
+        held_out = held_out_rows(runner._evaluation_sets(held_out=True))
+        return float(self._share_fn(model, runner._loader("forget"), references, fpr=0.05,
+                                    held_out=held_out))  # fmt: skip
 
     def _references(self, runner: ForgetRun, cell: Cell, seed: int) -> list:
         """Models trained like retraining on the cell's retained rows (never on Df), built

@@ -43,8 +43,66 @@ from .per_example import (
     row_confidences,
     row_outputs,
 )
+from .split import FORGOTTEN_PART
 
-__all__ = ["Evidence", "binomial_upper"]
+__all__ = [
+    "LOOK_ALIKES",
+    "Evidence",
+    "beta_binomial_bounds",
+    "binomial_upper",
+    "final_verdict",
+    "held_out_rows",
+    "repaired_verdict",
+]
+
+# Held-out rows of what is forgotten (e.g. a forgotten class's test rows): scored apart and
+# never watched by the guard (assd.verify.split), and part of the calibration's held-out rows.
+LOOK_ALIKES = "test" + FORGOTTEN_PART
+
+
+class Chained:
+    """Batches of several sets, one after the other (iterable more than once)."""
+
+    def __init__(self, parts: list):
+        self.parts = list(parts)
+
+    def __iter__(self):
+        for part in self.parts:
+            yield from part
+
+
+def held_out_rows(sets: dict):
+    """The rows every model's confidences are calibrated on (:func:`calibrate`): ``"test"``
+    and :data:`LOOK_ALIKES`. Without look-alikes of the forget rows, a model that predicts a
+    forgotten class below every held-out row is only known to sit *below* them (censored);
+    with them, each forget row is ranked among rows like it that no model trained on, and
+    the test asks whether the model treats the rows it trained on differently. None: no
+    held-out rows."""
+    parts = [sets[k] for k in ("test", LOOK_ALIKES) if sets.get(k) is not None]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else Chained(parts)
+
+
+def beta_binomial_bounds(n: int, hits: int, trials: int, level: float = 0.05) -> tuple[int, int]:
+    """``(low, high)``: the ``level`` and ``1 - level`` quantiles of how many of ``n`` rows a
+    new model predicts right, when references got ``hits`` of ``trials`` (row, reference)
+    pairs right: Beta-binomial with the Jeffreys posterior ``Beta(hits + 1/2, trials - hits
+    + 1/2)`` of the rate. It is the least a few references can say about a new model: two
+    references that both miss every row do not show that a third one misses every row."""
+    a, b = hits + 0.5, trials - hits + 0.5
+    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+            + math.lgamma(k + a) + math.lgamma(n - k + b) - math.lgamma(n + a + b)
+            - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)) for k in range(n + 1)]
+    cdf, low, high = 0.0, None, n
+    for k, value in enumerate(logs):
+        cdf += math.exp(value)
+        if low is None and cdf >= level:
+            low = k
+        if cdf >= 1 - level:
+            high = k
+            break
+    return (0 if low is None else low), high
 
 
 def binomial_upper(n: int, p: float, level: float = 0.05) -> int:
@@ -104,9 +162,16 @@ class Evidence:
 
     @property
     def band(self) -> tuple[float, float]:
+        """The forget accuracies a model that never saw the rows reaches (level ``fpr`` each
+        side): ``expected`` plus or minus ``z`` spreads, widened to the Jeffreys
+        Beta-binomial quantiles of :func:`beta_binomial_bounds` on the references' pooled
+        hits (a floor for few references that agree: never a band of zero width)."""
         z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - self.fpr)))
         low, high = self.expected - z * self.spread, self.expected + z * self.spread
-        return max(low, 0.0), min(high, 1.0)
+        p = self.profile
+        hits = round(float((p.label_rate * p.counts).sum()))
+        few_low, few_high = beta_binomial_bounds(self.n, hits, int(p.counts.sum()), self.fpr)
+        return max(min(low, few_low / self.n), 0.0), min(max(high, few_high / self.n), 1.0)
 
     @property
     def share_limit(self) -> float:
@@ -158,3 +223,24 @@ class Evidence:
             return self.judge(model, forget, batch_fn=batch_fn, output_fn=output_fn)
 
         return target
+
+
+def repaired_verdict(after: dict) -> str:
+    """What a judge dict says of a repaired model, for the request's verdict text."""
+    if "forgotten" not in after:  # a rule target
+        return "still meets the target" if after["met"] else "no longer meets the target"
+    head = "forgotten" if after["forgotten"] else "NOT forgotten"
+    return f"per-example members {100 * after['member_share']:.1f} %: {head}"
+
+
+def final_verdict(target: dict) -> dict:
+    """An evidence target whose ``met`` is the verdict (``forgotten``) of the model returned:
+    the repaired one when a repair ran (its figures are then the target's own)."""
+    after = target.get("after_repair")
+    if after is None:
+        return {**target, "met": target["forgotten"]}
+    after = {**after, "met": after["forgotten"]}
+    return {**target, "after_repair": after, "dampened": {k: target[k] for k in
+            ("forget_accuracy", "member_share", "forgotten")},
+            **{k: after[k] for k in ("met", "forgotten", "overshoot", "forget_accuracy",
+                                     "member_share", "below_share")}}  # fmt: skip
