@@ -9,7 +9,7 @@ import torch
 from scipy.stats import betabinom, norm
 
 import assd
-from assd.experiments.matrix_run import claimed_met
+from assd.experiments.matrix_run import claimed_forgotten, claimed_met
 from assd.verify.evidence import (
     LOOK_ALIKES,
     Evidence,
@@ -122,18 +122,50 @@ def test_look_alike_sets_are_kept_apart_and_calibrate():
 
 
 def test_verdict_of_a_repaired_model_is_its_own():
-    dampened = {"met": True, "forgotten": False, "overshoot": False, "forget_accuracy": 0.0,
-                "member_share": 0.4, "below_share": 0.0, "verdict": "..."}  # fmt: skip
-    repaired = {**dampened, "met": True, "forgotten": True, "member_share": 0.05,
-                "forget_accuracy": 0.01}  # fmt: skip
+    dampened = {"met": True, "in_band": True, "forgotten": False, "overshoot": False,
+                "forget_accuracy": 0.0, "member_share": 0.4, "below_share": 0.0,
+                "verdict": "..."}  # fmt: skip
+    repaired = {**dampened, "forgotten": True, "member_share": 0.05, "forget_accuracy": 0.01}
     target = final_verdict({**dampened, "after_repair": repaired})
-    assert target["met"] and target["after_repair"]["met"] and target["member_share"] == 0.05
+    assert target["met"] and target["forgotten"] and target["member_share"] == 0.05
     assert target["dampened"]["member_share"] == 0.4
-    # in band but flagged: the verdict (and the matrix's claim) is "missed"
+    # the repair brought the rows back above the band: the target is missed
+    back = {**repaired, "met": True, "in_band": False, "forgotten": False}
+    missed = final_verdict({**dampened, "after_repair": back})
+    assert not missed["met"] and not missed["after_repair"]["met"]
+    # in the band but flagged: the target is met (what retraining is judged on), and the
+    # verdict is not "forgotten"
     flagged = final_verdict({**dampened, "after_repair": {**repaired, "forgotten": False}})
-    assert not flagged["met"] and not flagged["after_repair"]["met"]
+    assert flagged["met"] and not flagged["forgotten"]
 
-    class Result:  # what claimed_met reads
+    class Result:  # what the matrix reads
         outcome = type("O", (), {"target": flagged})()
 
-    assert claimed_met(Result()) is False
+    assert claimed_met(Result()) is True and claimed_forgotten(Result()) is False
+
+
+def test_judge_says_met_in_band_and_forgotten_with_the_test():
+    # 4 rows, 3 references that miss every row and agree on the confidences up to noise
+    g = torch.Generator().manual_seed(0)
+    scores = -5 + 0.1 * torch.randn(3, 40, generator=g)
+    evidence = Evidence(reference_profile(scores, torch.zeros(3, 40, dtype=torch.bool)), 3)
+    assert evidence.band == (0.0, 1 / 40)  # Beta-binomial(40, 0.5, 120.5): P(X <= 1) >= 0.95
+
+    class Fixed(torch.nn.Module):  # logits that give each row the wanted confidence
+        def __init__(self, conf):
+            super().__init__()
+            self.conf = torch.nn.Parameter(conf)
+
+        def forward(self, i):
+            c = self.conf[i.long().squeeze(1)]
+            return torch.stack([c, torch.zeros_like(c)], 1)  # label 0: confidence = c
+
+    rows = assd.TensorData(torch.arange(40.0)[:, None], torch.zeros(40, dtype=torch.long))
+    never = evidence.judge(Fixed(-5 + 0.1 * torch.randn(40, generator=g)), rows)
+    assert never["met"] and never["in_band"] and never["forgotten"]
+    member = evidence.judge(Fixed(torch.full((40,), -3.0)), rows)  # 20 spreads above
+    assert member["in_band"] and not member["forgotten"] and member["member_share"] == 1.0
+    assert "target met, but NOT forgotten" in member["verdict"]
+    right = evidence.judge(Fixed(torch.cat([torch.full((2,), 1.0), torch.full((38,), -5.0)])),
+                           rows)  # 2 of 40 right: above the band  # fmt: skip
+    assert not right["in_band"] and "target missed" in right["verdict"]

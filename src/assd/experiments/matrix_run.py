@@ -37,7 +37,7 @@ from .forget import ForgetConfig, ForgetRun
 from .forget_setup import device_of
 from .matrix_cells import Cell, method_spec
 
-__all__ = ["RECIPES", "REFERENCE_SEED", "MatrixRun", "TaskRun", "claimed_met"]
+__all__ = ["RECIPES", "REFERENCE_SEED", "MatrixRun", "TaskRun", "claimed_forgotten", "claimed_met"]
 
 log = logging.getLogger("assd")
 
@@ -62,6 +62,15 @@ def claimed_met(result) -> bool | None:
         return None
     final = target.get("after_repair", target)
     return bool(final.get("met"))
+
+
+def claimed_forgotten(result) -> bool | None:
+    """Whether the verdict says "forgotten" (the target and the per-example test) for the
+    model returned; None without a per-example test."""
+    target = getattr(getattr(result, "outcome", None), "target", None)
+    if not isinstance(target, dict) or "forgotten" not in target:
+        return None
+    return bool(target.get("after_repair", target)["forgotten"])
 
 
 class _Recording:
@@ -221,6 +230,7 @@ class MatrixRun:
         runner = self.runner(cell)
         record, model = runner.run_spec(key["seed"], method_spec(key["method"]))
         record["claimed_met"] = claimed_met(runner.last_result)
+        record["claimed_forgotten"] = claimed_forgotten(runner.last_result)
         record["member_share"] = self._member_share(runner, cell, key["seed"], model)
         return record
 

@@ -200,7 +200,7 @@ class AutoASSD(ASSD):
         if evidence is not None:  # judged on the working model, row by row
             trials.target = evidence.bind(trials.model, trials.sets["forget"], **options)
         chosen = self._searched(trials, retain)
-        if "forgotten" in chosen["target"]:  # searched on the accuracy; the verdict needs all
+        if "forgotten" in chosen["target"]:  # searched on the accuracy; met: in the band
             chosen["target"] = final_verdict(chosen["target"])
         if self.relearn_steps:
             before = trials.before["forget"]

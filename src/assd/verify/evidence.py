@@ -9,20 +9,24 @@ with them (:meth:`assd.verify.references.ReferenceSet.profile`):
 - the **tolerance**: how far one such model strays from it, the larger of the
   Poisson-binomial spread of the rows, ``sqrt(sum p_i (1 - p_i)) / n``, and the
   spread of the references' own accuracies. The band is the target plus or
-  minus ``z`` spreads, ``z`` the normal quantile at the stated ``fpr``;
+  minus ``z`` spreads, ``z`` the normal quantile at the stated ``fpr``, and at
+  least the Jeffreys Beta-binomial quantiles of the references' pooled hits
+  (:func:`beta_binomial_bounds`: two references that miss every row do not
+  make a band of zero width);
 - the **per-example test** (:mod:`assd.verify.per_example`): the share of
   rows still flagged as members at ``fpr``, allowed up to what a model that
   never saw the rows reaches by chance (a Binomial(n, fpr) count at level
-  ``fpr``).
+  ``fpr``). Confidences are ranked among the same model's held-out rows
+  (:func:`held_out_rows`: with look-alikes of the forget rows, so that a row is
+  compared with rows like it that no model trained on).
 
-``"met"`` (what a search stops on) is the accuracy: no higher than the band.
-``"forgotten"`` (the verdict) needs all three: accuracy within the band, and no
-more members than chance. Accuracy *below* the band is over-forgetting (a model
-that never saw the rows would not treat them so). The per-example test is not
-a stopping rule because it does not fall with the dampening's strength on the
-digits sub-classes (docs/evidence.md): a model that never saw a sub-class is
-confidently wrong on it, a dampened one is unsure, and the test tells them
-apart at every strength.
+A judged model's ``"met"`` during the search (what it stops on) is the
+accuracy no higher than the band. The final verdict's ``"met"`` (the target,
+what retraining is judged on) is the accuracy *inside* the band (below it is
+over-forgetting: a model that never saw the rows would not treat them so);
+``"forgotten"`` needs the per-example test as well. The per-example test is
+not a stopping rule: after dampening, trained rows can keep ranking above their
+look-alikes at every strength (docs/evidence.md).
 
 Example:
     >>> binomial_upper(100, 0.5)  # P(X >= 58) = 0.067, P(X >= 59) = 0.044
@@ -192,18 +196,21 @@ class Evidence:
         reached = acc <= high + 1e-12
         members = test.share <= self.share_limit + 1e-12
         over = acc < low - 1e-12
+        in_band = reached and not over
         return {
             "kind": self.kind, "basis": "references", "met": reached, "overshoot": over,
-            "forgotten": reached and members and not over,
+            "in_band": in_band, "forgotten": in_band and members,
             "forget_accuracy": round(acc, 6), "expected": round(self.expected, 6),
             "band": [round(low, 6), round(high, 6)], "n_references": self.n_references,
             "share_limit": round(self.share_limit, 6), **test.to_dict(),
-            "verdict": self._verdict(acc, test.share, reached and members and not over, over),
+            "verdict": self._verdict(acc, test.share, in_band, in_band and members, over),
         }  # fmt: skip
 
-    def _verdict(self, acc: float, share: float, forgotten: bool, over: bool) -> str:
+    def _verdict(self, acc: float, share: float, in_band: bool, forgotten: bool,
+                 over: bool) -> str:  # fmt: skip
         low, high = self.band
-        head = "forgotten" if forgotten else "NOT forgotten"
+        head = ("forgotten" if forgotten else "target met, but NOT forgotten: the per-example "
+                "test still flags members" if in_band else "target missed, NOT forgotten")
         text = (f"Forget target ({self.kind}, from {self.n_references} reference models that "
                 f"never saw the rows): {head}. Forget-row accuracy {100 * acc:.1f} % vs "
                 f"{100 * self.expected:.1f} % for the references (band {100 * low:.1f}-"
@@ -229,18 +236,20 @@ def repaired_verdict(after: dict) -> str:
     """What a judge dict says of a repaired model, for the request's verdict text."""
     if "forgotten" not in after:  # a rule target
         return "still meets the target" if after["met"] else "no longer meets the target"
-    head = "forgotten" if after["forgotten"] else "NOT forgotten"
+    head = ("forgotten" if after["forgotten"] else "target met, NOT forgotten"
+            if after["in_band"] else "target missed, NOT forgotten")  # fmt: skip
     return f"per-example members {100 * after['member_share']:.1f} %: {head}"
 
 
 def final_verdict(target: dict) -> dict:
-    """An evidence target whose ``met`` is the verdict (``forgotten``) of the model returned:
-    the repaired one when a repair ran (its figures are then the target's own)."""
+    """The verdict on the model returned (the repaired one when a repair ran; its figures
+    are then the target's own): ``met``, the target, is the forget accuracy inside the band
+    (what retraining is judged on); ``forgotten`` needs the per-example test too."""
     after = target.get("after_repair")
     if after is None:
-        return {**target, "met": target["forgotten"]}
-    after = {**after, "met": after["forgotten"]}
+        return {**target, "met": target["in_band"]}
+    after = {**after, "met": after["in_band"]}
     return {**target, "after_repair": after, "dampened": {k: target[k] for k in
-            ("forget_accuracy", "member_share", "forgotten")},
-            **{k: after[k] for k in ("met", "forgotten", "overshoot", "forget_accuracy",
-                                     "member_share", "below_share")}}  # fmt: skip
+            ("forget_accuracy", "member_share", "in_band", "forgotten")},
+            **{k: after[k] for k in ("met", "in_band", "forgotten", "overshoot",
+                                     "forget_accuracy", "member_share", "below_share")}}
