@@ -2,6 +2,7 @@
 look-alike held-out rows, the band's floor for few references and the verdict of a repaired
 model, checked against hand-computed cases."""
 
+import itertools
 import math
 
 import pytest
@@ -10,6 +11,7 @@ from scipy.stats import betabinom, norm
 
 import assd
 from assd.experiments.matrix_run import claimed_forgotten, claimed_met
+from assd.verify.conformal import chance_limit, conformal_test, flagged_pmf, usable
 from assd.verify.evidence import (
     LOOK_ALIKES,
     Evidence,
@@ -169,3 +171,31 @@ def test_judge_says_met_in_band_and_forgotten_with_the_test():
     right = evidence.judge(Fixed(torch.cat([torch.full((2,), 1.0), torch.full((38,), -5.0)])),
                            rows)  # 2 of 40 right: above the band  # fmt: skip
     assert not right["in_band"] and "target missed" in right["verdict"]
+
+
+def test_conformal_chance_by_enumeration():
+    # 2 forget rows and 4 look-alikes, exchangeable: all 6! orders equally likely. At fpr
+    # 0.2, a row is flagged when no look-alike reaches it (p = 1 / 5)
+    n, m, fpr = 2, 4, 0.2
+    counts = [0] * (n + 1)
+    for order in itertools.permutations(range(n + m)):
+        values = torch.tensor(order, dtype=torch.float64)
+        counts[int(conformal_test(values[:n], values[n:], fpr=fpr).flagged.sum())] += 1
+    total = math.factorial(n + m)
+    assert flagged_pmf(n, m, fpr) == pytest.approx([c / total for c in counts])
+    assert counts == [480, 192, 48]  # P(0) = 4/6 * 3/5... by hand: 2/3, 4/15, 1/15
+    # the chance limit: the largest k with P(X >= k) >= level
+    assert chance_limit(n, m, fpr, level=0.1) == 1 and chance_limit(n, m, fpr, level=0.05) == 2
+    assert not usable(18, 0.05) and usable(19, 0.05)  # 1 / (m + 1) <= fpr
+
+
+def test_conformal_member_and_non_member():
+    g = torch.Generator().manual_seed(1)
+    look = torch.randn(99, generator=g)  # a model's own never-seen rows, in spreads
+    never = conformal_test(torch.randn(200, generator=g), look, fpr=0.05)
+    member = conformal_test(5 + torch.randn(200, generator=g), look, fpr=0.05)
+    assert member.share == 1.0  # every row above all 99 look-alikes: p = 1 / 100
+    assert never.share <= chance_limit(200, 99, 0.05) / 200
+    # by hand: a row equal to the 96th largest look-alike is reached by 96 of them (ties count)
+    row = look.sort(descending=True).values[95:96]
+    assert conformal_test(row, look).p_value.item() == pytest.approx((1 + 96) / 100)

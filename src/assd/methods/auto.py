@@ -52,7 +52,6 @@ from ..verify.evidence import (
     Evidence,
     binomial_upper,
     final_verdict,
-    held_out_rows,
     repaired_verdict,
 )
 from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused, guard_change
@@ -177,12 +176,8 @@ class AutoASSD(ASSD):
                                batch_fn=self.importance_options["batch_fn"])  # fmt: skip
         if refs is None:
             return None
-        held_out = held_out_rows(sets)  # calibrates each model's confidences, when given
-        profile = refs.profile(sets["forget"], held_out=held_out,
-                               batch_fn=self.importance_options["batch_fn"],
-                               output_fn=self.importance_options["output_fn"])  # fmt: skip
-        return Evidence(profile, n_references=len(refs.models), kind=kind, fpr=self.fpr,
-                        held_out=held_out, models=refs.models)  # fmt: skip
+        return Evidence.of(refs, sets, kind=kind, fpr=self.fpr,
+                           **{k: self.importance_options[k] for k in ("batch_fn", "output_fn")})
 
     def _kind(self, forget_labels: torch.Tensor, retain_labels: torch.Tensor) -> str:
         if self.target_kind != "auto":

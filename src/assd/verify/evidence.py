@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .conformal import chance_limit, conformal_test, usable
 from .per_example import (
     ReferenceProfile,
     calibrate,
@@ -59,8 +60,7 @@ __all__ = [
     "repaired_verdict",
 ]
 
-# Held-out rows of what is forgotten (e.g. a forgotten class's test rows): scored apart and
-# never watched by the guard (assd.verify.split), and part of the calibration's held-out rows.
+# Held-out rows like the forget rows (e.g. a forgotten class's test rows); not guarded.
 LOOK_ALIKES = "test" + FORGOTTEN_PART
 
 
@@ -137,6 +137,10 @@ class Evidence:
         held_out: rows no model here trained on, when the profile's confidences were
             calibrated on them (:func:`assd.verify.per_example.calibrate`); the judged
             model's confidences are then calibrated the same way.
+        look_alikes, look_profile: held-out rows like the forget rows and the references'
+            profile of them; with at least ``1 / fpr - 1`` of them the per-example test is
+            the conformal one (:mod:`assd.verify.conformal`): the judged model's forget
+            rows against its own look-alikes.
     """
 
     profile: ReferenceProfile
@@ -145,6 +149,28 @@ class Evidence:
     fpr: float = 0.05
     held_out: object = None
     models: list = field(default_factory=list, repr=False)  # the references themselves
+    look_alikes: object = field(default=None, repr=False)
+    look_profile: ReferenceProfile | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, refs, sets: dict, *, kind: str, fpr: float = 0.05, batch_fn=None,
+           output_fn=None) -> Evidence:  # fmt: skip
+        """Evidence from a :class:`assd.verify.references.ReferenceSet` on a request's sets:
+        every confidence calibrated on :func:`held_out_rows`, with the forget rows'
+        look-alikes (:data:`LOOK_ALIKES`; for random rows, ``"test"``) as the null."""
+        held_out = held_out_rows(sets)
+        look = sets.get(LOOK_ALIKES, sets.get("test") if kind == "rows" else None)
+        profile, like = (None if rows is None else refs.profile(
+            rows, held_out=held_out, batch_fn=batch_fn, output_fn=output_fn)
+            for rows in (sets["forget"], look))  # fmt: skip
+        return cls(profile, n_references=len(refs.models), kind=kind, fpr=fpr,
+                   held_out=held_out, models=refs.models, look_alikes=look,
+                   look_profile=like)  # fmt: skip
+
+    @property
+    def conformal(self) -> bool:
+        """Whether the per-example test is the conformal one (enough look-alikes)."""
+        return self.look_profile is not None and usable(len(self.look_profile.mean), self.fpr)
 
     @property
     def n(self) -> int:
@@ -180,17 +206,25 @@ class Evidence:
     @property
     def share_limit(self) -> float:
         """The member share a model that never saw the rows stays within (level ``fpr``)."""
+        if self.conformal:
+            return chance_limit(self.n, len(self.look_profile.mean), self.fpr) / self.n
         return binomial_upper(self.n, self.fpr, level=self.fpr) / self.n
 
     def judge(self, model, forget, *, batch_fn=None, output_fn=None) -> dict:
         """Whether ``model`` treats the forget rows as the references do (a JSON-ready dict)."""
-        conf, hits = row_outputs(model, forget, batch_fn=batch_fn, output_fn=output_fn)
-        if self.held_out is not None:
-            conf = calibrate(conf, row_confidences(model, self.held_out, batch_fn=batch_fn,
-                                                   output_fn=output_fn))  # fmt: skip
+        options = {"batch_fn": batch_fn, "output_fn": output_fn}
+        conf, hits = row_outputs(model, forget, **options)
+        held = None if self.held_out is None else row_confidences(model, self.held_out, **options)
+        conf = conf if held is None else calibrate(conf, held)
         if len(conf) != self.n:
             raise ValueError(f"{len(conf)} forget rows, but the references profiled {self.n}.")
-        test = membership_test(conf, self.profile, fpr=self.fpr)
+        if self.conformal:
+            look = row_confidences(model, self.look_alikes, **options)
+            look = look if held is None else calibrate(look, held)
+            test = conformal_test(_deviation(conf, self.profile),
+                                  _deviation(look, self.look_profile), fpr=self.fpr)
+        else:
+            test = membership_test(conf, self.profile, fpr=self.fpr)
         acc = float(hits.double().mean())
         low, high = self.band
         reached = acc <= high + 1e-12
@@ -203,6 +237,7 @@ class Evidence:
             "forget_accuracy": round(acc, 6), "expected": round(self.expected, 6),
             "band": [round(low, 6), round(high, 6)], "n_references": self.n_references,
             "share_limit": round(self.share_limit, 6), **test.to_dict(),
+            "test": "look-alikes" if self.conformal else "references",
             "verdict": self._verdict(acc, test.share, in_band, in_band and members, over),
         }  # fmt: skip
 
@@ -214,13 +249,18 @@ class Evidence:
         text = (f"Forget target ({self.kind}, from {self.n_references} reference models that "
                 f"never saw the rows): {head}. Forget-row accuracy {100 * acc:.1f} % vs "
                 f"{100 * self.expected:.1f} % for the references (band {100 * low:.1f}-"
-                f"{100 * high:.1f} %); the per-example test flags {100 * share:.1f} % of the "
-                f"rows as members at a {100 * self.fpr:g} % false-positive rate (chance: up to "
+                f"{100 * high:.1f} %); the per-example test{self._against} flags "
+                f"{100 * share:.1f} % of the rows as members at a {100 * self.fpr:g} % "
+                f"false-positive rate (chance: up to "
                 f"{100 * self.share_limit:.1f} %).")  # fmt: skip
         if over:
             text += (" The rows are forgotten beyond what a model that never saw them shows: "
                      "that is a membership signal too.")  # fmt: skip
         return text
+
+    @property
+    def _against(self) -> str:
+        return " (against the model's own held-out look-alikes)" if self.conformal else ""
 
     def bind(self, model, forget, *, batch_fn=None, output_fn=None):
         """A target for :class:`assd.methods.search.Trials`: ``target(before, after)`` judges
@@ -230,6 +270,11 @@ class Evidence:
             return self.judge(model, forget, batch_fn=batch_fn, output_fn=output_fn)
 
         return target
+
+
+def _deviation(conf: torch.Tensor, profile: ReferenceProfile) -> torch.Tensor:
+    """Each row's confidence in spreads of its references' distribution."""
+    return (conf.double() - profile.mean) / profile.test_scale
 
 
 def repaired_verdict(after: dict) -> str:
