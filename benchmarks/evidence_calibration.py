@@ -2,21 +2,20 @@
 
 For each class or sub-class matrix cell and seed given, this runs assd-auto once
 (references from the cell's recipe, as in the matrix) on the originals saved in a
-matrix folder, then
-judges several models with the verdict's test (assd-auto's own references, every
-confidence calibrated on held-out rows):
+matrix folder, then judges several models on the forget rows with three forms of the
+per-example test, all against assd-auto's own references (fpr 5 %):
 
-- "look-alikes": the held-out rows are the retained classes' test rows and the
-  forget rows' look-alikes (the forgotten class's or sub-class's test rows), as
-  assd-auto now calibrates;
-- "test only": the retained classes' test rows alone (the earlier calibration,
-  where references put a forgotten class below every held-out row: censored).
+- "conformal": the verdict's test, each forget row's deviation from its references'
+  mean ranked among the judged model's own held-out look-alikes (the forgotten class's
+  or sub-class's test rows), :mod:`assd.verify.conformal`;
+- "parametric, look-alikes": the references' Gaussian, confidences calibrated on the
+  retained classes' test rows and the look-alikes;
+- "parametric, test only": the same, calibrated on the retained classes' test rows
+  alone (references put a forgotten class below every one of them: censored).
 
-Models: assd-auto's result, retraining (the matrix's recipe and seed), the
-original, and the matrix's own references (retrain-like models never trained on the
-forget rows; each should be flagged at about the false-positive rate).
-Printed: the share of forget rows flagged (fpr 5 %), the chance limit, and how many
-reference rows are censored at the calibration's floor.
+Models: assd-auto's result, retraining (the matrix's recipe and seed), the original,
+and the matrix's own retrain-like references (never trained on the forget rows: each
+should be flagged at about the false-positive rate, within the chance limit printed).
 
     python benchmarks/evidence_calibration.py --out runs/m-ev --cells digits-full-class-3:0
 """
@@ -31,6 +30,7 @@ from assd.experiments.matrix_cells import select_cells
 from assd.experiments.matrix_run import MatrixRun
 from assd.methods import auto
 from assd.verify.evidence import LOOK_ALIKES, Evidence, held_out_rows
+from assd.verify.references import ReferenceSet
 
 
 def run_cell(folder: str, cell_id: str, seed: int) -> None:
@@ -60,29 +60,22 @@ def run_cell(folder: str, cell_id: str, seed: int) -> None:
                  enumerate(run._references(runner, cells[0], seed))}}  # fmt: skip
     print(f"\n{cell_id} seed {seed}: Df {100 * record['df_acc']:.1f} %, "
           f"{len(evidence.models)} assd-auto references")  # fmt: skip
-    print("| model | flagged, look-alikes (%) | flagged, test only (%) | chance (%) |")
+    print("| model | conformal (%) | parametric, look-alikes (%) | parametric, test only (%) |")
     print("|---|---:|---:|---:|")
-    judges = {}
+    refs = ReferenceSet.never_saw(evidence.models)
+    judges = {"conformal": evidence}
     for name, held in (("look", held_out_rows(sets)), ("test", sets["test"])):
-        profile = _profile(evidence, sets["forget"], held)
+        profile = refs.profile(sets["forget"], held_out=held)
         judges[name] = Evidence(profile, n_references=len(evidence.models), kind=evidence.kind,
                                 fpr=evidence.fpr, held_out=held)  # fmt: skip
-        censored = int(profile.censored.sum())
-        print(f"<!-- {name}: {censored} of {len(profile.mean)} rows censored, scale "
-              f"{profile.scale:.3f} -->")  # fmt: skip
+    limits = {k: f"{100 * j.share_limit:.1f}" for k, j in judges.items()}
     for name, model in models.items():
         share = {k: judges[k].judge(model, sets["forget"])["member_share"] for k in judges}
-        print(f"| {name} | {100 * share['look']:.1f} | {100 * share['test']:.1f} | "
-              f"{100 * judges['look'].share_limit:.1f} |")  # fmt: skip
+        print(f"| {name} | {100 * share['conformal']:.1f} | {100 * share['look']:.1f} | "
+              f"{100 * share['test']:.1f} |")  # fmt: skip
+    print(f"| chance limit | {limits['conformal']} | {limits['look']} | {limits['test']} |")
     if LOOK_ALIKES not in sets:
-        print("(no look-alikes in this cell: both columns use the same held-out rows)")
-
-
-def _profile(evidence: Evidence, forget, held_out):
-    from assd.verify.references import ReferenceSet
-
-    refs = ReferenceSet.never_saw(evidence.models)
-    return refs.profile(forget, held_out=held_out)
+        print("(no look-alikes in this cell: the columns use the same held-out rows)")
 
 
 def main() -> None:
