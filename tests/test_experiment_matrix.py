@@ -51,7 +51,8 @@ def test_summary_counts_match_a_hand_count():
                     _record(sub, seed, "original", 0.95, 0.98),
                     _record(sub, seed, "retrain", 0.24, 0.98)]  # fmt: skip
     records += [
-        _record(full, 0, "assd-auto", 0.03, 0.965, claimed=True),   # gap 3, drop 0.5: met
+        {**_record(full, 0, "assd-auto", 0.03, 0.965, claimed=True),  # gap 3, drop 0.5: met
+         "claimed_forgotten": False},  # in the band, but members flagged
         _record(full, 1, "assd-auto", 0.12, 0.97, claimed=True),    # gap 12 > 2 x 5: missed, far
         _record(sub, 0, "assd-auto", 0.93, 0.98, claimed=False),    # gap 69: missed, says missed
         _record(sub, 1, "assd-auto", 0.30, 0.975, claimed=False),   # gap 6, drop 0.5: met
@@ -72,7 +73,8 @@ def test_summary_counts_match_a_hand_count():
     assert counts["retrain"]["all"] == {"met": 4, "runs": 4}
     verdicts = summary["verdicts"]["all"]
     assert verdicts == {"runs": 4, "with_verdict": 4, "agree": 2, "said_met_missed": 1,
-                        "said_missed_met": 1, "met_far": 1}  # fmt: skip
+                        "said_missed_met": 1, "met_far": 1, "with_forgotten": 1,
+                        "forgotten": 0}  # fmt: skip
     cell = next(c for c in summary["cells"] if (c["cell"], c["method"]) == (sub, "assd"))
     assert cell["df_gap"] == pytest.approx(13.0) and cell["df_gap_max"] == pytest.approx(26.0)
     assert cell["dr_drop"] == pytest.approx(-0.05) and cell["member_share"] is None
@@ -166,7 +168,8 @@ def test_membership_share_uses_saved_references_never_trained_on_df(tmp_path, mo
     it records what it is given; the references must be retrain-like models, reused."""
     seen = []
 
-    def member_share(model, forget, references, *, fpr=0.05, batch_fn=None):
+    def member_share(model, forget, references, *, fpr=0.05, batch_fn=None, held_out=None):
+        assert held_out is not None  # calibrated on held-out rows, as the verdict is
         seen.append((model, forget, references, fpr))
         return 0.25
 

@@ -184,6 +184,10 @@ class ForgetRun:
         sets = {"forget": self._loader("forget"), "retain": self._loader("retain")}
         if self.config.scenario == "random" or held_out:
             sets["test"] = self._loader("retain_test")
+        if held_out and self.sets["forget_test"] is not None:  # look-alikes of the forget rows
+            from ..verify.evidence import LOOK_ALIKES
+
+            sets[LOOK_ALIKES] = self._loader("forget_test")
         return sets
 
     def _method(self, name: str, options: dict, seed: int):

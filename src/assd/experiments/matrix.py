@@ -82,6 +82,7 @@ def judge(records: list[dict]) -> list[dict]:
                                                               cell.criterion),
             "member_share": record.get("member_share"), "mia": record.get("mia"),
             "claimed_met": record.get("claimed_met"),
+            "claimed_forgotten": record.get("claimed_forgotten"),
             "verdict": record.get("verdict"),
         })  # fmt: skip
     return rows
@@ -133,6 +134,8 @@ def verdict_check(rows: list[dict], method: str = "assd-auto") -> dict:
             "said_missed_met": sum(r["met"] and not r["claimed_met"] for r in said),
             "met_far": sum(bool(r["claimed_met"]) and r["df_gap"] > 2 * r["df_limit"]
                            for r in said),
+            "with_forgotten": sum(r.get("claimed_forgotten") is not None for r in mine),
+            "forgotten": sum(bool(r.get("claimed_forgotten")) for r in mine),
         }  # fmt: skip
     return out
 

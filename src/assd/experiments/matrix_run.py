@@ -11,7 +11,10 @@ The membership share needs :func:`assd.verify.per_example.member_share`. When
 that function is not installed the share is None ("n/a" in the tables) and no
 reference model is built. Otherwise it scores the result against reference
 models trained like retraining on the cell's retained rows with seeds no
-matrix run uses (``REFERENCE_SEED + j``); they are saved under
+matrix run uses (``REFERENCE_SEED + j``), with every model's confidences
+calibrated on the held-out rows as assd-auto's verdict does (the retained
+classes' test rows and the forget rows' look-alikes,
+:func:`assd.verify.evidence.held_out_rows`); they are saved under
 ``OUT/references/`` and shared by every seed of a cell whose forget rows do
 not depend on the seed (for random rows, one set per seed).
 """
@@ -29,11 +32,12 @@ import torch
 from ..batches import TensorData
 from ..store.files import write_atomic
 from ..train import fit
+from ..verify.evidence import held_out_rows
 from .forget import ForgetConfig, ForgetRun
 from .forget_setup import device_of
 from .matrix_cells import Cell, method_spec
 
-__all__ = ["RECIPES", "REFERENCE_SEED", "MatrixRun", "TaskRun", "claimed_met"]
+__all__ = ["RECIPES", "REFERENCE_SEED", "MatrixRun", "TaskRun", "claimed_forgotten", "claimed_met"]
 
 log = logging.getLogger("assd")
 
@@ -58,6 +62,15 @@ def claimed_met(result) -> bool | None:
         return None
     final = target.get("after_repair", target)
     return bool(final.get("met"))
+
+
+def claimed_forgotten(result) -> bool | None:
+    """Whether the verdict says "forgotten" (the target and the per-example test) for the
+    model returned; None without a per-example test."""
+    target = getattr(getattr(result, "outcome", None), "target", None)
+    if not isinstance(target, dict) or "forgotten" not in target:
+        return None
+    return bool(target.get("after_repair", target)["forgotten"])
 
 
 class _Recording:
@@ -217,6 +230,7 @@ class MatrixRun:
         runner = self.runner(cell)
         record, model = runner.run_spec(key["seed"], method_spec(key["method"]))
         record["claimed_met"] = claimed_met(runner.last_result)
+        record["claimed_forgotten"] = claimed_forgotten(runner.last_result)
         record["member_share"] = self._member_share(runner, cell, key["seed"], model)
         return record
 
@@ -224,7 +238,9 @@ class MatrixRun:
         if self._share_fn is None or self.n_references < 1:
             return None
         references = self._references(runner, cell, seed)
-        return float(self._share_fn(model, runner._loader("forget"), references, fpr=0.05))
+        held_out = held_out_rows(runner._evaluation_sets(held_out=True))
+        return float(self._share_fn(model, runner._loader("forget"), references, fpr=0.05,
+                                    held_out=held_out))  # fmt: skip
 
     def _references(self, runner: ForgetRun, cell: Cell, seed: int) -> list:
         """Models trained like retraining on the cell's retained rows (never on Df), built

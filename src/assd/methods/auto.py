@@ -15,24 +15,18 @@ target and runs a bounded repair (:mod:`assd.methods.repair`): at most
 ``repair_epochs`` epochs on the retained rows that hold the forget rows'
 outputs where the dampening put them, stopping as soon as the guard holds, or
 as soon as the pace of its last five epochs could not make the guard hold
-by the bound (:func:`out_of_pace`; a repair run to its bound costs about a
-retraining, so a hopeless one is cut short). If
-the guard still breaks, it returns the strongest dampening the guard allows
-and the verdict says the target was missed. The path of tries is in
-``result.outcome.tries``.
+by the bound (:func:`out_of_pace`; a hopeless repair is cut short). If the
+guard still breaks, it returns the strongest dampening the guard allows and
+the verdict says the target was missed (tries: ``result.outcome.tries``).
 
 With reference models (``recipe=`` to train them, or ``references=``), the
 target is read off models that never trained on the forget rows
 (:mod:`assd.verify.evidence`): the search stops once the forget-row accuracy
 is inside the references' band, and the verdict says "forgotten" only when
-the per-example (LiRA offline) test agrees. Without them the rule targets
-below apply, and the verdict says that the target is a rule, not evidence.
-
-Without references the rule targets of :mod:`assd.methods.rule_targets` apply
-(``"group"``, ``"rows"``, ``"mislabelled"``; ``"auto"`` picks ``"group"`` when no
-retained row carries the forget rows' labels, else ``"rows"``; say
-``target="group"`` for a sub-class); a causal LM's ``"sequences"`` target is
-in :mod:`assd.methods.sequence_target`.
+the per-example (LiRA offline) test agrees. Without them the rule targets of
+:mod:`assd.methods.rule_targets` apply and the verdict says the target is a rule
+(``"auto"``: ``"group"`` when no retained row carries the forget rows' labels, else
+``"rows"``); a causal LM's ``"sequences"``: :mod:`assd.methods.sequence_target`.
 Example:
     >>> import torch, assd
     >>> _ = torch.manual_seed(0)
@@ -54,7 +48,12 @@ import math
 import torch
 
 from ..batches import split_batch
-from ..verify.evidence import Evidence, binomial_upper
+from ..verify.evidence import (
+    Evidence,
+    binomial_upper,
+    final_verdict,
+    repaired_verdict,
+)
 from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused, guard_change
 from ..verify.references import SHARED, Recipe, ReferenceCache, ReferenceSet, for_request
 from ..verify.relearn import relearn_check
@@ -177,12 +176,8 @@ class AutoASSD(ASSD):
                                batch_fn=self.importance_options["batch_fn"])  # fmt: skip
         if refs is None:
             return None
-        held_out = sets.get("test")  # calibrates each model's confidences, when given
-        profile = refs.profile(sets["forget"], held_out=held_out,
-                               batch_fn=self.importance_options["batch_fn"],
-                               output_fn=self.importance_options["output_fn"])  # fmt: skip
-        return Evidence(profile, n_references=len(refs.models), kind=kind, fpr=self.fpr,
-                        held_out=held_out, models=refs.models)  # fmt: skip
+        return Evidence.of(refs, sets, kind=kind, fpr=self.fpr,
+                           **{k: self.importance_options[k] for k in ("batch_fn", "output_fn")})
 
     def _kind(self, forget_labels: torch.Tensor, retain_labels: torch.Tensor) -> str:
         if self.target_kind != "auto":
@@ -200,8 +195,8 @@ class AutoASSD(ASSD):
         if evidence is not None:  # judged on the working model, row by row
             trials.target = evidence.bind(trials.model, trials.sets["forget"], **options)
         chosen = self._searched(trials, retain)
-        if "forgotten" in chosen["target"]:  # searched on the accuracy; the verdict needs all
-            chosen["target"] = {**chosen["target"], "met": chosen["target"]["forgotten"]}
+        if "forgotten" in chosen["target"]:  # searched on the accuracy; met: in the band
+            chosen["target"] = final_verdict(chosen["target"])
         if self.relearn_steps:
             before = trials.before["forget"]
             rows = retain if retain is not None else trials.sets["retain"]
@@ -263,7 +258,7 @@ class AutoASSD(ASSD):
         keys = ("strength", "alpha", "dampening", "selected")
         entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": epochs})
         after = entry["target"]
-        still = "still meets the target" if after["met"] else "no longer meets the target"
+        still = repaired_verdict(after)
         entry["target"] = {**reach["target"], "after_repair": after,
                            "verdict": f"{reach['target']['verdict']} That was the dampened "
                                       f"model; after {epochs} repair epoch(s), "

@@ -50,6 +50,9 @@ __all__ = [
 ]
 
 MIN_SCALE = 1e-3  # references that agree exactly on every row: a spread of 0 would flag anything
+# The spread when every row's references tie at a bound (censored, see reference_profile):
+# the spread of calibrated scores over the held-out rows themselves, N(0, 1) by construction.
+CENSORED_SCALE = 1.0
 
 
 def row_confidences(model: nn.Module, data, *, batch_fn=None, output_fn=None) -> torch.Tensor:
@@ -123,6 +126,7 @@ class ReferenceProfile:
         counts: (n,) how many references never saw each row.
         label_rate: (n,) the share of those references that predict the row's label.
         accuracy: (k,) each reference's accuracy on the rows it never saw (NaN: none).
+        censored: (n,) rows whose references all sit at the same bound (no spread measured).
     """
 
     mean: torch.Tensor
@@ -130,6 +134,7 @@ class ReferenceProfile:
     counts: torch.Tensor
     label_rate: torch.Tensor
     accuracy: torch.Tensor
+    censored: torch.Tensor | None = None
 
     @property
     def test_scale(self) -> torch.Tensor:
@@ -146,6 +151,13 @@ def reference_profile(scores: torch.Tensor, predicted: torch.Tensor | None = Non
     and the pooled spread needs two on some row. ``predicted`` (k, n): whether
     reference ``j`` predicts row ``i``'s label (default: ``scores > 0``, which
     is the same for two classes and a lower bound otherwise).
+
+    Rows whose references all tie at the lowest (or highest) score of the
+    matrix are *censored*: calibrated scores of rows a model puts below every
+    held-out row all equal :func:`calibrate`'s floor, which bounds their true
+    scores rather than measuring a spread of zero. They are left out of the
+    pooled spread (their mean is the bound); when every row is censored, the
+    spread is :data:`CENSORED_SCALE`.
     """
     scores = scores.double()
     out = ~torch.isnan(scores)
@@ -154,18 +166,29 @@ def reference_profile(scores: torch.Tensor, predicted: torch.Tensor | None = Non
         raise ValueError("every forget row needs at least one reference model that never "
                          "trained on it (scores: (references, rows), NaN = trained on).")
     mean = torch.where(out, scores, 0.0).sum(0) / counts
-    dof = int((counts - 1).clamp(min=0).sum())
-    if dof == 0:
+    if int((counts - 1).clamp(min=0).sum()) == 0:
         raise ValueError("the spread of the references needs at least two reference models "
                          "that never trained on the same row; build more references.")  # fmt: skip
-    squares = torch.where(out, (scores - mean) ** 2, 0.0).sum()
-    scale = max(math.sqrt(float(squares) / dof), MIN_SCALE)
+    censored = _censored(scores, out, counts)
+    dof = int(torch.where(censored, 0, counts - 1).clamp(min=0).sum())
+    squares = torch.where(out & ~censored, (scores - mean) ** 2, 0.0).sum()
+    scale = max(math.sqrt(float(squares) / dof), MIN_SCALE) if dof else CENSORED_SCALE
     hits = (scores > 0) if predicted is None else predicted.bool()
     hits = hits & out
     rate = hits.sum(0).double() / counts
     accuracy = hits.sum(1).double() / out.sum(1).double()  # 0/0 = NaN: saw every row
     return ReferenceProfile(mean=mean, scale=scale, counts=counts, label_rate=rate,
-                            accuracy=accuracy)  # fmt: skip
+                            accuracy=accuracy, censored=censored)  # fmt: skip
+
+
+def _censored(scores: torch.Tensor, out: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(n,) rows whose references all give the same score, at the lowest or highest score
+    of the whole matrix: a bound (e.g. :func:`calibrate`'s floor: below every held-out row),
+    not a measurement of the row's spread."""
+    low = torch.where(out, scores, math.inf).amin(0)
+    high = torch.where(out, scores, -math.inf).amax(0)
+    bound = (low == low.min()) | (high == high.max())
+    return (counts >= 2) & (low == high) & bound
 
 
 @dataclass
@@ -216,7 +239,7 @@ def membership_test(confidence: torch.Tensor, profile: ReferenceProfile, *,
 
 
 def member_share(model: nn.Module, forget, references: list[nn.Module], *,
-                 fpr: float = 0.05, batch_fn=None) -> float:  # fmt: skip
+                 fpr: float = 0.05, batch_fn=None, held_out=None) -> float:  # fmt: skip
     """Share of ``forget`` rows that the per-example test still flags as members.
 
     Args:
@@ -226,6 +249,9 @@ def member_share(model: nn.Module, forget, references: list[nn.Module], *,
         fpr: the test's false-positive rate: a model that never saw the rows
             scores about this share.
         batch_fn: how to split a batch into ``(inputs, targets)``.
+        held_out: labelled rows none of these models trained on; each model's
+            confidences are then calibrated on its own confidences there
+            (:func:`calibrate`), as :class:`assd.verify.evidence.Evidence` does.
 
     Returns:
         The share of flagged rows, in [0, 1].
@@ -233,6 +259,12 @@ def member_share(model: nn.Module, forget, references: list[nn.Module], *,
     if len(references) < 2:
         raise ValueError("member_share needs at least two reference models (their spread "
                          f"is the test's scale); got {len(references)}.")  # fmt: skip
-    scores = torch.stack([row_confidences(r, forget, batch_fn=batch_fn) for r in references])
-    conf = row_confidences(model, forget, batch_fn=batch_fn)
-    return membership_test(conf, reference_profile(scores), fpr=fpr).share
+
+    def scored(m: nn.Module) -> torch.Tensor:
+        conf = row_confidences(m, forget, batch_fn=batch_fn)
+        if held_out is None:
+            return conf
+        return calibrate(conf, row_confidences(m, held_out, batch_fn=batch_fn))
+
+    scores = torch.stack([scored(r) for r in references])
+    return membership_test(scored(model), reference_profile(scores), fpr=fpr).share

@@ -68,7 +68,7 @@ def separate_forgotten(sets: dict, *, batch_fn=None, row_keys=None) -> dict:
         return sets
     out = {}
     for name, data in sets.items():
-        if name == "forget":
+        if name == "forget" or is_forgotten_part(name):  # given apart already: kept as is
             out[name] = data
             continue
         rest, part = _split(name, data, classes, forget_keys, batch_fn, row_keys)
