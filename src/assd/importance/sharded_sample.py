@@ -21,7 +21,6 @@ caller falls back to the per-sample loop (:mod:`assd.importance.sharded`).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from functools import partial
 
 import torch
@@ -30,11 +29,10 @@ from torch import nn
 
 from ..batches import batch_size_of, forward
 from .persample.accumulate import add_hooked
-from .persample.broadcast import Watch
 from .persample.engine import CHECK_ROWS, SampleEngine
 from .persample.fallback import slice_batch
 from .persample.plan import plan
-from .persample.records import recorder, same_total
+from .persample.records import same_total
 from .sharded_chain import Chain
 
 __all__ = ["ShardedSampleEngine", "live_parameters"]
@@ -172,22 +170,8 @@ class ShardedSampleEngine(SampleEngine):
         self._accumulate(None, records, batch_size_of(inputs))
 
     def _record(self, inputs, targets, *, first: bool):
-        """The hook pass's forward: the records of the owned layers and the summed objective."""
-        records, outputs = [], {}
-        layers = [m for m in self.owned if isinstance(m, nn.Module)
-                  and not isinstance(m, nn.MultiheadAttention)]  # fmt: skip
-        handles = [m.register_forward_hook(recorder(records, outputs)) for m in layers]
-        watch = None
-        if self._watching:
-            watch = Watch(records, params=self._watched, outputs=outputs, attention=self._attention)
-        try:
-            with watch or nullcontext():
-                logits = forward(self.model, inputs)
-        finally:
-            for handle in handles:
-                handle.remove()
-        self._watching = self._watching and (not first or watch.seen)
-        value = self._summed(logits, targets)
+        """The engine's hook-pass forward, keeping the records of the owned layers."""
+        records, value = super()._record(inputs, targets, first=first)
         return [r for r in records if r.module in self.owned], value
 
     def _accumulate(self, acc, records, rows: int, *, sums=None, kinds=None) -> None:

@@ -151,7 +151,9 @@ class SampleEngine:
 
     # -- the hook pass ----------------------------------------------------------------------
 
-    def _hook_pass(self, acc, inputs, targets, *, first: bool) -> None:
+    def _record(self, inputs, targets, *, first: bool):
+        """The hook pass's forward: the records of every hooked layer and the summed
+        objective (None: the loss is not a sum of per-sample losses)."""
         records, outputs = [], {}
         layers = [m for m in self.owned if isinstance(m, nn.Module)  # not Shared owners
                   and not isinstance(m, nn.MultiheadAttention)]  # (seen by the Watch)  # fmt: skip
@@ -166,7 +168,10 @@ class SampleEngine:
             for handle in handles:
                 handle.remove()
         self._watching = self._watching and (not first or watch.seen)
-        value = self._summed(logits, targets)
+        return records, self._summed(logits, targets)
+
+    def _hook_pass(self, acc, inputs, targets, *, first: bool) -> None:
+        records, value = self._record(inputs, targets, first=first)
         if value is None:  # the loss is not a sum of per-sample losses: no hooks at all
             for name in [n for kn in self.owned.values() for _, n in kn]:
                 self._reject(name, "loss_fn is not the mean or sum of per-sample losses")
