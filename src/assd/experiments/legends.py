@@ -10,9 +10,10 @@ What the columns mean (details: docs/errors.md):
   model trained from scratch without the wrong rows (the target to reach);
   finetune: one epoch of training on the rows kept; assd: one-shot ASSD
   (alpha from the forget share); assd-auto: ASSD searching its strength until
-  the wrong rows get their wrong labels no more often than held-out rows of
-  other labels are mistaken for them, under a 1-point retain guard
-  ("nothing to do" when they already are); ssd: alpha = 10.
+  the wrong rows get their wrong labels no more often than from reference
+  models trained without them (a third of the epochs, on halves of the rows
+  kept), under a 1-point retain guard ("nothing to do" when they already
+  are); ssd: alpha = 10.
 - test acc: accuracy on the held-out rows; clean-train acc: accuracy on the
   training rows with their true labels (mean ± sd over seeds).
 - Δ test (pp), Δ clean (pp): the gain over the mistake model, in percentage
