@@ -1,0 +1,32 @@
+"""The repair's first step, against Adam's definition (assd.methods.repair)."""
+
+import torch
+import torch.nn.functional as F
+
+from assd.batches import TensorData
+from assd.methods.repair import REPAIR_LR, repair_
+
+
+def test_first_repair_step_moves_each_weight_by_the_learning_rate_against_the_retain_loss():
+    # Adam's first step is lr * m / (sqrt(v) + eps) with m = g, v = g^2 after bias correction:
+    # -lr * sign(g) wherever |g| >> eps. At that step the forget rows' outputs are exactly the
+    # kept ones, so the keep term's gradient is zero and g is the retained rows' loss alone.
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    forget = TensorData(torch.randn(5, 4), torch.zeros(5, dtype=torch.long), batch_size=5)
+    before = [p.detach().clone() for p in model.parameters()]
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    grads = [p.grad.detach().clone() for p in model.parameters()]
+    model.zero_grad()
+
+    epochs = repair_(model, retain=TensorData(x, y, batch_size=6), forget=forget,
+                     done=lambda: True, epochs=5)  # fmt: skip
+
+    assert epochs == 1  # done() held after the first epoch
+    for p, p0, g in zip(model.parameters(), before, grads, strict=True):
+        moved = g.abs() > 1e-6
+        assert moved.any()
+        expected = p0 - REPAIR_LR * torch.sign(g)
+        assert torch.allclose(p.detach()[moved], expected[moved], atol=1e-6)
