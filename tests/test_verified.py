@@ -371,3 +371,20 @@ def test_repair_pace_rule_against_a_straight_line_projection():
     assert out_of_pace(steady, epochs=10)
     assert not out_of_pace(steady[:5], epochs=6)  # too few epochs to judge a pace
     assert out_of_pace([0.2, 0.2, 0.21, 0.2, 0.2, 0.2], epochs=25)  # no progress at all
+
+
+def test_assd_auto_with_the_forgotten_class_in_the_test_set():
+    model, x, y = trained()
+    keep = y != 3
+    test_x, test_y = one_hot_data(seed=9, n=80)  # holds class 3 too
+    sets = {"retain": batches(x[keep], y[keep]), "test": batches(test_x, test_y)}
+    result = assd.get_method("assd-auto").unlearn(
+        model, forget=batches(x[~keep], y[~keep]), data=batches(x, y), evaluate=sets)
+    out = result.outcome
+    assert out.n_changed > 0 and out.target["met"] and out.guard["ok"]
+    part = out.after["test (forgotten part)"]
+    assert part.n == int((test_y == 3).sum()) and out.after["test"].n == int((test_y != 3).sum())
+    with torch.no_grad():
+        held = result.model(test_x[test_y == 3]).argmax(1)
+    assert part.accuracy == float((held == 3).double().mean())  # scored, not guarded
+    assert out.guard["worst"]["set"] in ("retain", "test")
