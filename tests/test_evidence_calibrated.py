@@ -124,7 +124,8 @@ def test_look_alike_sets_are_kept_apart_and_calibrate():
 
 
 def test_verdict_of_a_repaired_model_is_its_own():
-    dampened = {"met": True, "in_band": True, "forgotten": False, "overshoot": False,
+    dampened = {"met": True, "in_band": True, "close": True, "forgotten": False,
+                "overshoot": False,
                 "forget_accuracy": 0.0, "member_share": 0.4, "below_share": 0.0,
                 "verdict": "..."}  # fmt: skip
     repaired = {**dampened, "forgotten": True, "member_share": 0.05, "forget_accuracy": 0.01}
@@ -132,7 +133,7 @@ def test_verdict_of_a_repaired_model_is_its_own():
     assert target["met"] and target["forgotten"] and target["member_share"] == 0.05
     assert target["dampened"]["member_share"] == 0.4
     # the repair brought the rows back above the band: the target is missed
-    back = {**repaired, "met": True, "in_band": False, "forgotten": False}
+    back = {**repaired, "met": True, "in_band": False, "close": False, "forgotten": False}
     missed = final_verdict({**dampened, "after_repair": back})
     assert not missed["met"] and not missed["after_repair"]["met"]
     # in the band but flagged: the target is met (what retraining is judged on), and the
@@ -169,8 +170,12 @@ def test_judge_says_met_in_band_and_forgotten_with_the_test():
     assert member["in_band"] and not member["forgotten"] and member["member_share"] == 1.0
     assert "target met, but NOT forgotten" in member["verdict"]
     right = evidence.judge(Fixed(torch.cat([torch.full((2,), 1.0), torch.full((38,), -5.0)])),
-                           rows)  # 2 of 40 right: above the band  # fmt: skip
-    assert not right["in_band"] and "target missed" in right["verdict"]
+                           rows)  # 2 of 40 right: above the band, within 5 points  # fmt: skip
+    assert not right["in_band"] and right["close"] and right["window"] == [0.0, 0.05]
+    more = evidence.judge(Fixed(torch.cat([torch.full((3,), 1.0), torch.full((37,), -5.0)])),
+                          rows)  # 3 of 40: 7.5 % is beyond the margin  # fmt: skip
+    assert not more["close"] and "target missed" in more["verdict"]
+    assert not final_verdict(more)["met"] and final_verdict(right)["met"]
 
 
 def test_conformal_chance_by_enumeration():

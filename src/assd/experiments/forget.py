@@ -295,7 +295,10 @@ def _target_figures(target: dict | None) -> dict:
     """What a verified request's target said: met, its basis, the per-example share."""
     if not target:
         return {}
-    keys = ("met", "basis", "member_share", "overshoot", "expected", "band")
+    keys = ("met", "basis", "member_share", "overshoot", "expected", "band", "raw_expected",
+            "strength", "look_accuracy", "look_expected", "look_window", "in_band", "close",
+            "window",
+            "margin", "references_agree")
     out = {f"target_{k}": target[k] for k in keys if k in target}
     relearn = target.get("relearn")
     if relearn:

@@ -48,15 +48,11 @@ import math
 import torch
 
 from ..batches import split_batch
-from ..verify.evidence import (
-    Evidence,
-    binomial_upper,
-    final_verdict,
-    repaired_verdict,
-)
+from ..verify.evidence import Evidence, binomial_upper
 from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused, guard_change
 from ..verify.references import SHARED, Recipe, ReferenceCache, ReferenceSet, for_request
 from ..verify.relearn import relearn_check
+from ..verify.tolerance import default_margin, final_verdict, repaired_verdict
 from .assd import ASSD
 from .registry import register
 from .repair import REPAIR_EPOCHS, out_of_pace, repair_
@@ -108,6 +104,9 @@ class AutoASSD(ASSD):
         reference_cache: where trained references are kept and looked up (default: the
             process's :data:`assd.verify.references.SHARED`).
         fpr: the false-positive rate of the evidence's tests.
+        margin: how far (a share of rows) the forget accuracy may sit from the references'
+            estimate and still count as met (default: 0.15 for a sub-class, else 0.05;
+            :mod:`assd.verify.tolerance`).
         relearn_steps: after the request, fine-tune a copy this many batches on the
             retained rows and report whether the forget rows come back
             (:func:`assd.verify.relearn.relearn_check`); 0: no check.
@@ -122,7 +121,7 @@ class AutoASSD(ASSD):
                  estimator: str = "sample", recipe: Recipe | None = None, references=None,
                  reference_pairs: int | None = None, reference_seed: int = 0, fpr: float = 0.05,
                  relearn_steps: int = 0, reference_cache: ReferenceCache | None = None,
-                 **options):  # fmt: skip
+                 margin: float | None = None, **options):  # fmt: skip
         if target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}, got {target!r}.")
         if not isinstance(repair_epochs, int) or repair_epochs < 0:
@@ -134,6 +133,9 @@ class AutoASSD(ASSD):
         self.recipe, self.references = recipe, references
         self.reference_pairs, self.reference_seed = reference_pairs, reference_seed
         self.fpr, self.relearn_steps = fpr, relearn_steps
+        if margin is not None and not 0 <= margin < 1:
+            raise ValueError(f"margin is a share of the forget rows in [0, 1), got {margin!r}.")
+        self.margin = margin
         self.reference_cache = SHARED if reference_cache is None else reference_cache
 
     def forget_target(self, sets: dict):
@@ -156,7 +158,7 @@ class AutoASSD(ASSD):
                 "pass evaluate={'test': ...} (labelled rows the model never trained on), "
                 "or target='group' for a class or sub-class."
             )
-        evidence = self._evidence(sets, kind)
+        evidence = self._evidence(sets, kind, torch.isin(forget_labels, retain_labels).any())
         if evidence is not None:
             return evidence
         if kind == "rows":
@@ -166,8 +168,9 @@ class AutoASSD(ASSD):
         share = float(torch.isin(retain_labels, forget_labels.unique()).double().mean())
         return _group_target(max(share, MIN_BASE_RATE, 1 / len(forget_labels)), len(forget_labels))
 
-    def _evidence(self, sets: dict, kind: str) -> Evidence | None:
-        """The target from reference models, when a recipe or references are given."""
+    def _evidence(self, sets: dict, kind: str, kept) -> Evidence | None:
+        """The target from reference models, when a recipe or references are given (``kept``:
+        whether retained rows carry the forget rows' labels, for the margin)."""
         refs = self.references
         if refs is None and self.recipe is not None:
             pairs = self.reference_pairs or (1 if kind == "group" else 2)
@@ -176,8 +179,10 @@ class AutoASSD(ASSD):
                                batch_fn=self.importance_options["batch_fn"])  # fmt: skip
         if refs is None:
             return None
-        return Evidence.of(refs, sets, kind=kind, fpr=self.fpr,
-                           **{k: self.importance_options[k] for k in ("batch_fn", "output_fn")})
+        evidence = Evidence.of(refs, sets, kind=kind, fpr=self.fpr, **{
+            k: self.importance_options[k] for k in ("batch_fn", "output_fn")})  # fmt: skip
+        evidence.margin = default_margin(kind, bool(kept)) if self.margin is None else self.margin
+        return evidence
 
     def _kind(self, forget_labels: torch.Tensor, retain_labels: torch.Tensor) -> str:
         if self.target_kind != "auto":
@@ -193,6 +198,8 @@ class AutoASSD(ASSD):
         evidence = trials.target if isinstance(trials.target, Evidence) else None
         options = {k: self.importance_options[k] for k in ("batch_fn", "output_fn")}
         if evidence is not None:  # judged on the working model, row by row
+            test = trials.before.get("test")
+            evidence.calibrate_strength(None if test is None else test.accuracy)
             trials.target = evidence.bind(trials.model, trials.sets["forget"], **options)
         chosen = self._searched(trials, retain)
         if "forgotten" in chosen["target"]:  # searched on the accuracy; met: in the band

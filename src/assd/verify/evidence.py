@@ -21,12 +21,14 @@ with them (:meth:`assd.verify.references.ReferenceSet.profile`):
   compared with rows like it that no model trained on).
 
 A judged model's ``"met"`` during the search (what it stops on) is the
-accuracy no higher than the band. The final verdict's ``"met"`` (the target,
-what retraining is judged on) is the accuracy *inside* the band (below it is
-over-forgetting: a model that never saw the rows would not treat them so);
-``"forgotten"`` needs the per-example test as well. The per-example test is
-not a stopping rule: after dampening, trained rows can keep ranking above their
-look-alikes at every strength (docs/evidence.md).
+accuracy no higher than the band, nor than the target plus the margin (where
+references disagree, the band is wide and its top is not evidence). The final
+verdict's ``"met"`` (what retraining is judged on) is ``"close"``: the accuracy
+within a stated margin of the target, on the forget rows and (within the margin
+or their chance band) on their held-out look-alikes; outside the margin but
+within chance is ``"undetermined"`` (:mod:`assd.verify.tolerance`).
+``"forgotten"`` needs the per-example test as well. For random rows the target
+is first scaled to the original's strength (:meth:`Evidence.calibrate_strength`).
 
 Example:
     >>> binomial_upper(100, 0.5)  # P(X >= 58) = 0.067, P(X >= 59) = 0.044
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .bands import beta_binomial_bounds, binomial_upper, odds_ratio, odds_scale
 from .conformal import chance_limit, conformal_test, usable
 from .per_example import (
     ReferenceProfile,
@@ -49,6 +52,14 @@ from .per_example import (
     row_outputs,
 )
 from .split import FORGOTTEN_PART
+from .tolerance import (
+    MARGIN,
+    describe,
+    final_verdict,
+    references_agree,
+    repaired_verdict,
+    window,
+)
 
 __all__ = [
     "LOOK_ALIKES",
@@ -57,6 +68,7 @@ __all__ = [
     "binomial_upper",
     "final_verdict",
     "held_out_rows",
+    "odds_ratio",
     "repaired_verdict",
 ]
 
@@ -88,43 +100,6 @@ def held_out_rows(sets: dict):
     return parts[0] if len(parts) == 1 else Chained(parts)
 
 
-def beta_binomial_bounds(n: int, hits: int, trials: int, level: float = 0.05) -> tuple[int, int]:
-    """``(low, high)``: the ``level`` and ``1 - level`` quantiles of how many of ``n`` rows a
-    new model predicts right, when references got ``hits`` of ``trials`` (row, reference)
-    pairs right: Beta-binomial with the Jeffreys posterior ``Beta(hits + 1/2, trials - hits
-    + 1/2)`` of the rate. It is the least a few references can say about a new model: two
-    references that both miss every row do not show that a third one misses every row."""
-    a, b = hits + 0.5, trials - hits + 0.5
-    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-            + math.lgamma(k + a) + math.lgamma(n - k + b) - math.lgamma(n + a + b)
-            - (math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)) for k in range(n + 1)]
-    cdf, low, high = 0.0, None, n
-    for k, value in enumerate(logs):
-        cdf += math.exp(value)
-        if low is None and cdf >= level:
-            low = k
-        if cdf >= 1 - level:
-            high = k
-            break
-    return (0 if low is None else low), high
-
-
-def binomial_upper(n: int, p: float, level: float = 0.05) -> int:
-    """The largest count ``k`` with ``P(X >= k) >= level`` for ``X ~ Binomial(n, p)``: how
-    many of ``n`` rows may keep a property of rate ``p`` before chance alone (one-sided,
-    ``level``) stops explaining it."""
-    if p <= 0 or p >= 1:
-        return 0 if p <= 0 else n
-    logs = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
-            + k * math.log(p) + (n - k) * math.log1p(-p) for k in range(n + 1)]  # fmt: skip
-    tail = 0.0
-    for k in range(n, -1, -1):
-        tail += math.exp(logs[k])
-        if tail >= level:
-            return k
-    return 0
-
-
 @dataclass
 class Evidence:
     """The forget target and tolerance read off reference models (see the module docstring).
@@ -151,6 +126,10 @@ class Evidence:
     models: list = field(default_factory=list, repr=False)  # the references themselves
     look_alikes: object = field(default=None, repr=False)
     look_profile: ReferenceProfile | None = field(default=None, repr=False)
+    held_out_accuracy: float | None = None  # the references' mean accuracy on "test"
+    n_held_out: int = 0
+    strength: float = 1.0  # odds ratio, :meth:`calibrate_strength`
+    margin: float = MARGIN  # what counts as close (:mod:`assd.verify.tolerance`)
 
     @classmethod
     def of(cls, refs, sets: dict, *, kind: str, fpr: float = 0.05, batch_fn=None,
@@ -163,9 +142,25 @@ class Evidence:
         profile, like = (None if rows is None else refs.profile(
             rows, held_out=held_out, batch_fn=batch_fn, output_fn=output_fn)
             for rows in (sets["forget"], look))  # fmt: skip
+        test = [row_outputs(m, sets["test"], batch_fn=batch_fn, output_fn=output_fn)[1]
+                for m in refs.models] if sets.get("test") is not None else []  # fmt: skip
         return cls(profile, n_references=len(refs.models), kind=kind, fpr=fpr,
-                   held_out=held_out, models=refs.models, look_alikes=look,
-                   look_profile=like)  # fmt: skip
+                   held_out=held_out, models=refs.models, look_alikes=look, look_profile=like,
+                   held_out_accuracy=float(torch.cat(test).double().mean()) if test else None,
+                   n_held_out=len(test[0]) if test else 0)  # fmt: skip
+
+    def calibrate_strength(self, accuracy: float | None) -> None:
+        """Scale a row-level target to a model as strong as one with ``accuracy`` on the
+        held-out ``"test"`` rows (the original's: no model here trained on them). References
+        train at a reduced budget on half the rows, so they get fewer rows right than a full
+        retraining; random forget rows are like held-out rows, so the target's odds of a
+        right answer are multiplied by the odds ratio of ``accuracy`` to the references' own
+        accuracy there (:func:`odds_ratio`). Not for groups: how a never-seen model treats a
+        sub-class does not follow its accuracy on other rows (measured: docs/evidence.md)."""
+        if (self.kind != "rows" or accuracy is None or self.held_out_accuracy is None
+                or not self.n_held_out):  # fmt: skip
+            return  # only random rows are like held-out rows (docs/evidence.md)
+        self.strength = odds_ratio(accuracy, self.held_out_accuracy, self.n_held_out)
 
     @property
     def conformal(self) -> bool:
@@ -177,18 +172,29 @@ class Evidence:
         return len(self.profile.mean)
 
     @property
-    def expected(self) -> float:
-        """The forget accuracy of a model that never saw the rows."""
+    def raw_expected(self) -> float:
+        """The references' own mean forget accuracy (before :meth:`calibrate_strength`)."""
         return float(self.profile.label_rate.mean())
+
+    @property
+    def expected(self) -> float:
+        """The forget accuracy of a model that never saw the rows, as strong as the original."""
+        return odds_scale(self.raw_expected, self.strength)
 
     @property
     def spread(self) -> float:
         """One such model's standard deviation around :attr:`expected`."""
+        return max(self._row_spread, self._model_spread)
+
+    @property
+    def _row_spread(self) -> float:  # the rows' Poisson-binomial spread: chance
         p = self.profile.label_rate.double()
-        rows = math.sqrt(float((p * (1 - p)).sum())) / self.n
+        return math.sqrt(float((p * (1 - p)).sum())) / self.n
+
+    @property
+    def _model_spread(self) -> float:  # how far the references' own accuracies stray
         acc = self.profile.accuracy[~torch.isnan(self.profile.accuracy)]
-        models = float(acc.std()) if len(acc) >= 2 else 0.0
-        return max(rows, models)
+        return float(acc.std()) if len(acc) >= 2 else 0.0
 
     @property
     def band(self) -> tuple[float, float]:
@@ -196,12 +202,23 @@ class Evidence:
         side): ``expected`` plus or minus ``z`` spreads, widened to the Jeffreys
         Beta-binomial quantiles of :func:`beta_binomial_bounds` on the references' pooled
         hits (a floor for few references that agree: never a band of zero width)."""
+        return self._band(self.spread)
+
+    @property
+    def chance_band(self) -> tuple[float, float]:
+        """:attr:`band` from the rows' chance alone (without the references' disagreement):
+        the least a window around :attr:`expected` must allow (:mod:`.tolerance`)."""
+        return self._band(self._row_spread)
+
+    def _band(self, spread: float) -> tuple[float, float]:
         z = float(torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(1 - self.fpr)))
-        low, high = self.expected - z * self.spread, self.expected + z * self.spread
+        raw = self.raw_expected
+        low, high = raw - z * spread, raw + z * spread
         p = self.profile
         hits = round(float((p.label_rate * p.counts).sum()))
         few_low, few_high = beta_binomial_bounds(self.n, hits, int(p.counts.sum()), self.fpr)
-        return max(min(low, few_low / self.n), 0.0), min(max(high, few_high / self.n), 1.0)
+        low, high = max(min(low, few_low / self.n), 0.0), min(max(high, few_high / self.n), 1.0)
+        return odds_scale(low, self.strength), odds_scale(high, self.strength)
 
     @property
     def share_limit(self) -> float:
@@ -218,8 +235,9 @@ class Evidence:
         conf = conf if held is None else calibrate(conf, held)
         if len(conf) != self.n:
             raise ValueError(f"{len(conf)} forget rows, but the references profiled {self.n}.")
+        look, look_hits = (None, None) if self.look_alikes is None else row_outputs(
+            model, self.look_alikes, **options)  # fmt: skip
         if self.conformal:
-            look = row_confidences(model, self.look_alikes, **options)
             look = look if held is None else calibrate(look, held)
             test = conformal_test(_deviation(conf, self.profile),
                                   _deviation(look, self.look_profile), fpr=self.fpr)
@@ -227,36 +245,38 @@ class Evidence:
             test = membership_test(conf, self.profile, fpr=self.fpr)
         acc = float(hits.double().mean())
         low, high = self.band
-        reached = acc <= high + 1e-12
+        reached = acc <= min(high, self.expected + self.margin) + 1e-12  # what the search seeks
         members = test.share <= self.share_limit + 1e-12
         over = acc < low - 1e-12
-        in_band = reached and not over
-        return {
+        in_band = acc <= high + 1e-12 and not over
+        near = window(self.expected, (self.expected, self.expected), self.margin)
+        chance = window(self.expected, self.chance_band, self.margin)
+        agree = self.kind != "group" or references_agree(self.profile.accuracy.tolist(),
+                                                         self.margin)  # same rows each  # fmt: skip
+        close = near[0] - 1e-12 <= acc <= near[1] + 1e-12
+        unsure = not close and chance[0] - 1e-12 <= acc <= chance[1] + 1e-12
+        looks = {}
+        if look_hits is not None and self.kind == "group":  # the look-alikes' own window
+            look_acc = float(look_hits.double().mean())
+            like = Evidence(self.look_profile, self.n_references, strength=self.strength)
+            look_near = window(like.expected, like.chance_band, self.margin)
+            look_ok = look_near[0] - 1e-12 <= look_acc <= look_near[1] + 1e-12
+            close, unsure = close and look_ok, unsure and look_ok
+            looks = {"look_accuracy": round(look_acc, 6),
+                     "look_expected": round(like.expected, 6), "look_window": list(look_near)}
+        out = {
             "kind": self.kind, "basis": "references", "met": reached, "overshoot": over,
-            "in_band": in_band, "forgotten": in_band and members,
+            "in_band": in_band, "close": close, "forgotten": close and members,
+            "undetermined": unsure, "window": list(near), "chance_window": list(chance),
+            "margin": self.margin, "references_agree": agree,
             "forget_accuracy": round(acc, 6), "expected": round(self.expected, 6),
+            "raw_expected": round(self.raw_expected, 6), "strength": round(self.strength, 4),
+            **looks,
             "band": [round(low, 6), round(high, 6)], "n_references": self.n_references,
             "share_limit": round(self.share_limit, 6), **test.to_dict(),
             "test": "look-alikes" if self.conformal else "references",
-            "verdict": self._verdict(acc, test.share, in_band, in_band and members, over),
         }  # fmt: skip
-
-    def _verdict(self, acc: float, share: float, in_band: bool, forgotten: bool,
-                 over: bool) -> str:  # fmt: skip
-        low, high = self.band
-        head = ("forgotten" if forgotten else "target met, but NOT forgotten: the per-example "
-                "test still flags members" if in_band else "target missed, NOT forgotten")
-        text = (f"Forget target ({self.kind}, from {self.n_references} reference models that "
-                f"never saw the rows): {head}. Forget-row accuracy {100 * acc:.1f} % vs "
-                f"{100 * self.expected:.1f} % for the references (band {100 * low:.1f}-"
-                f"{100 * high:.1f} %); the per-example test{self._against} flags "
-                f"{100 * share:.1f} % of the rows as members at a {100 * self.fpr:g} % "
-                f"false-positive rate (chance: up to "
-                f"{100 * self.share_limit:.1f} %).")  # fmt: skip
-        if over:
-            text += (" The rows are forgotten beyond what a model that never saw them shows: "
-                     "that is a membership signal too.")  # fmt: skip
-        return text
+        return {**out, "verdict": describe(out, n=self.n, fpr=self.fpr, against=self._against)}
 
     @property
     def _against(self) -> str:
@@ -275,26 +295,3 @@ class Evidence:
 def _deviation(conf: torch.Tensor, profile: ReferenceProfile) -> torch.Tensor:
     """Each row's confidence in spreads of its references' distribution."""
     return (conf.double() - profile.mean) / profile.test_scale
-
-
-def repaired_verdict(after: dict) -> str:
-    """What a judge dict says of a repaired model, for the request's verdict text."""
-    if "forgotten" not in after:  # a rule target
-        return "still meets the target" if after["met"] else "no longer meets the target"
-    head = ("forgotten" if after["forgotten"] else "target met, NOT forgotten"
-            if after["in_band"] else "target missed, NOT forgotten")  # fmt: skip
-    return f"per-example members {100 * after['member_share']:.1f} %: {head}"
-
-
-def final_verdict(target: dict) -> dict:
-    """The verdict on the model returned (the repaired one when a repair ran; its figures
-    are then the target's own): ``met``, the target, is the forget accuracy inside the band
-    (what retraining is judged on); ``forgotten`` needs the per-example test too."""
-    after = target.get("after_repair")
-    if after is None:
-        return {**target, "met": target["in_band"]}
-    after = {**after, "met": after["in_band"]}
-    return {**target, "after_repair": after, "dampened": {k: target[k] for k in
-            ("forget_accuracy", "member_share", "in_band", "forgotten")},
-            **{k: after[k] for k in ("met", "in_band", "forgotten", "overshoot",
-                                     "forget_accuracy", "member_share", "below_share")}}
