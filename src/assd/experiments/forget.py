@@ -297,8 +297,7 @@ def _target_figures(target: dict | None) -> dict:
         return {}
     keys = ("met", "basis", "member_share", "overshoot", "expected", "band", "raw_expected",
             "strength", "look_accuracy", "look_expected", "look_window", "in_band", "close",
-            "window",
-            "margin", "references_agree")
+            "undetermined", "window", "margin", "references_agree")
     out = {f"target_{k}": target[k] for k in keys if k in target}
     relearn = target.get("relearn")
     if relearn:
