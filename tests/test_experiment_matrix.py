@@ -260,3 +260,8 @@ def test_assd_auto_on_a_table_cell_is_judged_against_references_of_the_cells_own
     assert auto["claimed_met"] in (True, False)  # a verdict, from a finished request
     # the references are table MLPs trained like the original (an image recipe failed here)
     assert "reference models that never saw the rows" in caplog.text
+    # one carrier's rows are a group whose label the retained rows keep: judged with the
+    # group target and its 15-point margin (the criterion the matrix judges the cell by),
+    # and against the carrier's held-out rows
+    assert auto["target_margin"] == 0.15 and "look_accuracy" in str(auto)
+    assert "Forget target (group" in auto["verdict"]

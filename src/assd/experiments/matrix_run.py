@@ -125,6 +125,8 @@ class TaskRun(_Recording, ForgetRun):
         from .matrix_tasks import build_task_model
 
         options = dict(options)
+        if self.cell.scenario == "group":  # one carrier's rows: a group, judged as a sub-class
+            options.setdefault("target", "group")
         budget = options.pop("reference_budget", REFERENCE_BUDGET)
         if budget:
             training = {**self.config.training,
@@ -215,7 +217,7 @@ class MatrixRun:
         return self._runner[1]
 
     def _new_runner(self, cell: Cell) -> ForgetRun:
-        scenario = "random" if cell.family == "table" else cell.scenario  # rows target for tables
+        scenario = "random" if cell.family == "table" else cell.scenario  # table sets as random
         config = ForgetConfig(scenario=scenario, dataset="digits", forget=cell.forget,
                               model="cnn", methods=[], seeds=[],
                               training=self._recipe(cell.family),
