@@ -9,8 +9,8 @@ import torch
 from scipy.stats import betabinom
 
 import assd
-from assd.verify.evidence import Evidence
-from assd.verify.per_example import reference_profile
+from assd.verify.evidence import LOOK_ALIKES, Evidence, held_out_rows
+from assd.verify.per_example import reference_profile, row_confidences
 from assd.verify.tolerance import (
     GROUP_MARGIN,
     MARGIN,
@@ -118,3 +118,16 @@ def test_look_alikes_must_be_in_their_own_window():
     out = evidence.judge(Fixed(conf), _rows(40))
     assert out["forget_accuracy"] == 0.0 and out["look_accuracy"] == 0.25
     assert not out["close"] and "look-alikes 25.0 %" in out["verdict"]
+
+
+def test_judge_reuses_the_look_alikes_pass_for_the_held_out_rows():
+    # held-out rows = "test" then the look-alikes (a group), or the test rows themselves (rows)
+    g = torch.Generator().manual_seed(3)
+    model = Fixed(torch.randn(60, generator=g))
+    test, look = _rows(30), _rows(30, start=30)
+    chained = held_out_rows({"test": test, LOOK_ALIKES: look})
+    profile = reference_profile(torch.randn(2, 30, generator=g), torch.zeros(2, 30).bool())
+    for held_out, looks in [(chained, look), (test, test)]:
+        evidence = Evidence(profile, 2, held_out=held_out, look_alikes=looks)
+        reused = evidence._held(model, row_confidences(model, looks), {})
+        assert torch.equal(reused, row_confidences(model, held_out))

@@ -51,7 +51,7 @@ from .per_example import (
     row_confidences,
     row_outputs,
 )
-from .split import FORGOTTEN_PART
+from .split import LOOK_ALIKES, held_out_rows
 from .tolerance import (
     MARGIN,
     describe,
@@ -71,34 +71,6 @@ __all__ = [
     "odds_ratio",
     "repaired_verdict",
 ]
-
-# Held-out rows like the forget rows (e.g. a forgotten class's test rows); not guarded.
-LOOK_ALIKES = "test" + FORGOTTEN_PART
-
-
-class Chained:
-    """Batches of several sets, one after the other (iterable more than once)."""
-
-    def __init__(self, parts: list):
-        self.parts = list(parts)
-
-    def __iter__(self):
-        for part in self.parts:
-            yield from part
-
-
-def held_out_rows(sets: dict):
-    """The rows every model's confidences are calibrated on (:func:`calibrate`): ``"test"``
-    and :data:`LOOK_ALIKES`. Without look-alikes of the forget rows, a model that predicts a
-    forgotten class below every held-out row is only known to sit *below* them (censored);
-    with them, each forget row is ranked among rows like it that no model trained on, and
-    the test asks whether the model treats the rows it trained on differently. None: no
-    held-out rows."""
-    parts = [sets[k] for k in ("test", LOOK_ALIKES) if sets.get(k) is not None]
-    if not parts:
-        return None
-    return parts[0] if len(parts) == 1 else Chained(parts)
-
 
 @dataclass
 class Evidence:
@@ -231,12 +203,12 @@ class Evidence:
         """Whether ``model`` treats the forget rows as the references do (a JSON-ready dict)."""
         options = {"batch_fn": batch_fn, "output_fn": output_fn}
         conf, hits = row_outputs(model, forget, **options)
-        held = None if self.held_out is None else row_confidences(model, self.held_out, **options)
+        look, look_hits = (None, None) if self.look_alikes is None else row_outputs(
+            model, self.look_alikes, **options)  # fmt: skip
+        held = self._held(model, look, options)
         conf = conf if held is None else calibrate(conf, held)
         if len(conf) != self.n:
             raise ValueError(f"{len(conf)} forget rows, but the references profiled {self.n}.")
-        look, look_hits = (None, None) if self.look_alikes is None else row_outputs(
-            model, self.look_alikes, **options)  # fmt: skip
         if self.conformal:
             look = look if held is None else calibrate(look, held)
             test = conformal_test(_deviation(conf, self.profile),
@@ -277,6 +249,16 @@ class Evidence:
             "test": "look-alikes" if self.conformal else "references",
         }  # fmt: skip
         return {**out, "verdict": describe(out, n=self.n, fpr=self.fpr, against=self._against)}
+
+    def _held(self, model, look, options: dict):
+        """The judged model's confidences on :attr:`held_out`, reusing ``look`` (its
+        confidences on :attr:`look_alikes`) where those rows are all or the last part of it."""
+        parts = getattr(self.held_out, "parts", [self.held_out])
+        if self.held_out is None or look is None or parts[-1] is not self.look_alikes:
+            return None if self.held_out is None else row_confidences(model, self.held_out,
+                                                                      **options)  # fmt: skip
+        rest = [row_confidences(model, part, **options) for part in parts[:-1]]
+        return torch.cat([*rest, look])
 
     @property
     def _against(self) -> str:

@@ -34,7 +34,15 @@ from torch.utils._pytree import tree_map
 from ..batches import split_batch
 from .rows import row_keys
 
-__all__ = ["FORGOTTEN_PART", "batch_row_keys", "is_forgotten_part", "separate_forgotten"]
+__all__ = [
+    "FORGOTTEN_PART",
+    "LOOK_ALIKES",
+    "Chained",
+    "batch_row_keys",
+    "held_out_rows",
+    "is_forgotten_part",
+    "separate_forgotten",
+]
 
 log = logging.getLogger("assd")
 
@@ -44,6 +52,34 @@ FORGOTTEN_PART = " (forgotten part)"
 def is_forgotten_part(name: str) -> bool:
     """Whether ``name`` is the forgotten part split off an evaluation set."""
     return name.endswith(FORGOTTEN_PART)
+
+
+# Held-out rows like the forget rows (e.g. a forgotten class's test rows); not guarded.
+LOOK_ALIKES = "test" + FORGOTTEN_PART
+
+
+class Chained:
+    """Batches of several sets, one after the other (iterable more than once)."""
+
+    def __init__(self, parts: list):
+        self.parts = list(parts)
+
+    def __iter__(self):
+        for part in self.parts:
+            yield from part
+
+
+def held_out_rows(sets: dict):
+    """The rows every model's confidences are calibrated on
+    (:func:`assd.verify.per_example.calibrate`): ``"test"`` and :data:`LOOK_ALIKES`.
+    Without look-alikes of the forget rows, a model that predicts a forgotten class below
+    every held-out row is only known to sit *below* them (censored); with them, each forget
+    row is ranked among rows like it that no model trained on, and the test asks whether
+    the model treats the rows it trained on differently. None: no held-out rows."""
+    parts = [sets[k] for k in ("test", LOOK_ALIKES) if sets.get(k) is not None]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else Chained(parts)
 
 
 def separate_forgotten(sets: dict, *, batch_fn=None, row_keys=None) -> dict:
