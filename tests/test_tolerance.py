@@ -10,7 +10,8 @@ from scipy.stats import betabinom
 
 import assd
 from assd.verify.evidence import LOOK_ALIKES, Evidence, held_out_rows
-from assd.verify.per_example import reference_profile, row_confidences
+from assd.verify.outcome import score_sets
+from assd.verify.per_example import reference_profile, row_confidences, row_outputs
 from assd.verify.tolerance import (
     GROUP_MARGIN,
     MARGIN,
@@ -129,5 +130,27 @@ def test_judge_reuses_the_look_alikes_pass_for_the_held_out_rows():
     profile = reference_profile(torch.randn(2, 30, generator=g), torch.zeros(2, 30).bool())
     for held_out, looks in [(chained, look), (test, test)]:
         evidence = Evidence(profile, 2, held_out=held_out, look_alikes=looks)
-        reused = evidence._held(model, row_confidences(model, looks), {})
+        options = {"rows": {}, "batch_fn": None, "output_fn": None}
+        reused = evidence._held(model, row_confidences(model, looks), options)
         assert torch.equal(reused, row_confidences(model, held_out))
+
+
+def test_scoring_keeps_the_per_row_outputs_the_judge_would_compute():
+    g = torch.Generator().manual_seed(4)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 4))
+    sizes = [("forget", 20), ("retain", 50), ("test", 30)]
+    sets = {name: assd.TensorData(torch.randn(n, 3, generator=g),
+                                  torch.randint(0, 4, (n,), generator=g), batch_size=7)
+            for name, n in sizes}  # fmt: skip
+    rows: dict = {}
+    score_sets(model, sets, rows=rows, keep=("forget", "test"))
+    assert set(rows) == {id(sets["forget"]), id(sets["test"])}  # retain: not kept
+    for name in ("forget", "test"):
+        conf, hits = row_outputs(model, sets[name])
+        assert torch.equal(rows[id(sets[name])][0], conf)
+        assert torch.equal(rows[id(sets[name])][1], hits)
+    profile = reference_profile(torch.randn(2, 20, generator=g), torch.zeros(2, 20).bool())
+    evidence = Evidence(profile, 2, held_out=sets["test"], look_alikes=sets["test"],
+                        kind="rows")  # fmt: skip
+    assert evidence.judge(model, sets["forget"], rows=rows) == evidence.judge(
+        model, sets["forget"])  # fmt: skip

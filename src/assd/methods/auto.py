@@ -19,14 +19,13 @@ by the bound (:func:`out_of_pace`; a hopeless repair is cut short). If the
 guard still breaks, it returns the strongest dampening the guard allows and
 the verdict says the target was missed (tries: ``result.outcome.tries``).
 
-With reference models (``recipe=`` to train them, or ``references=``), the
-target is read off models that never trained on the forget rows
-(:mod:`assd.verify.evidence`): the search stops once the forget-row accuracy
-is inside the references' band, and the verdict says "forgotten" only when
-the per-example (LiRA offline) test agrees. Without them the rule targets of
-:mod:`assd.methods.rule_targets` apply and the verdict says the target is a rule
-(``"auto"``: ``"group"`` when no retained row carries the forget rows' labels, else
-``"rows"``); a causal LM's ``"sequences"``: :mod:`assd.methods.sequence_target`.
+With reference models (``recipe=`` or ``references=``) the target is read off
+models that never trained on the forget rows (:mod:`assd.verify.evidence`); the
+verdict says "met" within a margin of it (:mod:`assd.verify.tolerance`) and
+"forgotten" only when the per-example test agrees. Without them the rule targets
+of :mod:`assd.methods.rule_targets` apply and the verdict says so (``"auto"``:
+``"group"`` when no retained row carries the forget rows' labels, else ``"rows"``);
+a causal LM's ``"sequences"``: :mod:`assd.methods.sequence_target`.
 Example:
     >>> import torch, assd
     >>> _ = torch.manual_seed(0)
@@ -48,7 +47,7 @@ import math
 import torch
 
 from ..batches import split_batch
-from ..verify.evidence import Evidence, binomial_upper
+from ..verify.evidence import LOOK_ALIKES, Evidence, binomial_upper
 from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused, guard_change
 from ..verify.references import SHARED, Recipe, ReferenceCache, ReferenceSet, for_request
 from ..verify.relearn import relearn_check
@@ -104,14 +103,13 @@ class AutoASSD(ASSD):
         reference_cache: where trained references are kept and looked up (default: the
             process's :data:`assd.verify.references.SHARED`).
         fpr: the false-positive rate of the evidence's tests.
-        margin: how far (a share of rows) the forget accuracy may sit from the references'
-            estimate and still count as met (default: 0.15 for a sub-class, else 0.05;
-            :mod:`assd.verify.tolerance`).
+        margin: how far the forget accuracy may sit from the references' estimate and be
+            met (default: 0.15 for a sub-class, else 0.05; :mod:`assd.verify.tolerance`).
         relearn_steps: after the request, fine-tune a copy this many batches on the
             retained rows and report whether the forget rows come back
             (:func:`assd.verify.relearn.relearn_check`); 0: no check.
-        reference, estimator, ...: as :class:`ASSD` (default: per-sample
-            estimator, I_D on the retained rows).
+        reference, estimator, ...: as :class:`ASSD` (default: per-sample estimator, I_D on
+            the retained rows).
     """
 
     needs_evaluation = True
@@ -132,10 +130,9 @@ class AutoASSD(ASSD):
             references = ReferenceSet.never_saw(list(references))
         self.recipe, self.references = recipe, references
         self.reference_pairs, self.reference_seed = reference_pairs, reference_seed
-        self.fpr, self.relearn_steps = fpr, relearn_steps
         if margin is not None and not 0 <= margin < 1:
             raise ValueError(f"margin is a share of the forget rows in [0, 1), got {margin!r}.")
-        self.margin = margin
+        self.fpr, self.relearn_steps, self.margin = fpr, relearn_steps, margin
         self.reference_cache = SHARED if reference_cache is None else reference_cache
 
     def forget_target(self, sets: dict):
@@ -198,9 +195,10 @@ class AutoASSD(ASSD):
         evidence = trials.target if isinstance(trials.target, Evidence) else None
         options = {k: self.importance_options[k] for k in ("batch_fn", "output_fn")}
         if evidence is not None:  # judged on the working model, row by row
-            test = trials.before.get("test")
-            evidence.calibrate_strength(None if test is None else test.accuracy)
-            trials.target = evidence.bind(trials.model, trials.sets["forget"], **options)
+            evidence.calibrate_strength(getattr(trials.before.get("test"), "accuracy", None))
+            trials.keep_rows = ("forget", "test", LOOK_ALIKES)  # one pass scores and judges
+            trials.target = evidence.bind(trials.model, trials.sets["forget"], **options,
+                                          rows=lambda: trials.rows)  # fmt: skip
         chosen = self._searched(trials, retain)
         if "forgotten" in chosen["target"]:  # searched on the accuracy; met: in the band
             chosen["target"] = final_verdict(chosen["target"])

@@ -59,6 +59,8 @@ class Trials:
         self.tries: list[dict] = []
         self.current: float | None = None
         self.seen: dict[float, dict] = {}  # strength -> its try (dampening is deterministic)
+        self.keep_rows: tuple = ()  # sets whose per-row outputs the target reads (``rows``)
+        self.rows: dict | None = None  # those outputs, while the target judges a try
 
     def hyperparameters(self, t: float) -> tuple[float, float]:
         alpha = self.alpha0 * math.exp(-t) if math.isfinite(t) else math.inf
@@ -88,10 +90,16 @@ class Trials:
 
     def measure(self, entry: dict, *, record: bool = True) -> dict:
         """Score the weights as they are now and add the scores, guard and target to ``entry``."""
-        after = score_sets(self.model, self.sets, **self.score_options)
+        rows: dict = {}
+        after = score_sets(self.model, self.sets, **self.score_options, rows=rows,
+                           keep=self.keep_rows)  # fmt: skip
         entry["after"] = {k: v.to_dict() for k, v in after.items()}
         entry["guard"] = self.guard.check(self.before, after) if self.guard else None
-        entry["target"] = self.target(self.before, after) if self.target else None
+        self.rows = rows  # valid for this judgement only: the weights move on after it
+        try:
+            entry["target"] = self.target(self.before, after) if self.target else None
+        finally:
+            self.rows = None
         entry["scores"] = after
         if record:
             self.tries.append(entry)

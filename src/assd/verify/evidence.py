@@ -48,7 +48,6 @@ from .per_example import (
     ReferenceProfile,
     calibrate,
     membership_test,
-    row_confidences,
     row_outputs,
 )
 from .split import LOOK_ALIKES, held_out_rows
@@ -199,12 +198,13 @@ class Evidence:
             return chance_limit(self.n, len(self.look_profile.mean), self.fpr) / self.n
         return binomial_upper(self.n, self.fpr, level=self.fpr) / self.n
 
-    def judge(self, model, forget, *, batch_fn=None, output_fn=None) -> dict:
-        """Whether ``model`` treats the forget rows as the references do (a JSON-ready dict)."""
-        options = {"batch_fn": batch_fn, "output_fn": output_fn}
-        conf, hits = row_outputs(model, forget, **options)
-        look, look_hits = (None, None) if self.look_alikes is None else row_outputs(
-            model, self.look_alikes, **options)  # fmt: skip
+    def judge(self, model, forget, *, batch_fn=None, output_fn=None, rows=None) -> dict:
+        """Whether ``model`` treats the forget rows as the references do (a JSON-ready dict);
+        ``rows``: per-row outputs of this model already at hand, by set (``id(set)``)."""
+        options = {"batch_fn": batch_fn, "output_fn": output_fn, "rows": rows or {}}
+        conf, hits = _outputs(model, forget, options)
+        look, look_hits = (None, None) if self.look_alikes is None else _outputs(
+            model, self.look_alikes, options)  # fmt: skip
         held = self._held(model, look, options)
         conf = conf if held is None else calibrate(conf, held)
         if len(conf) != self.n:
@@ -253,25 +253,34 @@ class Evidence:
     def _held(self, model, look, options: dict):
         """The judged model's confidences on :attr:`held_out`, reusing ``look`` (its
         confidences on :attr:`look_alikes`) where those rows are all or the last part of it."""
+        if self.held_out is None:
+            return None
         parts = getattr(self.held_out, "parts", [self.held_out])
-        if self.held_out is None or look is None or parts[-1] is not self.look_alikes:
-            return None if self.held_out is None else row_confidences(model, self.held_out,
-                                                                      **options)  # fmt: skip
-        rest = [row_confidences(model, part, **options) for part in parts[:-1]]
-        return torch.cat([*rest, look])
+        if look is None or parts[-1] is not self.look_alikes:
+            return torch.cat([_outputs(model, part, options)[0] for part in parts])
+        return torch.cat([*(_outputs(model, part, options)[0] for part in parts[:-1]), look])
 
     @property
     def _against(self) -> str:
         return " (against the model's own held-out look-alikes)" if self.conformal else ""
 
-    def bind(self, model, forget, *, batch_fn=None, output_fn=None):
+    def bind(self, model, forget, *, batch_fn=None, output_fn=None, rows=None):
         """A target for :class:`assd.methods.search.Trials`: ``target(before, after)`` judges
-        ``model`` (as it is when called) on ``forget``."""
+        ``model`` (as it is when called) on ``forget``; ``rows()``: the per-row outputs the
+        scoring of that try kept (:attr:`assd.methods.search.Trials.rows`), or None."""
 
         def target(before: dict, after: dict) -> dict:
-            return self.judge(model, forget, batch_fn=batch_fn, output_fn=output_fn)
+            return self.judge(model, forget, batch_fn=batch_fn, output_fn=output_fn,
+                              rows=rows() if rows else None)  # fmt: skip
 
         return target
+
+
+def _outputs(model, data, options: dict):
+    """:func:`row_outputs` of ``model`` on ``data``, taken from ``options["rows"]`` if there."""
+    kept = options["rows"].get(id(data))
+    return kept if kept is not None else row_outputs(
+        model, data, batch_fn=options["batch_fn"], output_fn=options["output_fn"])  # fmt: skip
 
 
 def _deviation(conf: torch.Tensor, profile: ReferenceProfile) -> torch.Tensor:

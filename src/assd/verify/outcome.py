@@ -73,7 +73,7 @@ class SetScore:
 @torch.no_grad()
 def score_sets(
     model: nn.Module, sets: dict, *, loss_fn=None, batch_fn=None, output_fn=None, task=None,
-    metric_fn=None,
+    metric_fn=None, rows: dict | None = None, keep=(),
 ) -> dict[str, SetScore]:
     """Score ``model`` (in eval mode, restored afterwards) on every named set of batches.
 
@@ -86,15 +86,24 @@ def score_sets(
         output_fn: how to pick the logits from the model's output (:func:`assd.batches.forward`).
         task, metric_fn: what the outputs mean (:mod:`assd.tasks`; inferred from the shapes
             where only one task fits) and an extra ``metric_fn(logits, targets)`` per row.
+        rows, keep: for the sets named in ``keep``, ``rows[id(set)]`` receives each row's
+            ``(confidence, correct)`` (:func:`assd.verify.per_example.outputs_of`) from the
+            same pass, for classification sets.
     """
+    from .per_example import outputs_of
+
     was_training = model.training
     model.eval()
     try:
-        return {
-            name: SetScore(**score_rows(model, data, name, loss_fn=loss_fn, batch_fn=batch_fn,
-                                        output_fn=output_fn, task=task, metric_fn=metric_fn))
-            for name, data in sets.items()
-        }
+        scores = {}
+        for name, data in sets.items():
+            record = [] if rows is not None and name in keep else None
+            scores[name] = SetScore(**score_rows(
+                model, data, name, loss_fn=loss_fn, batch_fn=batch_fn, output_fn=output_fn,
+                task=task, metric_fn=metric_fn, record=record))  # fmt: skip
+            if record:
+                rows[id(data)] = outputs_of(record)
+        return scores
     finally:
         model.train(was_training)
 

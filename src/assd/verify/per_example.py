@@ -44,6 +44,7 @@ __all__ = [
     "calibrate",
     "member_share",
     "membership_test",
+    "outputs_of",
     "reference_profile",
     "row_confidences",
     "row_outputs",
@@ -70,21 +71,25 @@ def row_outputs(model: nn.Module, data, *, batch_fn=None, output_fn=None):
     was_training = model.training
     model.eval()
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    parts, hits = [], []
+    parts = []
     try:
         for batch in data:
             inputs, y = split_batch(batch, batch_fn)
             if y is None or y.is_floating_point():
                 raise ValueError("per-example verdicts need integer class labels on the rows.")
             z = forward(model, to_device(inputs, device), output_fn=output_fn).float().cpu()
-            y = y.cpu().long()
-            parts.append(_logit_confidence(z, y))
-            hits.append(z.argmax(1) == y)
+            parts.append((z, y.cpu().long()))
     finally:
         model.train(was_training)
     if not parts:
         raise ValueError("the forget set is empty; give at least one row.")
-    return torch.cat(parts), torch.cat(hits)
+    return outputs_of(parts)
+
+
+def outputs_of(batches: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(confidence, correct)`` of :func:`row_outputs` from ``(logits, labels)`` batches."""
+    conf = [_logit_confidence(z.float(), y) for z, y in batches]
+    return torch.cat(conf), torch.cat([z.argmax(1) == y for z, y in batches])
 
 
 def calibrate(confidence: torch.Tensor, held_out: torch.Tensor) -> torch.Tensor:

@@ -90,8 +90,11 @@ class _Tally:
 
 @torch.no_grad()
 def score_rows(model: nn.Module, data, name: str, *, loss_fn=None, batch_fn=None,
-               output_fn=None, task: str | None = None, metric_fn=None) -> dict:  # fmt: skip
-    """The figures of ``model`` (as it is: mode and gradients are the caller's) on ``data``.
+               output_fn=None, task: str | None = None, metric_fn=None,
+               record: list | None = None) -> dict:  # fmt: skip
+    """The figures of ``model`` (as it is: mode and gradients are the caller's) on ``data``;
+    with ``record``, each classification batch's ``(logits, labels)`` on the CPU is appended
+    to it (for :func:`assd.verify.per_example.outputs_of`, without a second pass).
 
     Raises:
         ValueError: a set without targets, an empty set, or outputs and targets whose
@@ -107,6 +110,8 @@ def score_rows(model: nn.Module, data, name: str, *, loss_fn=None, batch_fn=None
         y = y.to(device)
         resolved = _resolve(task if resolved is None else resolved, out, y, name)
         tally.add(resolved, out, y, loss_fn, metric_fn)
+        if record is not None and out.dim() == 2 and not y.is_floating_point():
+            record.append((out.detach().cpu(), y.cpu().long()))
     if tally.rows == 0:
         raise ValueError(
             f"evaluation set {name!r} is empty; give at least one row or leave it out."
