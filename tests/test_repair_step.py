@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from assd.batches import TensorData
-from assd.methods.repair import REPAIR_LR, repair_
+from assd.methods.repair import PLATEAU_FACTOR, REPAIR_LR, repair_
 
 
 def test_first_repair_step_moves_each_weight_by_the_learning_rate_against_the_retain_loss():
@@ -30,3 +30,31 @@ def test_first_repair_step_moves_each_weight_by_the_learning_rate_against_the_re
         assert moved.any()
         expected = p0 - REPAIR_LR * torch.sign(g)
         assert torch.allclose(p.detach()[moved], expected[moved], atol=1e-6)
+
+
+def test_a_plateau_cuts_the_step_size_once_and_a_second_one_stops(monkeypatch):
+    made = []
+
+    class Recorded(torch.optim.Adam):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(torch.optim, "Adam", Recorded)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    rows = TensorData(torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]), batch_size=6)
+    said = iter([False, "plateau", False, False, "plateau", False])
+    lrs = []
+
+    def done():
+        state = next(said)
+        lrs.append(made[0].param_groups[0]["lr"])  # the rate of the epoch just run
+        return state
+
+    assert repair_(model, retain=rows, forget=rows, done=done, epochs=10) == 5
+    assert lrs == [REPAIR_LR, REPAIR_LR] + [REPAIR_LR * PLATEAU_FACTOR] * 3
+    # a plateau followed by the guard holding stops on the guard
+    made.clear()
+    said = iter(["plateau", True])
+    assert repair_(model, retain=rows, forget=rows, done=lambda: next(said), epochs=10) == 2

@@ -51,12 +51,12 @@ from ..verify.evidence import LOOK_ALIKES, Evidence, binomial_upper
 from ..verify.guard import DEFAULT_MAX_DROP, GuardRefused, guard_change
 from ..verify.references import SHARED, Recipe, ReferenceCache, ReferenceSet, for_request
 from ..verify.relearn import relearn_check
-from ..verify.tolerance import default_margin, final_verdict, repaired_verdict
+from ..verify.tolerance import default_margin, final_verdict
 from .assd import ASSD
+from .auto_repair import dampen_and_repair
 from .registry import register
-from .repair import REPAIR_EPOCHS, out_of_pace, repair_
+from .repair import REPAIR_EPOCHS, out_of_pace
 from .rule_targets import (
-    _figure,
     _group_target,
     _labels,
     _mislabelled_target,
@@ -218,7 +218,8 @@ class AutoASSD(ASSD):
             return trials.apply(-math.inf)
         chosen = search(trials)
         if not chosen["target"]["met"] and self.repair_epochs and trials.guard is not None:
-            chosen = self._dampen_and_repair(trials, chosen, retain)
+            chosen = dampen_and_repair(trials, chosen, retain, epochs=self.repair_epochs,
+                                       options=self.importance_options)  # fmt: skip
         if not chosen["target"]["met"] and self.on_guard == "refuse":
             trials.restore()
             raise GuardRefused(
@@ -232,49 +233,6 @@ class AutoASSD(ASSD):
             _note_guard_change(trials, chosen)
         return chosen
 
-    def _dampen_and_repair(self, trials: Trials, fallback: dict, retain) -> dict:
-        """The weakest dampening that meets the target (guard ignored), then a bounded repair
-        on the retained rows that keeps the forget rows' outputs; ``fallback`` (the strongest
-        dampening within the guard) if the guard still breaks after the repair. The target is
-        judged on the dampened model: the repair may bring back what the retained rows alone
-        teach about the forget rows (as retraining would), and the result reports it."""
-        reach = search(trials, first=trials.tries[0], use_guard=False)
-        if not reach["target"]["met"]:
-            trials.apply(_strength(fallback), record=False)
-            return fallback
-
-        gaps: list[float] = []  # worst retained drop beyond the guard's limit, per epoch
-
-        def stop() -> bool:  # the guard holds, or the repair's pace cannot get there in time
-            check = trials.guard.check(trials.before, _scores(trials))
-            gaps.append(check["worst"]["drop"] - trials.guard.max_drop)
-            return check["ok"] or out_of_pace(gaps, self.repair_epochs)
-
-        epochs = repair_(
-            trials.model,
-            retain=retain if retain is not None else trials.sets["retain"],
-            forget=trials.sets["forget"],
-            done=stop,
-            epochs=self.repair_epochs,
-            batch_fn=self.importance_options["batch_fn"],
-            output_fn=self.importance_options["output_fn"],
-            loss_fn=self.importance_options["loss_fn"],
-        )
-        keys = ("strength", "alpha", "dampening", "selected")
-        entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": epochs})
-        after = entry["target"]
-        still = repaired_verdict(after)
-        entry["target"] = {**reach["target"], "after_repair": after,
-                           "verdict": f"{reach['target']['verdict']} That was the dampened "
-                                      f"model; after {epochs} repair epoch(s), "
-                                      f"{_figure(after)}: {still}."}  # fmt: skip
-        if entry["guard"]["ok"]:
-            return entry
-        log.info("assd-auto: %d repair epochs did not restore the retained rows; keeping "
-                 "the strongest dampening within the guard", epochs)  # fmt: skip
-        trials.apply(_strength(fallback), record=False)
-        return fallback
-
 
 def _note_guard_change(trials: Trials, chosen: dict) -> None:
     """If the guard is why the target was missed, say so in the chosen try's guard record."""
@@ -286,15 +244,3 @@ def _note_guard_change(trials: Trials, chosen: dict) -> None:
                           asked_as="a stronger try", verbs=("held", "held"))
     chosen["guard"] = {**chosen["guard"], "changed": change}
     log.warning("assd-auto: %s", change["headline"])
-
-
-def _strength(entry: dict) -> float:
-    return -math.inf if entry["strength"] is None else entry["strength"]
-
-
-def _scores(trials: Trials) -> dict:
-    from ..verify.outcome import score_sets
-
-    return score_sets(trials.model, trials.sets, **trials.score_options)
-
-

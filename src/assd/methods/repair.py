@@ -30,7 +30,7 @@ from torch import nn
 
 from ..batches import forward, split_batch, to_device
 
-__all__ = ["KEEP_WEIGHT", "REPAIR_EPOCHS", "REPAIR_LR", "repair_"]
+__all__ = ["KEEP_WEIGHT", "PLATEAU_FACTOR", "REPAIR_EPOCHS", "REPAIR_LR", "repair_"]
 
 REPAIR_EPOCHS = 25
 # The forget rows' term weighs this much more than the retained rows' loss. Measured on the
@@ -47,12 +47,17 @@ KEEP_WEIGHT = 10.0
 # falls back to the guard-held dampening 8 -> 3 (with full-class-0 and -3), median run 2.36 s
 # -> 2.35 s (`assd experiment matrix --methods assd-auto,assd --seeds 5 --cells ...`).
 REPAIR_LR = 3e-3
+# The first time the repair's progress stalls (:func:`out_of_pace`), its step size is cut to
+# this share, as a scheduler that reduces the rate on a plateau does; the second stall stops.
+PLATEAU_FACTOR = 0.3
 
 
-def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool],
+def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool | str],
             epochs: int = REPAIR_EPOCHS, lr: float = REPAIR_LR, batch_fn=None,
             output_fn=None, seed: int = 0, loss_fn=None) -> int:  # fmt: skip
-    """Repair ``model`` in place; returns the number of epochs run (stops when ``done()``).
+    """Repair ``model`` in place; returns the number of epochs run. After each epoch
+    ``done()`` says True (stop), False (go on) or ``"plateau"``: the first plateau divides
+    the learning rate by ``1 / PLATEAU_FACTOR`` and goes on, the second stops.
     ``loss_fn``: the retained rows' loss (default cross-entropy, or squared error for float
     targets)."""
     device = next(model.parameters()).device
@@ -64,9 +69,15 @@ def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool],
     was_training = model.training
     model.eval()
     try:
+        reduced = False
         for epoch in range(1, epochs + 1):
             _epoch(run, retain, itertools.cycle(kept), optimizer, batch_fn, device, loss_fn)
-            if done():
+            state = done()
+            if state == "plateau" and not reduced:  # bouncing at this step size: smaller steps
+                reduced = True
+                for group in optimizer.param_groups:
+                    group["lr"] *= PLATEAU_FACTOR
+            elif state:
                 return epoch
         return epochs
     finally:

@@ -1,0 +1,82 @@
+"""``assd-auto``'s path when its forget target lies beyond the retain guard: dampen, then
+repair.
+
+:func:`dampen_and_repair` dampens at the weakest strength that meets the target (the guard
+ignored) and runs a bounded repair (:mod:`assd.methods.repair`) on the retained rows that
+holds the forget rows' outputs where the dampening put them. After every epoch the guard is
+checked: the repair stops once it holds; when its pace over the last epochs could not make
+it hold by the bound (:func:`assd.methods.repair.out_of_pace`), the step size is cut once
+and the pace measured afresh, and a second stall stops it. If the guard still breaks, the
+strongest dampening within the guard is kept instead (the verdict then says the target was
+missed).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from ..verify.tolerance import repaired_verdict
+from .repair import out_of_pace, repair_
+from .rule_targets import _figure
+from .search import Trials, search
+
+__all__ = ["dampen_and_repair", "strength_of"]
+
+log = logging.getLogger("assd")
+
+
+def dampen_and_repair(trials: Trials, fallback: dict, retain, *, epochs: int,
+                      options: dict) -> dict:  # fmt: skip
+    """The weakest dampening that meets the target (guard ignored), then a bounded repair
+    on the retained rows (``retain``, else the evaluation's) that keeps the forget rows'
+    outputs; ``fallback`` (the strongest dampening within the guard) if the guard still
+    breaks after the repair. The target is judged on the dampened model: the repair may
+    bring back what the retained rows alone teach about the forget rows (as retraining
+    would), and the result reports it. ``options``: the method's ``batch_fn``,
+    ``output_fn`` and ``loss_fn``."""
+    reach = search(trials, first=trials.tries[0], use_guard=False)
+    if not reach["target"]["met"]:
+        trials.apply(strength_of(fallback), record=False)
+        return fallback
+
+    gaps: list[float] = []  # worst retained drop beyond what the guard allows, per epoch
+    since = [0]  # the epoch the current step size began
+
+    def stop() -> bool | str:  # the guard holds, or the pace cannot get there in time
+        check = trials.guard.check(trials.before, _scores(trials))
+        gaps.append(check["worst"]["drop"] - check["worst"]["allowed"])
+        if check["ok"]:
+            return True
+        if not out_of_pace(gaps[since[0]:], epochs - since[0]):
+            return False
+        since[0] = len(gaps) - 1  # the pace is measured afresh at the new step size
+        return "plateau"
+
+    ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
+                  forget=trials.sets["forget"], done=stop, epochs=epochs,
+                  **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
+    keys = ("strength", "alpha", "dampening", "selected")
+    entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": ran})
+    after = entry["target"]
+    entry["target"] = {**reach["target"], "after_repair": after,
+                       "verdict": f"{reach['target']['verdict']} That was the dampened "
+                                  f"model; after {ran} repair epoch(s), "
+                                  f"{_figure(after)}: {repaired_verdict(after)}."}  # fmt: skip
+    if entry["guard"]["ok"]:
+        return entry
+    log.info("assd-auto: %d repair epochs did not restore the retained rows; keeping "
+             "the strongest dampening within the guard", ran)  # fmt: skip
+    trials.apply(strength_of(fallback), record=False)
+    return fallback
+
+
+def strength_of(entry: dict) -> float:
+    """A try's strength on the search's axis (-inf: no dampening)."""
+    return -math.inf if entry["strength"] is None else entry["strength"]
+
+
+def _scores(trials: Trials) -> dict:
+    from ..verify.outcome import score_sets
+
+    return score_sets(trials.model, trials.sets, **trials.score_options)
