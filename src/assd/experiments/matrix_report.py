@@ -23,9 +23,10 @@ test shown beside it; compare it with retraining's row. Time: the method's
 wall time, training-set importance included; × retrain: its ratio to retraining's time
 on the same seed (median over seeds). Retraining's own Df gap is 0 by definition; its Dr
 drop shows how much Dr moves between two trainings. assd-auto's verdict says "met" when
-its forget-row accuracy lies inside the band of its reference models (the target the
-retraining check judges), and "forgotten" only when its per-example test agrees too (no
-more rows flagged as members than chance allows)."""
+its forget-row accuracy lies within a margin of its reference models' estimate (5 points,
+15 for a sub-class or a group: the criteria above), and its held-out look-alikes' within
+theirs; "undetermined" when beyond the margin but within chance; "forgotten" only when
+its per-example test agrees too (no more rows flagged as members than chance allows)."""
 
 
 def render(summary: dict, *, title: str = "Forgetting matrix") -> str:
