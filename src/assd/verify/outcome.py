@@ -90,8 +90,6 @@ def score_sets(
             ``(confidence, correct)`` (:func:`assd.verify.per_example.outputs_of`) from the
             same pass, for classification sets.
     """
-    from .per_example import outputs_of
-
     was_training = model.training
     model.eval()
     try:
@@ -102,6 +100,8 @@ def score_sets(
                 model, data, name, loss_fn=loss_fn, batch_fn=batch_fn, output_fn=output_fn,
                 task=task, metric_fn=metric_fn, record=record))  # fmt: skip
             if record:
+                from .per_example import outputs_of  # only when rows are asked for
+
                 rows[id(data)] = outputs_of(record)
         return scores
     finally:
