@@ -53,8 +53,9 @@ def test_calibrate_strength_moves_the_target_and_band():
     test = assd.TensorData(x, y, batch_size=100)
     refs = ReferenceSet.never_saw([Const(39.5), Const(59.5)])
     sets = {"forget": assd.TensorData(x[:10], y[:10]), "test": test}
-    evidence = Evidence.of(refs, sets, kind="group")
+    evidence = Evidence.of(refs, sets, kind="rows")
     assert evidence.held_out_accuracy == pytest.approx(0.9)  # each misses 10 of 100
+    assert Evidence.of(refs, sets, kind="group").held_out_accuracy is None  # not needed
     group = Evidence(evidence.profile, 2, held_out_accuracy=0.8, n_held_out=100)
     group.calibrate_strength(0.95)  # a group keeps the references' own target
     assert group.strength == 1.0

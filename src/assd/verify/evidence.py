@@ -116,7 +116,8 @@ class Evidence:
             rows, held_out=held_out, batch_fn=batch_fn, output_fn=output_fn)
             for rows in (sets["forget"], look))  # fmt: skip
         test = [row_outputs(m, sets["test"], batch_fn=batch_fn, output_fn=output_fn)[1]
-                for m in refs.models] if sets.get("test") is not None else []  # fmt: skip
+                for m in refs.models] if sets.get("test") is not None and kind == "rows" else []
+        # (the strength only scales random rows' targets: calibrate_strength)
         return cls(profile, n_references=len(refs.models), kind=kind, fpr=fpr,
                    held_out=held_out, models=refs.models, look_alikes=look, look_profile=like,
                    held_out_accuracy=float(torch.cat(test).double().mean()) if test else None,
