@@ -41,16 +41,17 @@ def dampen_and_repair(trials: Trials, fallback: dict, retain, *, epochs: int,
         return fallback
 
     gaps: list[float] = []  # worst retained drop beyond what the guard allows, per epoch
-    since = [0]  # the epoch the current step size began
+    since = 0  # the epoch the current step size began
 
     def stop() -> bool | str:  # the guard holds, or the pace cannot get there in time
+        nonlocal since
         check = trials.guard.check(trials.before, _scores(trials))
         gaps.append(check["worst"]["drop"] - check["worst"]["allowed"])
         if check["ok"]:
             return True
-        if not out_of_pace(gaps[since[0]:], epochs - since[0]):
+        if not out_of_pace(gaps[since:], epochs - since):
             return False
-        since[0] = len(gaps) - 1  # the pace is measured afresh at the new step size
+        since = len(gaps) - 1  # the pace is measured afresh at the new step size
         return "plateau"
 
     ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
