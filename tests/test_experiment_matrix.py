@@ -93,6 +93,20 @@ def test_cells_and_methods_are_selected_by_name_and_pattern():
         select_methods("lfssd")
 
 
+def test_retrain_again_is_retraining_with_another_seed():
+    from assd.experiments.errors import parse_method
+    from assd.experiments.forget import ForgetRun
+    from assd.experiments.matrix_cells import method_spec
+
+    assert select_methods("retrain-again") == ["retrain", "retrain-again"]
+    name, options = parse_method(method_spec("retrain-again"))
+    runner = types.SimpleNamespace(config=types.SimpleNamespace(training={"epochs": 3}))
+    again = ForgetRun._method(runner, name, dict(options), 4)
+    plain = ForgetRun._method(runner, *parse_method(method_spec("retrain")), 4)
+    assert (type(again), again.seed, plain.seed) == (type(plain), 1004, 4)
+    assert again.fit_options["epochs"] == plain.fit_options["epochs"] == 3
+
+
 def test_claimed_met_reads_the_final_model_after_a_repair():
     def result(target):
         return types.SimpleNamespace(outcome=types.SimpleNamespace(target=target))

@@ -13,7 +13,8 @@ CELLS_HELP = ("Cells to run: comma-separated ids or patterns, e.g. 'digits-full-
               "table-*' (default: all; the ids are listed in docs/benchmarks.md).")  # fmt: skip
 METHODS_HELP = ("Methods, comma-separated, of assd-auto, assd, assd-paper (ASSD.paper()), ssd, "
                 "scrub, finetune, retrain (always run; default: these seven), and the one-shot "
-                "variants assd-batch (batch estimator) and assd-full (I_D on all rows)."
+                "variants assd-batch (batch estimator) and assd-full (I_D on all rows), and "
+                "retrain-again (retraining with another seed: the criterion's own noise)."
                 )  # fmt: skip
 
 

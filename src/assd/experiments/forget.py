@@ -197,7 +197,8 @@ class ForgetRun:
         if name == "assd-auto":
             options = self._evidence_options(options, seed)
         if issubclass(cls, TrainingMethod):
-            options.setdefault("seed", seed)
+            # ``seed_offset``: train with another seed than the cell's (a second retraining)
+            options.setdefault("seed", seed + int(options.pop("seed_offset", 0)))
         if name == "retrain":
             options = {**self.config.training, **options}
         if issubclass(cls, SSD):
