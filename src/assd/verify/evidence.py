@@ -20,12 +20,11 @@ with them (:meth:`assd.verify.references.ReferenceSet.profile`):
   (:func:`held_out_rows`: with look-alikes of the forget rows, so that a row is
   compared with rows like it that no model trained on).
 
-A judged model's ``"met"`` during the search (what it stops on) is, for random
-rows, the accuracy at or below :attr:`Evidence.aim`: where a model that never saw
-the rows most likely lands within the margin (:mod:`assd.verify.aim`). For a group
-it is the accuracy no higher than the band, nor than the target plus the margin or
-the rows' chance, whichever is wider (where references disagree, the band is wide
-and its top is not evidence). The final
+A judged model's ``"met"`` during the search (what it stops on) is the
+accuracy no higher than the band, nor than the target plus the margin or the
+rows' chance, whichever is wider (where references disagree, the band is wide
+and its top is not evidence; on a few rows, chance is wider than the margin and
+pushing below it chases noise). The final
 verdict's ``"met"`` (what retraining is judged on) is ``"close"``: the accuracy
 within a stated margin of the target, on the forget rows and (within the margin
 or their chance band) on their held-out look-alikes; outside the margin but
@@ -45,7 +44,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .aim import aim
 from .bands import beta_binomial_bounds, binomial_upper, odds_ratio, odds_scale
 from .conformal import chance_limit, conformal_test, usable
 from .per_example import (
@@ -105,7 +103,6 @@ class Evidence:
     n_held_out: int = 0
     strength: float = 1.0  # odds ratio, :meth:`calibrate_strength`
     margin: float = MARGIN  # what counts as close (:mod:`assd.verify.tolerance`)
-    _aim: tuple | None = field(default=None, init=False, repr=False)  # ((strength, margin), aim)
 
     @classmethod
     def of(cls, refs, sets: dict, *, kind: str, fpr: float = 0.05, batch_fn=None,
@@ -198,19 +195,6 @@ class Evidence:
         return odds_scale(low, self.strength), odds_scale(high, self.strength)
 
     @property
-    def aim(self) -> float:
-        """The forget accuracy a row-level search aims at (:func:`assd.verify.aim.aim`): the
-        one most likely within the margin of a model that never saw the rows (or the weakest
-        whose chance falls short of that by at most ``fpr``), each row getting its label at
-        the references' rate scaled to the original's strength."""
-        key = (self.strength, self.margin)
-        if self._aim is None or self._aim[0] != key:
-            rates = self.profile.label_rate.double()
-            rates = self.strength * rates / (1 - rates + self.strength * rates)
-            self._aim = (key, aim(rates, self.margin, slack=self.fpr))
-        return self._aim[1]
-
-    @property
     def share_limit(self) -> float:
         """The member share a model that never saw the rows stays within (level ``fpr``)."""
         if self.conformal:
@@ -241,8 +225,7 @@ class Evidence:
         in_band = acc <= high + 1e-12 and not over
         near = window(self.expected, (self.expected, self.expected), self.margin)
         chance = window(self.expected, self.chance_band, self.margin)
-        aimed = self.kind == "rows"  # (a group stops at its window's edge: the module)
-        reached = acc <= (self.aim if aimed else min(high, chance[1])) + 1e-12  # search's stop
+        reached = acc <= min(high, chance[1]) + 1e-12  # what the search seeks (see the module)
         agree = self.kind != "group" or references_agree(self.profile.accuracy.tolist(),
                                                          self.margin)  # same rows each  # fmt: skip
         close = near[0] - 1e-12 <= acc <= near[1] + 1e-12
@@ -260,8 +243,7 @@ class Evidence:
             "kind": self.kind, "basis": "references", "met": reached, "overshoot": over,
             "in_band": in_band, "close": close, "forgotten": close and members,
             "undetermined": unsure, "window": list(near), "chance_window": list(chance),
-            "margin": self.margin, **({"aim": round(self.aim, 6)} if aimed else {}),
-            "references_agree": agree,
+            "margin": self.margin, "references_agree": agree,
             "forget_accuracy": round(acc, 6), "expected": round(self.expected, 6),
             "raw_expected": round(self.raw_expected, 6), "strength": round(self.strength, 4),
             **looks,
