@@ -129,6 +129,12 @@ def test_guard_watches_perplexity_and_metric():
     assert check["worst"]["kind"] == "relative perplexity"
     assert check["worst"]["drop"] == pytest.approx(after.perplexity / before.perplexity - 1,
                                                    abs=1e-6)  # fmt: skip
+    # never-seen reference sequences are what the forget rows should look like, not data to
+    # keep: a request that makes them less likely is not a retained loss
+    scores = {"forget": after, "r": before, "unseen": after}
+    assert guard.watched(scores) == ["r"]
+    assert guard.check({**scores, "unseen": before}, scores)["ok"]
+    assert RetainGuard(sets=("r", "unseen")).watched(scores) == ["r", "unseen"]  # if asked
 
 
 def test_default_loss_refuses_sequence_logits_and_task_fixes_it():

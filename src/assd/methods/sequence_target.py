@@ -3,8 +3,9 @@
 A language model that never trained on a sequence neither reproduces it from
 its prompt nor gives it a loss lower than other sequences of the same kind
 that it never saw. The target reads those never-seen sequences from the
-evaluation set ``"unseen"`` (before any dampening, so the reference is the
-model's own) and asks, on the dampened model:
+evaluation set ``"unseen"``, scored on the same model as the forget sequences (a
+membership test compares the two on the model it is given; a repair that makes the
+model surer of what its retained rows teach raises both), and asks:
 
 - *extraction*: the share of forget sequences that greedy decoding from their
   prompt reproduces (:mod:`assd.tasks`) is no higher than chance allows at the
@@ -26,9 +27,10 @@ from __future__ import annotations
 
 import torch
 
+from ..verify.split import UNSEEN
+
 __all__ = ["UNSEEN", "sequence_target"]
 
-UNSEEN = "unseen"
 LOW, HIGH = 0.05, 0.95  # the never-seen losses' range the forget loss must land in
 
 
@@ -37,7 +39,7 @@ def sequence_target(n_forget: int):
     from ..verify.evidence import binomial_upper
 
     def target(before: dict, after: dict) -> dict:
-        reference = before[UNSEEN]
+        reference = after[UNSEEN] if UNSEEN in after else before[UNSEEN]  # the same model
         losses = reference.row_losses.double()
         low, high = (float(torch.quantile(losses, q)) for q in (LOW, HIGH))
         limit = binomial_upper(n_forget, reference.extraction) / n_forget

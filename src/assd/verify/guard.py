@@ -42,7 +42,7 @@ from functools import lru_cache
 
 from .evidence import binomial_upper
 from .outcome import SetScore
-from .split import is_forgotten_part
+from .split import UNSEEN, is_forgotten_part
 
 __all__ = ["DEFAULT_MAX_DROP", "NOISE_LEVEL", "GuardRefused", "RetainGuard", "guard_change",
            "noise_limit"]
@@ -84,8 +84,9 @@ class RetainGuard:
     Args:
         max_drop: accuracy points (as a share) for classification, or the
             relative increase of the mean loss for regression; >= 0.
-        sets: the evaluation sets it watches; default every set but ``forget`` and the
-            forgotten parts split off the others (:mod:`assd.verify.split`).
+        sets: the evaluation sets it watches; default every set but ``forget``, the
+            forgotten parts split off the others and the never-seen reference sequences
+            ``"unseen"`` (:mod:`assd.verify.split`).
         noise: allow an accuracy drop within the sampling noise of the set's size
             (:func:`noise_limit`), at most one row beyond ``max_drop``; False:
             ``max_drop`` on any set.
@@ -109,8 +110,9 @@ class RetainGuard:
         return min(noise_limit(n, self.max_drop), self.max_drop + 1 / n)
 
     def watched(self, scores: dict[str, SetScore]) -> list[str]:
-        if self.sets is None:  # every set but what is forgotten (assd.verify.split)
-            names = [n for n in scores if n != "forget" and not is_forgotten_part(n)]
+        if self.sets is None:  # every set but what is forgotten and the never-seen reference
+            names = [n for n in scores
+                     if n not in ("forget", UNSEEN) and not is_forgotten_part(n)]
         else:
             names = list(self.sets)
         missing = [n for n in names if n not in scores]

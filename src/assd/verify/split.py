@@ -37,6 +37,7 @@ from .rows import row_keys
 __all__ = [
     "FORGOTTEN_PART",
     "LOOK_ALIKES",
+    "UNSEEN",
     "Chained",
     "batch_row_keys",
     "held_out_rows",
@@ -52,6 +53,11 @@ FORGOTTEN_PART = " (forgotten part)"
 def is_forgotten_part(name: str) -> bool:
     """Whether ``name`` is the forgotten part split off an evaluation set."""
     return name.endswith(FORGOTTEN_PART)
+
+
+# Rows of the forget rows' kind that the model never saw (a causal LM's never-seen
+# sequences): the forget target's reference, not data to keep, so never guarded.
+UNSEEN = "unseen"
 
 
 # Held-out rows like the forget rows (e.g. a forgotten class's test rows); not guarded.
