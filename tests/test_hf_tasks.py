@@ -78,3 +78,60 @@ def test_assd_on_a_causal_lm_scores_under_the_task(memorised):
     # the sample estimator's hooks take the task's loss (a mean of per-row losses)
     imp = assd.compute_importance(model, forget, estimator="sample", task="causal-lm")
     assert imp.paths["transformer.h.0.mlp.c_fc.weight"] in ("hooks", "torch.func", "loop")
+
+
+
+def rule_rows(n, g):
+    """Rows that follow a rule: a start token, then steps of 1-3 modulo the vocabulary."""
+    start, step = torch.randint(0, VOCAB, (n, 1), generator=g), torch.randint(1, 4, (n, 1),
+                                                                               generator=g)
+    return (start + step * torch.arange(LENGTH)) % VOCAB
+
+
+@pytest.fixture(scope="module")
+def secrets_learnt():
+    """A tiny GPT-2 trained on rule rows plus 4 random "secret" rows (4 copies each, memorised);
+    held-out rule rows, and random rows of the secrets' kind it never saw."""
+    g = torch.Generator().manual_seed(1)
+    rule, held_out = rule_rows(96, g), rule_rows(32, g)
+    secrets, unseen = (torch.randint(0, VOCAB, (n, LENGTH), generator=g) for n in (4, 16))
+    train = torch.cat([rule, secrets.repeat(4, 1)])
+    model = tiny_gpt2(seed=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(150):
+        loss = model(input_ids=train, labels=train).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), rule, held_out, secrets.repeat(4, 1), unseen
+
+
+def test_assd_auto_pushes_memorised_sequences_to_the_never_seen_loss(secrets_learnt):
+    # The sequence target: no more extracted than never-seen rows, and a per-token loss
+    # within their 5th-95th percentiles, both on the returned model. Dampening leaves
+    # memorised rows far below that; the repair pushes them up to the never-seen median
+    # (on the model before the request).
+    model, rule, held_out, secrets, unseen = secrets_learnt
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    forget, retain = batches(secrets, 8), batches(rule, 16)
+    sets = {"retain": retain, "test": batches(held_out, 16), "unseen": batches(unseen, 8)}
+    before = score_sets(model, sets | {"forget": forget}, task="causal-lm")
+    assert before["forget"].extraction == 1.0 and before["unseen"].extraction == 0.0
+    result = assd.get_method("assd-auto", task="causal-lm").unlearn(
+        model, forget=forget, retain=retain, evaluate=sets)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
+    after = score_sets(result.model, sets | {"forget": forget}, task="causal-lm")
+    now = after["unseen"].row_losses.double()
+    low, high = (float(torch.quantile(now, q)) for q in (0.05, 0.95))
+    target = result.outcome.target
+    assert target["unseen_low"] == pytest.approx(low, abs=1e-5)
+    assert target["unseen_high"] == pytest.approx(high, abs=1e-5)
+    assert target["forget_loss"] == pytest.approx(after["forget"].loss, rel=1e-5)
+    goal = float(before["unseen"].row_losses.double().median())
+    assert target["repair_goal"] == pytest.approx(goal, abs=1e-5)
+    assert after["unseen"].extraction == 0  # the limit is then 0 extracted
+    met = after["forget"].extraction <= 0 and low <= after["forget"].loss <= high
+    assert target["met"] == met and met  # memorised: extracted; repaired: like never seen
+    for name in ("retain", "test"):  # the guard (1 % perplexity) holds where it watches
+        assert after[name].perplexity / before[name].perplexity - 1 <= 0.01 + 1e-6
+    assert "unseen" not in result.outcome.guard["verdict"]  # a reference, never guarded

@@ -58,3 +58,36 @@ def test_a_plateau_cuts_the_step_size_once_and_a_second_one_stops(monkeypatch):
     made.clear()
     said = iter(["plateau", True])
     assert repair_(model, retain=rows, forget=rows, done=lambda: next(said), epochs=10) == 2
+
+
+def _first_step(model, loss):
+    """Adam's first step by hand (-lr * sign(g)) for the gradient of ``loss(model)``."""
+    model.zero_grad()
+    loss(model).backward()
+    step = [(p.detach().clone(), p.grad.detach().clone()) for p in model.parameters()]
+    model.zero_grad()
+    return step
+
+
+def test_a_forget_goal_pushes_the_forget_loss_up_to_the_goal_and_no_further():
+    # forget_goal replaces the keep term by max(0, goal - forget loss): below the goal the
+    # first step follows the retained loss minus the forget loss; above it, the retained
+    # loss alone.
+    torch.manual_seed(0)
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    fx, fy = torch.randn(5, 4), torch.tensor([0, 0, 1, 2, 0])
+    forget = TensorData(fx, fy, batch_size=5)
+    for goal, sign in ((50.0, -1.0), (0.0, 0.0)):
+        model = torch.nn.Linear(4, 3)
+        with torch.no_grad():
+            forget_loss = float(F.cross_entropy(model(fx), fy))
+        assert (goal > forget_loss) == (sign != 0)  # the hinge is on for 50, off for 0
+        expected = _first_step(model, lambda m, s=sign: F.cross_entropy(m(x), y)
+                               + s * F.cross_entropy(m(fx), fy))  # fmt: skip
+        repair_(model, retain=TensorData(x, y, batch_size=6), forget=forget,
+                done=lambda: True, epochs=3, forget_goal=goal)  # fmt: skip
+        for p, (p0, g) in zip(model.parameters(), expected, strict=True):
+            moved = g.abs() > 1e-6
+            assert moved.any()
+            assert torch.allclose(p.detach()[moved], (p0 - REPAIR_LR * torch.sign(g))[moved],
+                                  atol=1e-6)  # fmt: skip

@@ -25,7 +25,8 @@ verdict says "met" within a margin of it (:mod:`assd.verify.tolerance`) and
 "forgotten" only when the per-example test agrees. Without them the rule targets
 of :mod:`assd.methods.rule_targets` apply and the verdict says so (``"auto"``:
 ``"group"`` when no retained row carries the forget rows' labels, else ``"rows"``);
-a causal LM's ``"sequences"``: :mod:`assd.methods.sequence_target`.
+a causal LM's ``"sequences"``: :mod:`assd.methods.sequence_target`, whose repair pushes
+the forget sequences' loss up to the never-seen sequences' (:mod:`assd.methods.sequence_repair`).
 Example:
     >>> import torch, assd
     >>> _ = torch.manual_seed(0)
@@ -64,6 +65,7 @@ from .rule_targets import (
     chance_of_wrong_label,
 )
 from .search import Trials, search
+from .sequence_repair import repair_towards_unseen
 from .sequence_target import check_unseen, sequence_target
 
 __all__ = ["AutoASSD", "binomial_upper", "chance_of_wrong_label", "out_of_pace"]
@@ -141,8 +143,7 @@ class AutoASSD(ASSD):
                 "assd-auto needs labelled retained rows to judge the result: "
                 "evaluate={'retain': ..., 'test': ...}."
             )
-        if self.target_kind == "sequences" or (self.target_kind == "auto"
-                                                and self.task == "causal-lm"):  # fmt: skip
+        if self._sequences():
             check_unseen(sets)  # (assd.methods.sequence_target)
             return sequence_target(sum(len(split_batch(b, self.importance_options["batch_fn"])[1])
                                        for b in sets["forget"]))  # fmt: skip
@@ -181,6 +182,11 @@ class AutoASSD(ASSD):
         evidence.margin = default_margin(kind, bool(kept)) if self.margin is None else self.margin
         return evidence
 
+    def _sequences(self) -> bool:
+        """Whether the target is a causal LM's forget sequences."""
+        return self.target_kind == "sequences" or (self.target_kind == "auto"
+                                                   and self.task == "causal-lm")  # fmt: skip
+
     def _kind(self, forget_labels: torch.Tensor, retain_labels: torch.Tensor) -> str:
         if self.target_kind != "auto":
             if self.target_kind in ("group", "mislabelled") and forget_labels.is_floating_point():
@@ -218,8 +224,9 @@ class AutoASSD(ASSD):
             return trials.apply(-math.inf)
         chosen = search(trials)
         if not chosen["target"]["met"] and self.repair_epochs and trials.guard is not None:
-            chosen = dampen_and_repair(trials, chosen, retain, epochs=self.repair_epochs,
-                                       options=self.importance_options)  # fmt: skip
+            repair = repair_towards_unseen if self._sequences() else dampen_and_repair
+            chosen = repair(trials, chosen, retain, epochs=self.repair_epochs,
+                            options=self.importance_options)  # fmt: skip
         if not chosen["target"]["met"] and self.on_guard == "refuse":
             trials.restore()
             raise GuardRefused(

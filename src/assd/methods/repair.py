@@ -10,6 +10,12 @@ weighted ``KEEP_WEIGHT``), one epoch at a time, and stops as soon as ``done()`` 
 stays in eval mode (no BatchNorm statistics move, no dropout), so the only change is to the
 trainable weights.
 
+With ``forget_goal`` (a causal LM's forget sequences, :mod:`assd.methods.sequence_repair`)
+the forget rows' term is instead ``max(0, forget_goal - their loss)``: their loss is pushed
+up to the goal (the never-seen sequences' median loss) and left alone once there, since
+dampening leaves memorised sequences at a loss far below that of never-seen ones and
+holding them there would keep them recognisable.
+
 Example:
     >>> import torch
     >>> from assd.batches import TensorData
@@ -30,7 +36,7 @@ from torch import nn
 
 from ..batches import forward, split_batch, to_device
 
-__all__ = ["KEEP_WEIGHT", "PLATEAU_FACTOR", "REPAIR_EPOCHS", "REPAIR_LR", "repair_"]
+__all__ = ["GOAL_WEIGHT", "KEEP_WEIGHT", "PLATEAU_FACTOR", "REPAIR_EPOCHS", "REPAIR_LR", "repair_"]
 
 REPAIR_EPOCHS = 25
 # The forget rows' term weighs this much more than the retained rows' loss. Measured on the
@@ -47,6 +53,9 @@ KEEP_WEIGHT = 10.0
 # falls back to the guard-held dampening 8 -> 3 (with full-class-0 and -3), median run 2.36 s
 # -> 2.35 s (`assd experiment matrix --methods assd-auto,assd --seeds 5 --cells ...`).
 REPAIR_LR = 3e-3
+# The weight of the forget rows' hinge towards ``forget_goal`` against the retained rows'
+# loss: equal. It only sets how fast the forget loss climbs (the hinge is 0 at the goal).
+GOAL_WEIGHT = 1.0
 # The first time the repair's progress stalls (:func:`out_of_pace`), its step size is cut to
 # this share, as a scheduler that reduces the rate on a plateau does; the second stall stops.
 PLATEAU_FACTOR = 0.3
@@ -54,15 +63,23 @@ PLATEAU_FACTOR = 0.3
 
 def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool | str],
             epochs: int = REPAIR_EPOCHS, lr: float = REPAIR_LR, batch_fn=None,
-            output_fn=None, seed: int = 0, loss_fn=None) -> int:  # fmt: skip
+            output_fn=None, seed: int = 0, loss_fn=None,
+            forget_goal: float | None = None) -> int:  # fmt: skip
     """Repair ``model`` in place; returns the number of epochs run. After each epoch
     ``done()`` says True (stop), False (go on) or ``"plateau"``: the first plateau divides
     the learning rate by ``1 / PLATEAU_FACTOR`` and goes on, the second stops.
     ``loss_fn``: the retained rows' loss (default cross-entropy, or squared error for float
-    targets)."""
+    targets). ``forget_goal``: push the forget rows' loss (``loss_fn``) up to it instead of
+    holding their outputs (see the module docstring)."""
     device = next(model.parameters()).device
     run = lambda inputs: forward(model, inputs, output_fn=output_fn).float()  # noqa: E731
-    kept = _kept_outputs(run, model, forget, batch_fn, device)
+    if forget_goal is None:
+        kept = _kept_outputs(run, model, forget, batch_fn, device)
+        forget_term = lambda out, target: KEEP_WEIGHT * _keep_loss(out, target)  # noqa: E731
+    else:
+        kept = _forget_labels(forget, batch_fn, device)
+        fit = loss_fn or _fit_loss
+        forget_term = lambda out, y: GOAL_WEIGHT * torch.relu(forget_goal - fit(out, y))  # noqa: E731
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     torch.manual_seed(seed)
@@ -71,7 +88,8 @@ def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool | str],
     try:
         reduced = False
         for epoch in range(1, epochs + 1):
-            _epoch(run, retain, itertools.cycle(kept), optimizer, batch_fn, device, loss_fn)
+            _epoch(run, retain, itertools.cycle(kept), optimizer, batch_fn, device, loss_fn,
+                   forget_term)
             state = done()
             if state == "plateau" and not reduced:  # bouncing at this step size: smaller steps
                 reduced = True
@@ -97,13 +115,23 @@ def _kept_outputs(run, model, forget, batch_fn, device) -> list:
     return kept
 
 
-def _epoch(run, retain, kept, optimizer, batch_fn, device, loss_fn=None) -> None:
+def _forget_labels(forget, batch_fn, device) -> list:
+    rows = []
+    for batch in forget:
+        inputs, y = split_batch(batch, batch_fn)
+        rows.append((to_device(inputs, device), y.to(device)))
+    if not rows:
+        raise ValueError("the forget set is empty; there is nothing to forget.")
+    return rows
+
+
+def _epoch(run, retain, kept, optimizer, batch_fn, device, loss_fn, forget_term) -> None:
     for batch in retain:
         inputs, y = split_batch(batch, batch_fn)
         forget_inputs, target = next(kept)
         out, forget_out = _both(run, to_device(inputs, device), forget_inputs)
         fit = (loss_fn or _fit_loss)(out, y.to(device))
-        loss = fit + KEEP_WEIGHT * _keep_loss(forget_out, target)
+        loss = fit + forget_term(forget_out, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,0 +1,77 @@
+"""``assd-auto``'s path for a causal LM whose forget sequences stay recognisable after dampening.
+
+On the tiny GPT-2 of ``examples/hf_tiny.py`` no dampening strength brings memorised
+"secret" sequences to the loss of never-seen sequences of the same kind while the
+retained perplexity holds (docs/benchmarks.md, "Transformers"): dampening shrinks the
+weights towards a uniform prediction (ln V nats per token), while a model that never saw a
+random sequence predicts what its training taught, confidently and wrongly (8-15 nats
+there). Retraining reaches that level because the retained rows teach it.
+
+:func:`repair_towards_unseen` therefore starts from ASSD's own dampening (the search's first
+try, strength 0, whatever the guard said of it) and runs the bounded repair
+(:func:`assd.methods.repair.repair_`) on the retained rows with the forget rows' term
+``max(0, goal - their loss)``, ``goal`` the median per-row loss of the never-seen sequences
+``"unseen"`` on the model before the request. After every epoch it checks the sequence
+target (:mod:`assd.methods.sequence_target`, on the repaired model) and the retain guard,
+and stops once both hold; when the guard's pace cannot make it hold by the
+bound (:func:`assd.methods.repair.out_of_pace`), the step size is cut once, and a second
+stall stops it. A repair that leaves the guard broken is undone (the dampening within the
+guard is kept, and the verdict says the target was missed). The repair moves nearly every
+trainable weight; ``result.n_changed`` reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..verify.split import UNSEEN
+from .auto_repair import _scores, strength_of
+from .repair import out_of_pace, repair_
+from .search import Trials
+
+__all__ = ["repair_towards_unseen"]
+
+log = logging.getLogger("assd")
+
+
+def repair_towards_unseen(trials: Trials, fallback: dict, retain, *, epochs: int,
+                          options: dict) -> dict:  # fmt: skip
+    """ASSD's own dampening (the first try), repaired on the retained rows (``retain``, else
+    the evaluation's) until the forget sequences look never seen and the guard holds; the
+    search's choice ``fallback`` (dampened within the guard) if the guard still breaks.
+    ``options``: the method's ``batch_fn``, ``output_fn`` and ``loss_fn``."""
+    goal = float(trials.before[UNSEEN].row_losses.double().median())
+    start = trials.tries[0]  # ASSD's own dampening (strength 0), the request as asked
+    trials.apply(strength_of(start), record=False)
+    gaps: list[float] = []  # worst retained drop beyond what the guard allows, per epoch
+    since = 0  # the epoch the current step size began
+
+    def stop() -> bool | str:  # target and guard hold, or the guard's pace cannot get there
+        nonlocal since
+        scores = _scores(trials)
+        check = trials.guard.check(trials.before, scores)
+        gaps.append(check["worst"]["drop"] - check["worst"]["allowed"])
+        if check["ok"]:
+            return bool(trials.target(trials.before, scores)["met"])
+        if not out_of_pace(gaps[since:], epochs - since):
+            return False
+        since = len(gaps) - 1
+        return "plateau"
+
+    ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
+                  forget=trials.sets["forget"], done=stop, epochs=epochs, forget_goal=goal,
+                  **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
+    keys = ("strength", "alpha", "dampening", "selected")
+    entry = trials.measure({**{k: start[k] for k in keys}, "repair_epochs": ran})
+    after = entry["target"]
+    entry["target"] = {**after, "repair_goal": round(goal, 6),
+                       "verdict": f"{after['verdict']} After the dampening at alpha "
+                                  f"{start['alpha']:.4g} and {ran} repair epoch(s) on the "
+                                  f"retained rows, pushing the forget sequences' loss up to "
+                                  f"the never-seen median {goal:.4g}."}  # fmt: skip
+    if entry["guard"]["ok"]:
+        return entry
+    log.info("assd-auto: %d repair epochs did not restore the retained rows; keeping the "
+             "strongest dampening within the guard", ran)  # fmt: skip
+    trials.apply(strength_of(fallback), record=False)
+    return fallback
