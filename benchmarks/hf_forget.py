@@ -16,7 +16,9 @@ Judged by the issue's criteria, on every seed:
 ``own verdict`` is assd-auto's own (``result.outcome.target["met"]``), printed
 beside the criterion so that a verdict that disagrees with it shows.
 
-    python benchmarks/hf_forget.py [--seeds 0 1 2] [--models bert gpt2]
+    python benchmarks/hf_forget.py [--seeds 0 1 2] [--models bert gpt2] [--guard 0.02]
+
+``--guard`` sets assd-auto's retain guard (default: its own, 1 %).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def setup(name: str, seed: int) -> dict:
             "data": loader(train), "extra": extra, "seed": seed}  # fmt: skip
 
 
-def run_method(case: dict, method: str):
+def run_method(case: dict, method: str, guard: float | None = None):
     """The unlearned model, the seconds it took, and assd-auto's own verdict ("met" / "NOT met")."""
     model, task = case["model"], case["task"]
     sets = {"retain": case["retain"], **case["extra"]}
@@ -84,7 +86,8 @@ def run_method(case: dict, method: str):
         out = assd.ASSD(task=task).unlearn(model, forget=case["forget"],
                                            retain=case["retain"]).model  # fmt: skip
     else:
-        result = assd.get_method("assd-auto", task=task).unlearn(
+        options = {} if guard is None else {"guard": guard}
+        result = assd.get_method("assd-auto", task=task, **options).unlearn(
             model, forget=case["forget"], retain=case["retain"], evaluate=sets)
         verdict = "met" if result.outcome.target["met"] else "NOT met"
         return result.model, time.perf_counter() - start, verdict
@@ -126,13 +129,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=["bert", "gpt2"])
+    parser.add_argument("--guard", type=float, default=None, help="assd-auto's retain guard")
     args = parser.parse_args()
     for name in args.models:
         rows = []
         for seed in args.seeds:
             case = setup(name, seed)
             base = judge(case, case["model"], {}, None)
-            outs = {m: run_method(case, m) for m in METHODS}
+            outs = {m: run_method(case, m, args.guard) for m in METHODS}
             retrained = judge(case, outs["retrain"][0], base, None)
             rows.append([seed, "original", *_cells(base), "", "", ""])
             for m in METHODS:
