@@ -14,7 +14,7 @@ from assd.batches import TensorData
 from assd.metrics import accuracy
 from assd.tasks import causal_lm_loss, infer_task, token_classification_loss
 from assd.verify.guard import RetainGuard
-from assd.verify.outcome import score_sets
+from assd.verify.outcome import SetScore, score_sets
 
 
 class Table(nn.Module):
@@ -135,6 +135,8 @@ def test_guard_watches_perplexity_and_metric():
     assert guard.watched(scores) == ["r"]
     assert guard.check({**scores, "unseen": before}, scores)["ok"]
     assert RetainGuard(sets=("r", "unseen")).watched(scores) == ["r", "unseen"]  # if asked
+    plain = SetScore(10, 0.9, 0.3)  # a classifier's set that happens to be called "unseen"
+    assert guard.watched({"r": before, "unseen": plain}) == ["r", "unseen"]
 
 
 def test_default_loss_refuses_sequence_logits_and_task_fixes_it():

@@ -85,8 +85,9 @@ class RetainGuard:
         max_drop: accuracy points (as a share) for classification, or the
             relative increase of the mean loss for regression; >= 0.
         sets: the evaluation sets it watches; default every set but ``forget``, the
-            forgotten parts split off the others and the never-seen reference sequences
-            ``"unseen"`` (:mod:`assd.verify.split`).
+            forgotten parts split off the others and a language model's never-seen reference
+            sequences ``"unseen"`` (:mod:`assd.verify.split`; a classifier's set of that
+            name is watched).
         noise: allow an accuracy drop within the sampling noise of the set's size
             (:func:`noise_limit`), at most one row beyond ``max_drop``; False:
             ``max_drop`` on any set.
@@ -111,8 +112,8 @@ class RetainGuard:
 
     def watched(self, scores: dict[str, SetScore]) -> list[str]:
         if self.sets is None:  # every set but what is forgotten and the never-seen reference
-            names = [n for n in scores
-                     if n not in ("forget", UNSEEN) and not is_forgotten_part(n)]
+            names = [n for n in scores if n != "forget" and not is_forgotten_part(n)
+                     and not (n == UNSEEN and scores[n].perplexity is not None)]
         else:
             names = list(self.sets)
         missing = [n for n in names if n not in scores]

@@ -56,7 +56,8 @@ def is_forgotten_part(name: str) -> bool:
 
 
 # Rows of the forget rows' kind that the model never saw (a causal LM's never-seen
-# sequences): the forget target's reference, not data to keep, so never guarded.
+# sequences): the forget target's reference, not data to keep, so never guarded
+# (a set of that name scored as a classifier's is watched as any other).
 UNSEEN = "unseen"
 
 
