@@ -21,7 +21,7 @@ from .repair import out_of_pace, repair_
 from .rule_targets import _figure
 from .search import Trials, search
 
-__all__ = ["dampen_and_repair", "strength_of"]
+__all__ = ["KEYS", "dampen_and_repair", "guard_stop", "strength_of"]
 
 log = logging.getLogger("assd")
 
@@ -40,25 +40,10 @@ def dampen_and_repair(trials: Trials, fallback: dict, retain, *, epochs: int,
         trials.apply(strength_of(fallback), record=False)
         return fallback
 
-    gaps: list[float] = []  # worst retained drop beyond what the guard allows, per epoch
-    since = 0  # the epoch the current step size began
-
-    def stop() -> bool | str:  # the guard holds, or the pace cannot get there in time
-        nonlocal since
-        check = trials.guard.check(trials.before, _scores(trials))
-        gaps.append(check["worst"]["drop"] - check["worst"]["allowed"])
-        if check["ok"]:
-            return True
-        if not out_of_pace(gaps[since:], epochs - since):
-            return False
-        since = len(gaps) - 1  # the pace is measured afresh at the new step size
-        return "plateau"
-
     ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
-                  forget=trials.sets["forget"], done=stop, epochs=epochs,
+                  forget=trials.sets["forget"], done=guard_stop(trials, epochs), epochs=epochs,
                   **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
-    keys = ("strength", "alpha", "dampening", "selected")
-    entry = trials.measure({**{k: reach[k] for k in keys}, "repair_epochs": ran})
+    entry = trials.measure({**{k: reach[k] for k in KEYS}, "repair_epochs": ran})
     after = entry["target"]
     entry["target"] = {**reach["target"], "after_repair": after,
                        "verdict": f"{reach['target']['verdict']} That was the dampened "
@@ -70,6 +55,31 @@ def dampen_and_repair(trials: Trials, fallback: dict, retain, *, epochs: int,
              "the strongest dampening within the guard", ran)  # fmt: skip
     trials.apply(strength_of(fallback), record=False)
     return fallback
+
+
+KEYS = ("strength", "alpha", "dampening", "selected")  # a try's dampening, kept after a repair
+
+
+def guard_stop(trials: Trials, epochs: int, *, target_too: bool = False):
+    """The repair's ``done()``: True once the guard holds (and, with ``target_too``, the
+    target is met); ``"plateau"`` when the guard's pace over the last epochs could not make
+    it hold by ``epochs`` (:func:`out_of_pace`, measured afresh after each plateau)."""
+    gaps: list[float] = []  # worst retained drop beyond what the guard allows, per epoch
+    since = 0  # the epoch the current step size began
+
+    def stop() -> bool | str:
+        nonlocal since
+        scores = _scores(trials)
+        check = trials.guard.check(trials.before, scores)
+        gaps.append(check["worst"]["drop"] - check["worst"]["allowed"])
+        if check["ok"]:
+            return not target_too or bool(trials.target(trials.before, scores)["met"])
+        if not out_of_pace(gaps[since:], epochs - since):
+            return False
+        since = len(gaps) - 1  # the pace is measured afresh at the new step size
+        return "plateau"
+
+    return stop
 
 
 def strength_of(entry: dict) -> float:

@@ -25,8 +25,8 @@ from __future__ import annotations
 import logging
 
 from ..verify.split import UNSEEN
-from .auto_repair import _scores, strength_of
-from .repair import out_of_pace, repair_
+from .auto_repair import KEYS, guard_stop, strength_of
+from .repair import repair_
 from .search import Trials
 
 __all__ = ["repair_towards_unseen"]
@@ -43,26 +43,11 @@ def repair_towards_unseen(trials: Trials, fallback: dict, retain, *, epochs: int
     goal = float(trials.before[UNSEEN].row_losses.double().median())
     start = trials.tries[0]  # ASSD's own dampening (strength 0), the request as asked
     trials.apply(strength_of(start), record=False)
-    gaps: list[float] = []  # worst retained drop beyond what the guard allows, per epoch
-    since = 0  # the epoch the current step size began
-
-    def stop() -> bool | str:  # target and guard hold, or the guard's pace cannot get there
-        nonlocal since
-        scores = _scores(trials)
-        check = trials.guard.check(trials.before, scores)
-        gaps.append(check["worst"]["drop"] - check["worst"]["allowed"])
-        if check["ok"]:
-            return bool(trials.target(trials.before, scores)["met"])
-        if not out_of_pace(gaps[since:], epochs - since):
-            return False
-        since = len(gaps) - 1
-        return "plateau"
-
     ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
-                  forget=trials.sets["forget"], done=stop, epochs=epochs, forget_goal=goal,
+                  forget=trials.sets["forget"], epochs=epochs, forget_goal=goal,
+                  done=guard_stop(trials, epochs, target_too=True),
                   **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
-    keys = ("strength", "alpha", "dampening", "selected")
-    entry = trials.measure({**{k: start[k] for k in keys}, "repair_epochs": ran})
+    entry = trials.measure({**{k: start[k] for k in KEYS}, "repair_epochs": ran})
     after = entry["target"]
     entry["target"] = {**after, "repair_goal": round(goal, 6),
                        "verdict": f"{after['verdict']} After the dampening at alpha "
