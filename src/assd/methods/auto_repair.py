@@ -21,7 +21,7 @@ from .repair import out_of_pace, repair_
 from .rule_targets import _figure
 from .search import Trials, search
 
-__all__ = ["KEYS", "dampen_and_repair", "guard_stop", "strength_of"]
+__all__ = ["KEYS", "dampen_and_repair", "guard_stop", "kept_or_fallback", "strength_of"]
 
 log = logging.getLogger("assd")
 
@@ -49,15 +49,21 @@ def dampen_and_repair(trials: Trials, fallback: dict, retain, *, epochs: int,
                        "verdict": f"{reach['target']['verdict']} That was the dampened "
                                   f"model; after {ran} repair epoch(s), "
                                   f"{_figure(after)}: {repaired_verdict(after)}."}  # fmt: skip
-    if entry["guard"]["ok"]:
-        return entry
-    log.info("assd-auto: %d repair epochs did not restore the retained rows; keeping "
-             "the strongest dampening within the guard", ran)  # fmt: skip
-    trials.apply(strength_of(fallback), record=False)
-    return fallback
+    return kept_or_fallback(trials, entry, fallback)
 
 
 KEYS = ("strength", "alpha", "dampening", "selected")  # a try's dampening, kept after a repair
+
+
+def kept_or_fallback(trials: Trials, entry: dict, fallback: dict) -> dict:
+    """The repaired try ``entry`` if the guard holds on it, else ``fallback`` (the strongest
+    dampening within the guard), put back on the model."""
+    if entry["guard"]["ok"]:
+        return entry
+    log.info("assd-auto: %d repair epochs did not restore the retained rows; keeping "
+             "the strongest dampening within the guard", entry["repair_epochs"])  # fmt: skip
+    trials.apply(strength_of(fallback), record=False)
+    return fallback
 
 
 def guard_stop(trials: Trials, epochs: int, *, target_too: bool = False):

@@ -22,16 +22,14 @@ trainable weight; ``result.n_changed`` reports it.
 
 from __future__ import annotations
 
-import logging
 
 from ..verify.split import UNSEEN
-from .auto_repair import KEYS, guard_stop, strength_of
+from .auto_repair import KEYS, guard_stop, kept_or_fallback, strength_of
 from .repair import repair_
 from .search import Trials
 
 __all__ = ["repair_towards_unseen"]
 
-log = logging.getLogger("assd")
 
 
 def repair_towards_unseen(trials: Trials, fallback: dict, retain, *, epochs: int,
@@ -54,9 +52,4 @@ def repair_towards_unseen(trials: Trials, fallback: dict, retain, *, epochs: int
                                   f"{start['alpha']:.4g} and {ran} repair epoch(s) on the "
                                   f"retained rows, pushing the forget sequences' loss up to "
                                   f"the never-seen median {goal:.4g}."}  # fmt: skip
-    if entry["guard"]["ok"]:
-        return entry
-    log.info("assd-auto: %d repair epochs did not restore the retained rows; keeping the "
-             "strongest dampening within the guard", ran)  # fmt: skip
-    trials.apply(strength_of(fallback), record=False)
-    return fallback
+    return kept_or_fallback(trials, entry, fallback)
