@@ -22,14 +22,12 @@ trainable weight; ``result.n_changed`` reports it.
 
 from __future__ import annotations
 
-
 from ..verify.split import UNSEEN
 from .auto_repair import KEYS, guard_stop, kept_or_fallback, strength_of
 from .repair import repair_
 from .search import Trials
 
 __all__ = ["repair_towards_unseen"]
-
 
 
 def repair_towards_unseen(trials: Trials, fallback: dict, retain, *, epochs: int,
