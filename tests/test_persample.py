@@ -224,3 +224,31 @@ def test_layer_rules_against_autograd_per_sample():
     a, d = torch.randn(5, 3), torch.randn(5, 2)
     expected = sum(torch.outer(d[i], a[i]) ** 2 for i in range(5))
     torch.testing.assert_close(linear_squares(a, d), expected)
+
+
+def test_factorised_weights_do_not_shrink_the_chunks():
+    """A budget that holds 4 rows of the largest weight's per-sample gradients: the first
+    chunk (which decides the paths) is 4 rows, and since every weight of this MLP is
+    factorised (no per-sample gradients formed), the rest of the batches run whole. The
+    sums still equal the definition; each chunk is summed from zero and then added."""
+    from assd.importance.persample.engine import SampleEngine
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 40), nn.ReLU(), nn.Linear(40, 3)).eval()
+    x, y = torch.randn(50, 12), torch.randint(0, 3, (50,))
+    params = dict(model.named_parameters())
+    largest = max(p.numel() for p in params.values())  # 480 floats
+    engine = SampleEngine(model, params, objective="loss", budget=4 * 2 * 4 * largest)
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    acc = {n: torch.zeros_like(p) for n, p in params.items()}
+    with torch.enable_grad():
+        for start in range(0, 50, 25):
+            engine.step(acc, x[start : start + 25], y[start : start + 25])
+    assert engine.paths["0.weight"] == engine.paths["2.weight"] == "factorised"
+    assert engine.first_rows() == 4
+    # batch 1: 4 rows (the check) + 21; batch 2: one chunk of 25 (it was 4+4+...: 7 chunks)
+    assert len(calls) == 3
+    want = _definition(model, [(x[:25], y[:25]), (x[25:], y[25:])])
+    for name, t in want.tensors.items():
+        torch.testing.assert_close(acc[name] / 50, t, rtol=2e-5, atol=1e-9)

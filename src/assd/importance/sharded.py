@@ -33,7 +33,6 @@ data-parallel path.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import torch
@@ -47,6 +46,7 @@ from ..rule.sharded_dampening import is_sharded
 from . import distributed as distributed_
 from .estimators import Sums, default_memory_budget
 from .objectives import add_, objective_value
+from .sharded_rows import row_range, rows_from_every_rank
 from .sharded_steps import Steps, comm_device, hook_sums
 
 __all__ = ["is_sharded_model", "row_range", "sharded_importance", "sharded_sums", "wrap_like"]
@@ -55,18 +55,6 @@ __all__ = ["is_sharded_model", "row_range", "sharded_importance", "sharded_sums"
 def is_sharded_model(model: nn.Module) -> bool:
     """Whether any trainable parameter of ``model`` is a DTensor (FSDP2, inside a group)."""
     return any(is_sharded(p) for p in model.parameters() if p.requires_grad)
-
-
-def row_range(rows: int, rank: int, world: int) -> tuple[int, int]:
-    """The rows ``[start, stop)`` of a dim-0 shard, as FSDP2 (``torch.chunk``) cuts them.
-
-    Example:
-        >>> [row_range(5, r, 4) for r in range(4)]
-        [(0, 2), (2, 4), (4, 5), (5, 5)]
-    """
-    size = -(-rows // world)
-    start = min(rank * size, rows)
-    return start, min(start + size, rows)
 
 
 def wrap_like(local: torch.Tensor, param) -> torch.Tensor:
@@ -184,7 +172,6 @@ class _Exchange:
     def __init__(self, model: nn.Module, params: dict, acc: dict, objective: str):
         self.acc, self.objective = acc, objective
         self.world, self.rank = dist.get_world_size(), dist.get_rank()
-        self.shapes = {n: tuple(p.shape) for n, p in params.items()}
         self.hooked: dict[int, tuple] = {}
         self.names = set(params)
         self.units = {m: prefix for prefix, m in model.named_modules() if _is_unit(m)}
@@ -208,26 +195,9 @@ class _Exchange:
     def add(self, name: str, grad: torch.Tensor) -> None:
         """Send each rank its rows of ``grad``; add every rank's rows, squared, in rank
         order (this rank's own rows straight from ``grad``: nothing sent to itself)."""
-        rows, mine = self.shapes[name][0], self.acc[name]
-        per_row = math.prod(self.shapes[name][1:])
-        bounds = [(a * per_row, b * per_row) for a, b in (row_range(rows, r, self.world)
-                                                          for r in range(self.world))]  # fmt: skip
-        flat = grad.contiguous().view(-1)
-        start, stop = bounds[self.rank]
-        others = [r for r in range(self.world) if r != self.rank]
-        sent = flat[stop:] if start == 0 else flat[:start] if stop == flat.numel() else (
-            torch.cat([flat[:start], flat[stop:]]))  # fmt: skip
-        received = torch.empty(len(others) * mine.numel(), dtype=grad.dtype, device=grad.device)
-        sizes_in = [b - a for a, b in bounds]
-        sizes_in[self.rank] = 0
-        sizes_out = [mine.numel()] * self.world
-        sizes_out[self.rank] = 0
-        dist.all_to_all_single(received, sent, sizes_out, sizes_in)
-        pieces = dict(zip(others, received.view(len(others), -1), strict=True))
-        pieces[self.rank] = flat[start:stop]
-        target = mine.view(-1)
-        for r in range(self.world):
-            add_([target], [pieces[r]], self.objective)
+        target = self.acc[name].view(-1)
+        for piece in rows_from_every_rank(grad, world=self.world, rank=self.rank):
+            add_([target], [piece], self.objective)
 
     def check_done(self, params: dict, before: dict) -> None:
         """Every parameter's gradient went through a hook (none left for FSDP to reduce)."""

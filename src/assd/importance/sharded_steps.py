@@ -17,7 +17,6 @@ from ..batches import TensorData, batch_size_of, split_batch, to_device
 from ..contract import model_errors
 from ..parameters import all_finite
 from . import distributed as distributed_
-from .persample.engine import CHECK_ROWS
 from .persample.fallback import slice_batch
 
 __all__ = ["Steps", "comm_device", "hook_sums"]
@@ -44,12 +43,12 @@ def hook_sums(model, params: dict, shards: dict, data, *, objective: str, loss_f
                                      loss_fn=loss_fn, budget=budget)  # fmt: skip
         if not engine.probe(x, y):
             return None
-    rows = engine._hook_rows()
+    rows, check = engine._hook_rows(), engine.first_rows()  # as one process cuts them
     n_samples = n_batches = largest = 0
     lead = dist.get_rank() == 0  # its first batch is batch 0, split as one process splits it
     for step, (index, x, y, weight, (samples, batches)) in enumerate([first, *steps]):
         size = batch_size_of(x)
-        cuts = _cuts(size, rows, CHECK_ROWS if (lead and step == 0) else rows)
+        cuts = _cuts(size, rows, check if (lead and step == 0) else rows)
         count = torch.tensor([len(cuts)], dtype=torch.int64, device=comm_device())
         dist.all_reduce(count, op=dist.ReduceOp.MAX)
         for i in range(int(count.item())):

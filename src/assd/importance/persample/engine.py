@@ -55,6 +55,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import nullcontext
 
 import torch
@@ -63,7 +64,7 @@ from torch import nn
 
 from ...batches import batch_size_of, forward
 from ..objectives import objective_value
-from .accumulate import add_hooked
+from .accumulate import add_hooked_fresh
 from .broadcast import Watch
 from .fallback import loop_sums, rows_per_chunk, slice_batch, vmap_sums
 from .plan import plan
@@ -118,7 +119,7 @@ class SampleEngine:
         start = 0
         while self.owned and start < size:
             first = not self.paths  # checked on a small slice: see CHECK_ROWS
-            rows = min(self._hook_rows(), CHECK_ROWS) if first else self._hook_rows()
+            rows = self.first_rows() if first else self._hook_rows()
             self._hook_pass(acc, *slice_batch(inputs, targets, start, rows), first=first)
             start += rows
         if not self.paths:  # nothing on the hooks: every parameter takes the fallback
@@ -137,8 +138,24 @@ class SampleEngine:
             found.watched, found.unwatched, found.attention)  # fmt: skip
 
     def _hook_rows(self) -> int:
+        """Rows per chunk: as many as the budget holds of the costliest hooked parameter's
+        per-sample gradients (twice). Once the first chunk has decided the paths, a
+        factorised weight costs only its rows of squared inputs and output gradients:
+        it never forms per-sample gradients (a batch of an MLP is then one chunk, which
+        under FSDP2 means one all-gather of each unit per batch instead of several)."""
+        largest = max(self._row_floats(n) for kn in self.owned.values() for _, n in kn)
+        return rows_per_chunk(2 * 4 * largest, self.budget)
+
+    def _row_floats(self, name: str) -> int:
+        shape = self.params[name].shape
+        if self.paths.get(name) == "factorised":
+            return sum(shape)  # one row of a**2 and of delta**2
+        return 0 if self.paths.get(name) == "unused" else math.prod(shape)
+
+    def first_rows(self) -> int:
+        """The first chunk's rows (before any path is known): see ``CHECK_ROWS``."""
         largest = max(self.params[n].numel() for kn in self.owned.values() for _, n in kn)
-        return rows_per_chunk(2 * 4 * largest, self.budget)  # its per-sample grads, twice
+        return min(rows_per_chunk(2 * 4 * largest, self.budget), CHECK_ROWS)
 
     def _reject(self, name: str, reason: str) -> None:
         for module, kn in list(self.owned.items()):
@@ -256,9 +273,14 @@ class SampleEngine:
             self.paths[name] = "torch.func" if self._vmap_works is not False else "loop"
 
     def _accumulate(self, acc, records, rows: int, *, sums=None, kinds=None) -> None:
-        """Add every hooked parameter's per-sample squares of this chunk to ``acc``
-        (:func:`~assd.importance.persample.accumulate.add_hooked`)."""
-        add_hooked(acc, records, self.owned, self.objective, rows, sums=sums, kinds=kinds)
+        """Add every hooked parameter's per-sample squares of this chunk to ``acc``, each
+        layer group's summed from zero first
+        (:func:`~assd.importance.persample.accumulate.add_hooked_fresh`: a sharded pass
+        adds the same chunk sums in the same order, bit for bit)."""
+        add_hooked_fresh(records, self.owned, self.objective, rows, order=list(acc),
+                         new=lambda n: torch.zeros_like(acc[n]),
+                         add=lambda n, t: acc[n].add_(t), sums=sums, kinds=kinds,
+                         acc=acc)  # fmt: skip
 
     def _fallback(self, acc, inputs, targets) -> None:
         options = {"objective": self.objective, "loss_fn": self.loss_fn}
