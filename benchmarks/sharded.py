@@ -1,8 +1,8 @@
 """Importance of a model sharded with FSDP2: memory per rank and time, on CPU with gloo.
 
 Three kinds of run, each in fresh processes (one per rank, meeting through a
-``file://`` store), all computing the batch estimator's importance of the
-same 50.4M-parameter model (6 blocks of Linear(1024, 4096), GELU,
+``file://`` store), all computing the importance (batch estimator, or
+``--estimator sample``) of the same 50.4M-parameter model (6 blocks of Linear(1024, 4096), GELU,
 Linear(4096, 1024), and a head) over the same batches:
 
 - ``ws1``: one process, the whole model (the single-process path);
@@ -17,7 +17,7 @@ gradients, workspace) and the peak resident memory over the process's
 baseline after ``import torch`` (its *total*: weights included). ``dp2`` and
 ``fsdp2`` alternate for ``--rounds`` rounds; medians are reported.
 
-    python benchmarks/sharded.py [--rounds 2] [--quick]
+    python benchmarks/sharded.py [--rounds 2] [--estimator sample] [--rows 1024] [--quick]
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def build(device: str = "cpu"):
         return nn.Sequential(*[block() for _ in range(BLOCKS)], nn.Linear(DIM, CLASSES))
 
 
-def child(kind: str, rank: int, world: int, folder: str, rows: int, batch: int) -> None:
+def child(kind: str, rank: int, world: int, folder: str, rows: int, batch: int,
+          estimator: str = "batch") -> None:
     import torch
     import torch.distributed as dist
 
@@ -92,7 +93,7 @@ def child(kind: str, rank: int, world: int, folder: str, rows: int, batch: int) 
                 torch.nn.functional.cross_entropy(model(inputs), targets).backward()
                 model.zero_grad(set_to_none=True)
     else:
-        compute_importance(model, data, estimator="batch", fingerprint=False)
+        compute_importance(model, data, estimator=estimator, fingerprint=False)
     seconds = time.perf_counter() - start
     peak = _rss_kib("VmHWM")
     n_params = sum(p.numel() for p in model.parameters())
@@ -104,7 +105,8 @@ def child(kind: str, rank: int, world: int, folder: str, rows: int, batch: int) 
         dist.destroy_process_group()
 
 
-def launch(kind: str, rows: int, batch: int, *, live: bool = False) -> dict:
+def launch(kind: str, rows: int, batch: int, *, live: bool = False,
+           estimator: str = "batch") -> dict:
     """One run in fresh processes; ``live``: glibc returns every freed buffer of 1 MiB or
     more to the system, so resident memory follows live memory (as a GPU's
     ``max_memory_allocated`` does); otherwise its default, whose dynamic threshold keeps
@@ -116,7 +118,8 @@ def launch(kind: str, rows: int, batch: int, *, live: bool = False) -> dict:
             env["MALLOC_MMAP_THRESHOLD_"] = str(2**20)
         command = [sys.executable, __file__, "--child", kind]
         processes = [subprocess.Popen([*command, str(r), str(world), folder, str(rows),
-                                       str(batch)], env=env) for r in range(world)]  # fmt: skip
+                                       str(batch), estimator], env=env)
+                     for r in range(world)]  # fmt: skip
         for process in processes:
             if process.wait(timeout=1800):
                 raise SystemExit(f"{kind}: a rank failed (exit {process.returncode})")
@@ -136,16 +139,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="fewer batches (a smoke run)")
+    parser.add_argument("--estimator", choices=("batch", "sample"), default="batch",
+                        help="the importance estimator (the library's default is 'sample')")
+    parser.add_argument("--rows", type=int, default=256,
+                        help="rows in the pass, in batches of 64 (the one-time costs of the "
+                             "sample estimator's first batch weigh less over more rows)")
     args = parser.parse_args()
-    rows, batch = (32, 8) if args.quick else (256, 64)
+    est = args.estimator
+    rows, batch = (32, 8) if args.quick else (args.rows, 64)
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(f"## Sharded importance (FSDP2, gloo, CPU)\n\nload average {load} (1/5/15 min) at "
-          f"start; {rows} rows in batches of {batch}; one thread per rank\n")  # fmt: skip
-    memory = {kind: launch(kind, rows, batch, live=True) for kind in ("ws1", "fsdp2")}
+          f"start; {rows} rows in batches of {batch}; {est} estimator; "
+          "one thread per rank\n")  # fmt: skip
+    memory = {kind: launch(kind, rows, batch, live=True, estimator=est)
+              for kind in ("ws1", "fsdp2")}
     runs = {"ws1": [], "dp2": [], "fsdp2": [], "fsdp2-plain": []}
     for _ in range(args.rounds):
         for kind in runs:
-            runs[kind].append(launch(kind, rows, batch))
+            runs[kind].append(launch(kind, rows, batch, estimator=est))
     mid = {k: {key: median([r[key] for r in v]) for key in v[0]} for k, v in runs.items()}
     print(f"model: {mid['ws1']['params'] / 1e6:.1f}M parameters "
           f"({mid['ws1']['params'] * 4 / 2**20:.0f} MiB of float32 weights)\n")  # fmt: skip
@@ -178,7 +189,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        kind, rank, world, folder, rows, batch = sys.argv[2:8]
-        child(kind, int(rank), int(world), folder, int(rows), int(batch))
+        kind, rank, world, folder, rows, batch, estimator = sys.argv[2:9]
+        child(kind, int(rank), int(world), folder, int(rows), int(batch), estimator)
     else:
         main()
