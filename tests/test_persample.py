@@ -230,7 +230,7 @@ def test_factorised_weights_do_not_shrink_the_chunks():
     """A budget that holds 4 rows of the largest weight's per-sample gradients: the first
     chunk (which decides the paths) is 4 rows, and since every weight of this MLP is
     factorised (no per-sample gradients formed), the rest of the batches run whole. The
-    sums still equal the definition; each chunk is summed from zero and then added."""
+    sums still equal the definition."""
     from assd.importance.persample.engine import SampleEngine
 
     torch.manual_seed(0)

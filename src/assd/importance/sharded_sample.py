@@ -4,15 +4,12 @@
 run on the live, unsharded parameters FSDP2 swaps in while a unit runs its
 forward and backward (the same parameter objects every time): the hooks
 record each layer's input and output gradient as in one process. After the
-backward, every rank forms its chunk's squares one layer group (the parameters
-sharing records) at a time, summed from zero as one process sums each chunk
-(:func:`~assd.importance.persample.accumulate.add_hooked_fresh`), all ranks at
-once; one all-to-all per parameter
-(:func:`~assd.importance.sharded_rows.rows_from_every_rank`) sends each owner its
-rows, which it adds in rank order. With batches dealt round robin and one chunk
-per batch, every operation and its order is one process's, and the importance
-equals it bit for bit. No rank ever holds a full-model importance or gradient:
-a layer group's whole sums live only while they are formed and sent.
+backward, the squares are formed one layer group (the parameters sharing
+records) at a time and added into that group's importance rows, in rank
+order, by :class:`~assd.importance.sharded_chain.Chain`: with batches dealt
+round robin and one chunk per batch, every operation and its order is one
+process's, and the importance equals it bit for bit. No rank ever holds
+a full-model importance or gradient.
 
 The first chunk's check (hooks against autograd's batch gradient) runs on
 each rank's first batch before the pass, one parameter at a time (a hook on
@@ -31,12 +28,12 @@ import torch.distributed as dist
 from torch import nn
 
 from ..batches import batch_size_of, forward
-from .persample.accumulate import add_hooked, add_hooked_fresh
+from .persample.accumulate import add_hooked
 from .persample.engine import SampleEngine
 from .persample.fallback import slice_batch
 from .persample.plan import plan
 from .persample.records import same_total
-from .sharded_rows import rows_from_every_rank
+from .sharded_chain import Chain
 
 __all__ = ["ShardedSampleEngine", "live_parameters"]
 
@@ -82,7 +79,7 @@ class ShardedSampleEngine(SampleEngine):
     def __init__(self, model, sharded: dict, live: dict, shards: dict, *, objective: str,
                  loss_fn=None, budget: int):  # fmt: skip
         super().__init__(model, live, objective=objective, loss_fn=loss_fn, budget=budget)
-        self.sharded, self.shards = sharded, shards
+        self.sharded, self.shards, self.chain = sharded, shards, Chain()
         self.shapes = {n: tuple(p.shape) for n, p in sharded.items()}
         self.active = True  # False on a rank repeating its last chunk with weight 0
 
@@ -178,18 +175,43 @@ class ShardedSampleEngine(SampleEngine):
         return [r for r in records if r.module in self.owned], value
 
     def _accumulate(self, acc, records, rows: int, *, sums=None, kinds=None) -> None:
-        """Each layer group's squares of this rank's chunk, summed from zero, sent to the
-        rows' owners; each owner adds every rank's rows in rank order (``acc`` unused)."""
-        device = self.shards[next(iter(self.shards))].device
+        """Each layer group's squares added into its rows, in rank order (``acc`` unused)."""
+        for names, group in _groups(records, self.owned, list(self.params)):
+            owners = {m: self.owned[m] for m in dict.fromkeys(r.module for r in group)}
 
-        def add(name, whole):
-            target = self.shards[name].view(-1)
-            for piece in rows_from_every_rank(whole):
-                target.add_(piece)
+            def add(full, group=group, owners=owners):
+                if self.active:
+                    add_hooked(full, group, owners, self.objective, rows)
 
-        add_hooked_fresh(records, self.owned, self.objective, rows, order=list(self.params),
-                         new=lambda n: torch.zeros(self.shapes[n], device=device), add=add,
-                         silent=not self.active)  # fmt: skip
+            self.chain.run({n: self.shards[n] for n in names},
+                           {n: self.shapes[n] for n in names}, add)  # fmt: skip
+
+
+def _groups(records, owned: dict, order: list) -> list[tuple[list, list]]:
+    """Records joined where they touch a common parameter: ``(names, records)`` pairs,
+    in the parameters' order (the same on every rank)."""
+    parent: dict[str, str] = {}
+
+    def root(name):
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    touched = []
+    for record in records:
+        names = [n for k, n in owned[record.module] if record.touches(k)]
+        touched.append(names)
+        for name in names:  # a name alone is its own group
+            parent[root(name)] = root(names[0])
+    members: dict[str, list] = {}
+    for name in parent:
+        members.setdefault(root(name), []).append(name)
+    position = {n: i for i, n in enumerate(order)}
+    out = []
+    for head, names in members.items():
+        group = [r for r, t in zip(records, touched, strict=True) if t and root(t[0]) == head]
+        out.append((sorted(names, key=position.__getitem__), group))
+    return sorted(out, key=lambda pair: position[pair[0][0]])
 
 
 def _is_dtensor(p) -> bool:

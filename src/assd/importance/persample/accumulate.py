@@ -18,70 +18,9 @@ from .disguised import layout
 from .fallback import add_squares
 from .layers import per_sample
 
-__all__ = ["add_hooked", "add_hooked_fresh", "layer_groups"]
+__all__ = ["add_hooked"]
 
-_FRESH = (nn.Linear, nn.Conv1d, nn.Conv2d)
-# Layers whose rule adds each parameter's chunk squares with a single ``add_`` of a tensor
-# it has just formed (``conv_sums``; several uses are summed first, then added once).
-_ONE_ADD = (nn.Conv1d, nn.Conv2d)  # layers whose per-sample weight gradients are new
-
-
-def add_hooked_fresh(records, owned: dict, objective: str, rows: int, *, order: list,
-                     new, add, sums=None, kinds=None, silent: bool = False,
-                     acc: dict | None = None) -> None:  # fmt: skip
-    """:func:`add_hooked`, one layer group (:func:`layer_groups`) at a time, into fresh
-    zero sums (``new(name)``) that are then handed to ``add(name, sums)``.
-
-    The layer rules add into their sums with fused operations (``addmm``, one
-    ``addcmul_`` per sample), whose rounding depends on the sums they start from; a chunk
-    summed from zero and then added depends only on the chunk. Ranks that each hold a
-    chunk can then form their sums at once and add them in one process's order
-    (:mod:`assd.importance.sharded_sample`). ``order``: the parameter names in the order
-    the groups are visited (the same on every rank); ``silent``: every group's sums stay
-    zero (a rank repeating a chunk with weight 0). ``acc``: where a layer group's rule adds
-    one freshly formed tensor per parameter anyway (convolutions), add it into ``acc``
-    straight away: the same bits, without the zero sums and the extra pass.
-    """
-    for names, group in layer_groups(records, owned, order):
-        owners = {m: owned[m] for m in dict.fromkeys(r.module for r in group)}
-        if acc is not None and all(type(r.module) in _ONE_ADD for r in group):
-            add_hooked(acc, group, owners, objective, rows, sums=sums, kinds=kinds)
-            continue
-        fresh = {n: new(n) for n in names}
-        if not silent:
-            add_hooked(fresh, group, owners, objective, rows, sums=sums, kinds=kinds)
-        for name in names:
-            add(name, fresh.pop(name))
-
-
-def layer_groups(records, owned: dict, order: list) -> list[tuple[list, list]]:
-    """Records joined where they touch a common parameter: ``(names, records)`` pairs,
-    in the order of the parameter names ``order`` (the same on every rank)."""
-    parent: dict[str, str] = {}
-
-    def root(name):
-        while parent.setdefault(name, name) != name:
-            name = parent[name]
-        return name
-
-    touched = []
-    for record in records:
-        if record.module not in owned:
-            touched.append([])
-            continue
-        names = [n for k, n in owned[record.module] if record.touches(k)]
-        touched.append(names)
-        for name in names:  # a name alone is its own group
-            parent[root(name)] = root(names[0])
-    members: dict[str, list] = {}
-    for name in parent:
-        members.setdefault(root(name), []).append(name)
-    position = {n: i for i, n in enumerate(order)}
-    out = []
-    for head, names in members.items():
-        group = [r for r, t in zip(records, touched, strict=True) if t and root(t[0]) == head]
-        out.append((sorted(names, key=position.__getitem__), group))
-    return sorted(out, key=lambda pair: position[pair[0][0]])
+_FRESH = (nn.Linear, nn.Conv1d, nn.Conv2d)  # layers whose per-sample weight gradients are new
 
 
 def add_hooked(acc: dict, records, owners: dict, objective: str, rows: int, *, sums=None,

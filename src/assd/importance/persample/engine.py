@@ -64,7 +64,7 @@ from torch import nn
 
 from ...batches import batch_size_of, forward
 from ..objectives import objective_value
-from .accumulate import add_hooked_fresh
+from .accumulate import add_hooked
 from .broadcast import Watch
 from .fallback import loop_sums, rows_per_chunk, slice_batch, vmap_sums
 from .plan import plan
@@ -273,14 +273,9 @@ class SampleEngine:
             self.paths[name] = "torch.func" if self._vmap_works is not False else "loop"
 
     def _accumulate(self, acc, records, rows: int, *, sums=None, kinds=None) -> None:
-        """Add every hooked parameter's per-sample squares of this chunk to ``acc``, each
-        layer group's summed from zero first
-        (:func:`~assd.importance.persample.accumulate.add_hooked_fresh`: a sharded pass
-        adds the same chunk sums in the same order, bit for bit)."""
-        add_hooked_fresh(records, self.owned, self.objective, rows, order=list(acc),
-                         new=lambda n: torch.zeros_like(acc[n]),
-                         add=lambda n, t: acc[n].add_(t), sums=sums, kinds=kinds,
-                         acc=acc)  # fmt: skip
+        """Add every hooked parameter's per-sample squares of this chunk to ``acc``
+        (:func:`~assd.importance.persample.accumulate.add_hooked`)."""
+        add_hooked(acc, records, self.owned, self.objective, rows, sums=sums, kinds=kinds)
 
     def _fallback(self, acc, inputs, targets) -> None:
         options = {"objective": self.objective, "loss_fn": self.loss_fn}
