@@ -87,3 +87,31 @@ def test_a_torn_last_line_is_still_cut_off(tmp_path):
     log.path.write_text(json.dumps(RECORD) + "\n" + '{"key": {"se')
     log.append({**RECORD, "key": {"seed": 1}})
     assert [r["key"]["seed"] for r in log.records()] == [0, 1]
+
+
+def test_a_second_writer_waits_and_leaves_the_first_writers_line_whole(tmp_path):
+    """Another run holds the log's lock half-way through writing a line: an append must
+    neither cut that line off as torn nor write into the middle of it; once the line is
+    finished and the lock released, both records are there, whole."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "results.jsonl"
+    log = ResultLog(path)
+    first = json.dumps({"key": {"seed": 0}, "acc": 0.5}, sort_keys=True) + "\n"
+    with open(path, "ab") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX)
+        other.write(first[:10].encode())
+        other.flush()
+        writer = threading.Thread(target=log.append, args=({"key": {"seed": 1}, "acc": 0.7},))
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive()  # waiting for the lock
+        assert path.read_text() == first[:10]  # the half line is neither cut nor written into
+        other.write(first[10:].encode())
+        other.flush()
+        fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+    writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert [r["key"]["seed"] for r in log.records()] == [0, 1]
+    assert path.read_text().splitlines()[0] == first.strip()

@@ -1,8 +1,10 @@
 """An append-only JSON-lines log of results that survives interruption.
 
-Every record is one line, flushed and fsynced as soon as it is written. A
-line cut short by a crash is ignored on reading and cut off before the next
-append, so a resumed run neither loses nor duplicates finished work.
+Every record is one line, written whole under an exclusive lock and fsynced
+at once. A line cut short by a crash is ignored on reading and
+cut off before the next append, so a resumed run neither loses nor
+duplicates finished work; two runs appending to one log wait for each other,
+so neither cuts off the other's line half-way.
 
 Example:
     >>> import tempfile, pathlib
@@ -66,16 +68,23 @@ class ResultLog:
         """Write one record durably (after cutting off any torn last line)."""
         if "key" not in record:
             raise ValueError("a result record needs a 'key' dict that identifies it.")
-        line = json.dumps(record, sort_keys=True, allow_nan=True) + "\n"
+        data = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._drop_torn_tail()
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line)
-                handle.flush()
-                os.fsync(handle.fileno())
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         except PermissionError as error:
             raise not_writable(self.path, error) from None
+        try:
+            _lock(fd)  # another run appending to the same log waits; its line stays whole
+            self._drop_torn_tail()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except PermissionError as error:
+            raise not_writable(self.path, error) from None
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def _drop_torn_tail(self) -> None:
         """Cut off a torn last line; a complete last record without its newline gets one."""
@@ -92,3 +101,17 @@ class ResultLog:
                 handle.truncate(len(data) - len(tail))
                 return
             handle.write(b"\n")
+
+
+def _lock(fd: int) -> None:
+    """An exclusive ``flock`` on the log while one record is appended (a torn tail is
+    cut only while no other writer can be half-way through a line); none where the
+    system or file system has no such locks."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError as error:
+        log.debug("cannot lock %s (%s); appending without the lock", fd, error)
