@@ -65,7 +65,8 @@ def setup(name: str, seed: int) -> dict:
             "data": loader(train), "extra": extra, "seed": seed}  # fmt: skip
 
 
-def run_method(case: dict, method: str, guard: float | None = None):
+def run_method(case: dict, method: str, guard: float | None = None,
+               repair_epochs: int | None = None):
     """The unlearned model, the seconds it took, and assd-auto's own verdict ("met" / "NOT met")."""
     model, task = case["model"], case["task"]
     sets = {"retain": case["retain"], **case["extra"]}
@@ -87,6 +88,8 @@ def run_method(case: dict, method: str, guard: float | None = None):
                                            retain=case["retain"]).model  # fmt: skip
     else:
         options = {} if guard is None else {"guard": guard}
+        if repair_epochs is not None:
+            options["repair_epochs"] = repair_epochs
         result = assd.get_method("assd-auto", task=task, **options).unlearn(
             model, forget=case["forget"], retain=case["retain"], evaluate=sets)
         verdict = "met" if result.outcome.target["met"] else "NOT met"
@@ -130,13 +133,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=["bert", "gpt2"])
     parser.add_argument("--guard", type=float, default=None, help="assd-auto's retain guard")
+    parser.add_argument("--repair-epochs", type=int, default=None,
+                        help="assd-auto's bound on repair epochs (default: its own, 25)")
     args = parser.parse_args()
     for name in args.models:
         rows = []
         for seed in args.seeds:
             case = setup(name, seed)
             base = judge(case, case["model"], {}, None)
-            outs = {m: run_method(case, m, args.guard) for m in METHODS}
+            outs = {m: run_method(case, m, args.guard, args.repair_epochs) for m in METHODS}
             retrained = judge(case, outs["retrain"][0], base, None)
             rows.append([seed, "original", *_cells(base), "", "", ""])
             for m in METHODS:
