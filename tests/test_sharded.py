@@ -178,6 +178,15 @@ WORKER = textwrap.dedent(
                                evaluate=evaluation_sets())
             weights = {n: p.full_tensor() for n, p in model.named_parameters()}
             out["evaluated"][key] = (r.alpha, r.n_dampened, r.outcome.verdict(), weights)
+        from assd.verify.outcome import score_sets
+        model = sharded(trained_cnn())
+        calls = [0]
+        model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        sets = {**evaluation_sets(), "all": TensorData(x, y, batch_size=6)}  # 7 batches
+        per_row = {}
+        scores = score_sets(model, sets, rows=per_row, keep=("all",))
+        out["scores"] = ({k: (v.n, v.accuracy, v.loss, v.row_losses, v.confusion)
+                          for k, v in scores.items()}, calls[0], list(per_row.values()))
         out["percentiles"] = []
         for values, cut, q in percentile_cases():
             mine = values[:cut] if rank == 0 else values[cut:]
@@ -402,3 +411,26 @@ def test_single_process_is_untouched_by_the_sharded_path():
     x, y = torch.randn(10, 3), torch.randint(0, 2, (10,))
     imp = compute_importance(model, TensorData(x, y))
     assert imp.fingerprint.startswith("t1:")  # the ordinary stamp, not the sharded one
+
+
+def test_evaluation_is_data_parallel_and_equals_one_process(ranks):
+    """Each rank scores its own batches (9 forwards per rank where one process runs 16:
+    forget 1 batch, retain 6, test 2, all 7, dealt round robin, a rank out of batches
+    repeating one uncounted), and the merged figures equal one process's bit for bit."""
+    from assd.verify.outcome import score_sets
+
+    (r0, r1), _ = ranks
+    x, y = rows()
+    sets = {**evaluation_sets(), "all": TensorData(x, y, batch_size=6)}
+    per_row = {}
+    single = score_sets(trained_cnn(), sets, rows=per_row, keep=("all",))
+    for got, forwards, got_rows in (r0["scores"], r1["scores"]):
+        assert forwards == 1 + 3 + 1 + 4
+        for name, score in single.items():
+            n, accuracy, loss, row_losses, confusion = got[name]
+            assert (n, accuracy, loss) == (score.n, score.accuracy, score.loss), name
+            assert torch.equal(row_losses, score.row_losses), name
+            assert torch.equal(confusion, score.confusion), name
+        (want_rows,) = per_row.values()
+        (mine,) = got_rows
+        assert all(torch.equal(a, b) for a, b in zip(mine, want_rows, strict=True))

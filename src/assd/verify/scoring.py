@@ -71,6 +71,22 @@ class _Tally:
             self.metric += float(values.sum()) if values.dim() else float(values) * rows
         self.rows += rows
 
+    def merge(self, other: _Tally) -> None:
+        """Add ``other``'s sums (one batch's, from another process) as :meth:`add` would
+        have: each sum of a one-batch tally is the batch's own figure (``0.0 + x == x``),
+        so merging batches in their order gives one process's sums bit for bit."""
+        self.rows += other.rows
+        self.loss += other.loss
+        self.counted += other.counted
+        self.correct += other.correct
+        self.exact += other.exact
+        self.positions += other.positions
+        self.metric += other.metric
+        self.row_losses += other.row_losses
+        if other.confusion is not None:  # as _count_pairs adds one batch's pairs
+            self.confusion = other.confusion if self.confusion is None else (
+                _add_counts(self.confusion, other.confusion))  # fmt: skip
+
     def fields(self, task: str, metric: bool) -> dict:
         loss = self.loss / self.counted if self.counted else 0.0
         positions = self.positions
@@ -100,6 +116,18 @@ def score_rows(model: nn.Module, data, name: str, *, loss_fn=None, batch_fn=None
         ValueError: a set without targets, an empty set, or outputs and targets whose
             shapes fit no task, fit two (name it: ``task=``), or do not fit ``task``.
     """
+    from .sharded_scoring import data_parallel, sharded_tally
+
+    if data_parallel(model):  # FSDP2: each process scores its own batches
+        tally, resolved = sharded_tally(model, data, name, batch_fn=batch_fn,
+                                        output_fn=output_fn, task=task, loss_fn=loss_fn,
+                                        metric_fn=metric_fn, record=record, new_tally=_Tally,
+                                        resolve=_resolve)  # fmt: skip
+        if tally.rows == 0:
+            raise ValueError(
+                f"evaluation set {name!r} is empty; give at least one row or leave it out."
+            )
+        return tally.fields(resolved, metric_fn is not None)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     tally, resolved = _Tally(), None
     for batch in data:
@@ -167,3 +195,8 @@ def _count_pairs(counts, y: torch.Tensor, pred: torch.Tensor, n_classes: int) ->
     if counts.shape != pairs.shape:
         return None
     return counts + pairs
+
+
+def _add_counts(counts, pairs):
+    """Two count matrices added, as :func:`_count_pairs` adds a batch (None: shapes differ)."""
+    return None if counts.shape != pairs.shape else counts + pairs
