@@ -202,10 +202,14 @@ WORKER = textwrap.dedent(
             out["error"] = type(error).__name__
         torch.save(out, f"{folder}/rank{rank}.pt")
         dist.barrier()
-        dist.destroy_process_group()
 
     if __name__ == "__main__":
         run(int(sys.argv[1]), sys.argv[2])
+        # Models sharded or replicated over the group keep it alive: free them first, then
+        # end the group, so no gloo thread outlives the interpreter (an exit could abort).
+        import gc
+        gc.collect()
+        dist.destroy_process_group()
     """
 )
 
