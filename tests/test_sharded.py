@@ -182,7 +182,9 @@ WORKER = textwrap.dedent(
         model = sharded(trained_cnn())
         calls = [0]
         model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-        sets = {**evaluation_sets(), "all": TensorData(x, y, batch_size=6)}  # 7 batches
+        sets = {**evaluation_sets(), "all": TensorData(x, y, batch_size=6),  # 7 batches
+                "loader": torch.utils.data.DataLoader(  # the same rows on every rank
+                    torch.utils.data.TensorDataset(x, y), batch_size=6)}
         per_row = {}
         scores = score_sets(model, sets, rows=per_row, keep=("all",))
         out["scores"] = ({k: (v.n, v.accuracy, v.loss, v.row_losses, v.confusion)
@@ -418,18 +420,22 @@ def test_single_process_is_untouched_by_the_sharded_path():
 
 
 def test_evaluation_is_data_parallel_and_equals_one_process(ranks):
-    """Each rank scores its own batches (9 forwards per rank where one process runs 16:
-    forget 1 batch, retain 6, test 2, all 7, dealt round robin, a rank out of batches
-    repeating one uncounted), and the merged figures equal one process's bit for bit."""
+    """Each rank scores its own batches of a TensorData (9 forwards per rank where one
+    process runs 16: forget 1 batch, retain 6, test 2, all 7, dealt round robin, a rank out
+    of batches repeating one uncounted), and the merged figures equal one process's bit for
+    bit. A DataLoader (the same rows on every rank) is scored whole on each: 7 more, and
+    its rows are counted once."""
     from assd.verify.outcome import score_sets
 
     (r0, r1), _ = ranks
     x, y = rows()
-    sets = {**evaluation_sets(), "all": TensorData(x, y, batch_size=6)}
+    sets = {**evaluation_sets(), "all": TensorData(x, y, batch_size=6),
+            "loader": torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y),
+                                                  batch_size=6)}  # fmt: skip
     per_row = {}
     single = score_sets(trained_cnn(), sets, rows=per_row, keep=("all",))
     for got, forwards, got_rows in (r0["scores"], r1["scores"]):
-        assert forwards == 1 + 3 + 1 + 4
+        assert forwards == 1 + 3 + 1 + 4 + 7
         for name, score in single.items():
             n, accuracy, loss, row_losses, confusion = got[name]
             assert (n, accuracy, loss) == (score.n, score.accuracy, score.loss), name

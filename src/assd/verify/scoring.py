@@ -118,7 +118,7 @@ def score_rows(model: nn.Module, data, name: str, *, loss_fn=None, batch_fn=None
     """
     from .sharded_scoring import data_parallel, sharded_tally
 
-    if data_parallel(model):  # FSDP2: each process scores its own batches
+    if data_parallel(model, data):  # FSDP2: each process scores its own batches
         tally, resolved = sharded_tally(model, data, name, batch_fn=batch_fn,
                                         output_fn=output_fn, task=task, loss_fn=loss_fn,
                                         metric_fn=metric_fn, record=record, new_tally=_Tally,

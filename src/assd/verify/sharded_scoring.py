@@ -2,11 +2,11 @@
 
 Under FSDP2 every forward all-gathers the weights on every process, so all
 of them must run the same number of forwards. :func:`sharded_tally` deals the
-batches as the importance pass does (:class:`~assd.importance.sharded_steps.Steps`:
-a :class:`~assd.TensorData` round robin, anything else taken to be this
-process's shard already; a process out of batches repeats its last one,
-counted nowhere). Each batch is tallied on its own and the tallies are
-gathered and merged in batch order, so the figures equal one process's bit
+batches of a :class:`~assd.TensorData` round robin, as the importance pass does
+(:class:`~assd.importance.sharded_steps.Steps`; a process out of batches repeats
+one, counted nowhere). Other iterables are scored whole on every rank. Each
+batch is tallied on its own and the tallies are gathered and merged in batch
+order, so the figures equal one process's bit
 for bit (loss sums in float64 added in the same order; the per-row losses
 and the per-example outputs in that order too), while each process runs about
 ``1 / world`` of the forwards.
@@ -22,8 +22,15 @@ from ..batches import forward
 __all__ = ["data_parallel", "sharded_tally"]
 
 
-def data_parallel(model) -> bool:
-    """Whether ``model`` is sharded with FSDP2 inside a process group of several ranks."""
+def data_parallel(model, data) -> bool:
+    """Whether ``model`` is sharded with FSDP2 inside a process group of several ranks and
+    ``data`` is a :class:`~assd.TensorData`, which is split here. Any other iterable is
+    scored whole on every rank, as before: an evaluation ``DataLoader`` usually holds the
+    same rows on every rank, and taking it for a shard would count each row once per rank."""
+    from ..batches import TensorData
+
+    if not isinstance(data, TensorData):
+        return False
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return False
     from ..importance.sharded import is_sharded_model
