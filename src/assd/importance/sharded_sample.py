@@ -14,8 +14,9 @@ a full-model importance or gradient.
 The first chunk's check (hooks against autograd's batch gradient) runs on
 each rank's first batch before the pass, one parameter at a time (a hook on
 each unsharded parameter takes its gradient as autograd accumulates it), and
-a parameter rejected by any rank is rejected by all. Its squares are not kept:
-the pass proper starts afresh. If any parameter cannot take the hooks, the
+a parameter rejected by any rank is rejected by all. Rank 0's checked chunk
+is one process's first chunk, so its squares are kept and the pass goes on
+from the rest of batch 0; the other ranks' are not kept. If any parameter cannot take the hooks, the
 caller falls back to the per-sample loop (:mod:`assd.importance.sharded`).
 """
 
@@ -100,7 +101,9 @@ class ShardedSampleEngine(SampleEngine):
 
     def probe(self, inputs, targets) -> bool:
         """Decide every parameter's path on this rank's first chunk, agreed by all ranks;
-        True if all of them take the hooks."""
+        True if all of them take the hooks. Then rank 0's chunk (the first rows of batch 0,
+        which one process checks and keeps the same way) is added to the importance; the
+        other ranks' are not (one process does not cut their batches there)."""
         self._plan()
         rows = self.first_rows() if self.owned else 1
         inputs, targets = slice_batch(inputs, targets, 0, rows)
@@ -144,6 +147,10 @@ class ShardedSampleEngine(SampleEngine):
             if flag:
                 self._reject(name, bad.get(name, "rejected on another process's first chunk"))
         self._settle({n: kinds.get(n, "unused") for n in hooked if n not in self.rest})
+        if not self.rest:  # rank 0's chunk is one process's first chunk: its squares count
+            self.active = dist.get_rank() == 0
+            self._accumulate(None, records, rows)
+            self.active = True
         return not self.rest
 
     def _check(self, records, rows: int, bad: dict, kinds: dict, name: str, total) -> None:

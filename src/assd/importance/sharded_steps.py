@@ -49,10 +49,12 @@ def hook_sums(model, params: dict, shards: dict, data, *, objective: str, loss_f
     for step, (index, x, y, weight, (samples, batches)) in enumerate([first, *steps]):
         size = batch_size_of(x)
         cuts = _cuts(size, rows, check if (lead and step == 0) else rows)
+        if lead and step == 0:  # its first chunk was the check's, and is added already
+            cuts, repeat = cuts[1:], cuts[0]
         count = torch.tensor([len(cuts)], dtype=torch.int64, device=comm_device())
         dist.all_reduce(count, op=dist.ReduceOp.MAX)
         for i in range(int(count.item())):
-            start, stop = cuts[min(i, len(cuts) - 1)]
+            start, stop = cuts[min(i, len(cuts) - 1)] if cuts else repeat
             with model_errors("importance pass", index):
                 engine.chunk(*slice_batch(x, y, start, stop - start),
                              active=weight != 0 and i < len(cuts))  # fmt: skip
