@@ -84,8 +84,7 @@ class _Tally:
         self.metric += other.metric
         self.row_losses += other.row_losses
         if other.confusion is not None:  # as _count_pairs adds one batch's pairs
-            self.confusion = other.confusion if self.confusion is None else (
-                _add_counts(self.confusion, other.confusion))  # fmt: skip
+            self.confusion = _add_counts(self.confusion, other.confusion)
 
     def fields(self, task: str, metric: bool) -> dict:
         loss = self.loss / self.counted if self.counted else 0.0
@@ -118,33 +117,33 @@ def score_rows(model: nn.Module, data, name: str, *, loss_fn=None, batch_fn=None
     """
     from .sharded_scoring import data_parallel, sharded_tally
 
-    if data_parallel(model, data):  # FSDP2: each process scores its own batches
-        tally, resolved = sharded_tally(model, data, name, batch_fn=batch_fn,
-                                        output_fn=output_fn, task=task, loss_fn=loss_fn,
-                                        metric_fn=metric_fn, record=record, new_tally=_Tally,
-                                        resolve=_resolve)  # fmt: skip
-        if tally.rows == 0:
-            raise ValueError(
-                f"evaluation set {name!r} is empty; give at least one row or leave it out."
-            )
-        return tally.fields(resolved, metric_fn is not None)
+    how = sharded_tally if data_parallel(model, data) else _local_tally  # FSDP2: own batches
+    tally, resolved = how(model, data, name, batch_fn=batch_fn, output_fn=output_fn, task=task,
+                          loss_fn=loss_fn, metric_fn=metric_fn, record=record,
+                          new_tally=_Tally, resolve=_resolve)  # fmt: skip
+    if tally.rows == 0:
+        raise ValueError(
+            f"evaluation set {name!r} is empty; give at least one row or leave it out."
+        )
+    return tally.fields(resolved, metric_fn is not None)
+
+
+def _local_tally(model, data, name: str, *, batch_fn, output_fn, task, loss_fn, metric_fn,
+                 record, new_tally, resolve):  # fmt: skip
+    """Every batch of ``data`` scored in this process: ``(tally, task)``."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    tally, resolved = _Tally(), None
+    tally, resolved = new_tally(), None
     for batch in data:
         inputs, y = split_batch(batch, batch_fn)
         if y is None:
             raise ValueError(f"evaluation set {name!r} has no targets; give labelled rows.")
         out = forward(model, to_device(inputs, device), output_fn=output_fn).float()
         y = y.to(device)
-        resolved = _resolve(task if resolved is None else resolved, out, y, name)
+        resolved = resolve(task if resolved is None else resolved, out, y, name)
         tally.add(resolved, out, y, loss_fn, metric_fn)
         if record is not None and out.dim() == 2 and not y.is_floating_point():
             record.append((out.detach().cpu(), y.cpu().long()))
-    if tally.rows == 0:
-        raise ValueError(
-            f"evaluation set {name!r} is empty; give at least one row or leave it out."
-        )
-    return tally.fields(resolved, metric_fn is not None)
+    return tally, resolved
 
 
 @torch.no_grad()
@@ -190,13 +189,12 @@ def _count_pairs(counts, y: torch.Tensor, pred: torch.Tensor, n_classes: int) ->
     y, pred = y[keep], pred[keep]
     size = max(n_classes, int(y.max()) + 1 if len(y) else 0)
     pairs = torch.bincount((y * size + pred).cpu(), minlength=size * size).reshape(size, size)
-    if counts is None:
-        return pairs
-    if counts.shape != pairs.shape:
-        return None
-    return counts + pairs
+    return _add_counts(counts, pairs)
 
 
 def _add_counts(counts, pairs):
-    """Two count matrices added, as :func:`_count_pairs` adds a batch (None: shapes differ)."""
+    """``pairs`` added to ``counts`` (``pairs`` alone if there are none yet; None where the
+    shapes differ)."""
+    if counts is None:
+        return pairs
     return None if counts.shape != pairs.shape else counts + pairs
