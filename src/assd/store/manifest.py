@@ -35,7 +35,7 @@ MARKER = ".assd-output"
 LEGACY_NAMES = frozenset(
     {"model.json", "model.safetensors", "task.json", "report.json", "report.md", MARKER}
 )
-_CACHE_FORMAT = b"assd-importance-cache"
+_CACHE_FORMATS = (b"assd-importance-cache", b"assd-reference-cache")  # cache entries by format
 
 
 def describe(folder: str | os.PathLike) -> dict[str, dict]:
@@ -111,7 +111,7 @@ def foreign_files(folder: str | os.PathLike) -> list[str]:
 
 
 def _is_cache_entry(path: Path) -> bool:
-    """An importance-cache entry by its own metadata (not by its name)."""
+    """A cache entry (importance or reference models) by its own metadata (not its name)."""
     if path.suffix != ".safetensors" or path.is_symlink() or not path.is_file():
         return False
     try:
@@ -124,7 +124,7 @@ def _is_cache_entry(path: Path) -> bool:
         metadata = json.loads(header).get("__metadata__") or {}
     except (ValueError, AttributeError):
         return False
-    return str(metadata.get("format", "")).encode().startswith(_CACHE_FORMAT)
+    return str(metadata.get("format", "")).encode().startswith(_CACHE_FORMATS)
 
 
 def check_json(folder: str | os.PathLike, name: str, data: bytes) -> None:

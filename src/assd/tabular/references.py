@@ -19,15 +19,18 @@ import json
 
 import torch
 
+from ..models import build_model
 from ..verify.references import REFERENCE_BUDGET, Recipe
 from .model import TrainConfig, train_mlp
 
 __all__ = ["table_recipe"]
 
 
-def table_recipe(config: TrainConfig, *, n_classes: int,
+def table_recipe(config: TrainConfig, *, n_classes: int, n_features: int | None = None,
                  budget: float = REFERENCE_BUDGET) -> Recipe:  # fmt: skip
-    """``config``'s training at ``budget`` of its epochs (at least one), seeded per reference."""
+    """``config``'s training at ``budget`` of its epochs (at least one), seeded per reference.
+    With ``n_features`` the recipe can build a blank model, so a folder cache can keep the
+    references on disk (:class:`assd.verify.references.ReferenceCache`)."""
     if not 0 < budget <= 1:
         raise ValueError(f"the reference budget is a share of the epochs in (0, 1], got {budget}.")
     if config.epochs is None:
@@ -38,6 +41,9 @@ def table_recipe(config: TrainConfig, *, n_classes: int,
         own = dataclasses.replace(reduced, seed=seed)
         return train_mlp(x, y, n_classes=n_classes, config=own)
 
+    def blank() -> torch.nn.Module:
+        return build_model(config.model, n_features=n_features, n_classes=n_classes)
+
     spec = {k: v for k, v in dataclasses.asdict(reduced).items() if k != "seed"}
     return Recipe(name=json.dumps({"table": spec, "n_classes": n_classes}, sort_keys=True),
-                  train=train)  # fmt: skip
+                  train=train, blank=None if n_features is None else blank)  # fmt: skip

@@ -193,4 +193,10 @@ def _outcome_lines(outcome: dict | None) -> list[str]:
     if len(outcome.get("tries") or []) > 1:
         lines.append(f"- strengths tried: {len(outcome['tries'])}")
     lines.append(f"- verdict: {outcome['verdict']}")
+    target = outcome.get("target") or {}
+    if target.get("basis") == "references":
+        source, took = target.get("references_from"), target.get("references_seconds", 0.0)
+        how = {"cache": f"taken from the cache (trained earlier in {took:.2f} s)",
+               "training": f"trained for this request in {took:.2f} s"}.get(source, "given")
+        lines.append(f"- reference models: {target['n_references']}, {how}")
     return lines

@@ -160,9 +160,13 @@ def _run(tabular: TabularModel, method: str, options: dict, train, forget, retai
     config = tabular.config()
     algorithm = registry.get_method(method, **options)
     if getattr(algorithm, "recipe", False) is None and getattr(algorithm, "references", 1) is None:
+        from ..verify.references import ReferenceCache
         from .references import table_recipe  # assd-auto: judged against reference models
 
-        algorithm.recipe = table_recipe(config, n_classes=len(tabular.task.class_names))
+        algorithm.recipe = table_recipe(config, n_classes=len(tabular.task.class_names),
+                                        n_features=train.x.shape[1])  # fmt: skip
+        if folder is not None and "reference_cache" not in options:  # beside the importance
+            algorithm.reference_cache = ReferenceCache.at(folder)
     if isinstance(algorithm, SSD):
         evaluate = None
         if watch is not None:

@@ -102,6 +102,8 @@ class Evidence:
     held_out_accuracy: float | None = None  # the references' mean accuracy on "test"
     n_held_out: int = 0
     strength: float = 1.0  # odds ratio, :meth:`calibrate_strength`
+    references_from: str = "given"  # "given", "training" (this request) or "cache"
+    references_seconds: float = 0.0  # what training them took (for a cached set: earlier)
     margin: float = MARGIN  # what counts as close (:mod:`assd.verify.tolerance`)
 
     @classmethod
@@ -121,7 +123,9 @@ class Evidence:
         return cls(profile, n_references=len(refs.models), kind=kind, fpr=fpr,
                    held_out=held_out, models=refs.models, look_alikes=look, look_profile=like,
                    held_out_accuracy=float(torch.cat(test).double().mean()) if test else None,
-                   n_held_out=len(test[0]) if test else 0)  # fmt: skip
+                   n_held_out=len(test[0]) if test else 0, references_seconds=refs.seconds,
+                   references_from="given" if not refs.key else "cache" if refs.cached
+                   else "training")  # fmt: skip
 
     def calibrate_strength(self, accuracy: float | None) -> None:
         """Scale a row-level target to a model as strong as one with ``accuracy`` on the
@@ -248,6 +252,8 @@ class Evidence:
             "raw_expected": round(self.raw_expected, 6), "strength": round(self.strength, 4),
             **looks,
             "band": [round(low, 6), round(high, 6)], "n_references": self.n_references,
+            "references_from": self.references_from,
+            "references_seconds": round(self.references_seconds, 3),
             "share_limit": round(self.share_limit, 6), **test.to_dict(),
             "test": "look-alikes" if self.conformal else "references",
         }  # fmt: skip

@@ -9,7 +9,8 @@ halves of the rows (LiRA's offline trick, Carlini et al. arXiv 2112.03570):
 - row-level requests: halves of *all* training rows. Each row sits outside
   exactly ``pairs`` references, so one set of references, trained once per data
   set, serves every later request (:class:`ReferenceCache`, keyed by the rows'
-  digest, the recipe and the seed);
+  digest, the recipe and the seed; in memory, and with a folder on disk too,
+  for later commands: :mod:`assd.verify.reference_store`);
 - group requests (a class, a sub-class): halves of the *retained* rows, one
   set per request; no reference saw any forget row.
 
@@ -28,10 +29,13 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -72,10 +76,14 @@ class Recipe:
     Args:
         name: what identifies the recipe in the cache (architecture, epochs, ...).
         train: ``train(x, y, seed) -> nn.Module``, a new model trained on those rows.
+        blank: ``blank() -> nn.Module``, an untrained model of the references'
+            architecture (on the device they run on), into which a folder cache loads
+            their weights; None: the references are cached in memory only.
     """
 
     name: str
     train: Callable[[torch.Tensor, torch.Tensor, int], nn.Module]
+    blank: Callable[[], nn.Module] | None = None
 
 
 def row_keys(x: torch.Tensor, y: torch.Tensor) -> list[bytes]:
@@ -161,22 +169,80 @@ class ReferenceSet:
 
 
 class ReferenceCache:
-    """References kept in memory by (rows' digest, recipe name, pairs, seed)."""
+    """References kept by (rows' digest, recipe name, pairs, seed): in memory, and with
+    ``folder`` also on disk, one file per set, for later processes (read back through the
+    recipe's ``blank``; :mod:`assd.verify.reference_store`). A file that cannot be read or
+    written is warned about and the request goes on (training the set again, or not
+    keeping it)."""
 
-    def __init__(self):
+    def __init__(self, folder: str | os.PathLike | None = None):
+        self.folder = None if folder is None else Path(folder)
         self._sets: dict[tuple, ReferenceSet] = {}
 
-    def get(self, key: tuple) -> ReferenceSet | None:
-        return self._sets.get(key)
+    @classmethod
+    def at(cls, folder: str | os.PathLike) -> ReferenceCache:
+        """This process's cache for ``folder`` (one per folder, so its memory is shared)."""
+        path = Path(folder).resolve()
+        if path not in _FOLDERS:
+            _FOLDERS[path] = cls(path)
+        return _FOLDERS[path]
 
-    def put(self, refs: ReferenceSet) -> None:
+    def get(self, key: tuple, recipe: Recipe | None = None) -> ReferenceSet | None:
+        """The set with this key, from memory or from the folder (None if neither has it)."""
+        hit = self._sets.get(key)
+        path = self._path(key, recipe)
+        if hit is not None or path is None or not path.is_file():
+            return hit
+        from .reference_store import read_entry
+
+        try:
+            models, masks, info = read_entry(path, _file_key(key), recipe.blank)
+        except ValueError as error:
+            log.warning("ignoring the cached references %s (%s); training them again",
+                        path, error)  # fmt: skip
+            return None
+        refs = ReferenceSet(models=models, split=HalfSplit(masks), keys={}, key=key,
+                            seconds=float(info.get("seconds", 0.0)))  # fmt: skip
+        self._sets[key] = refs
+        log.info("took %d reference models from %s", len(models), path)
+        return refs
+
+    def put(self, refs: ReferenceSet, recipe: Recipe | None = None) -> None:
+        """Keep ``refs``; with a folder and a recipe that has ``blank``, write them there."""
         self._sets[refs.key] = refs
+        path = self._path(refs.key, recipe)
+        if path is None:
+            return
+        from ..importance.distributed import is_main_process
+        from .reference_store import write_entry
+
+        if not is_main_process():  # under torchrun, one writer
+            return
+        digest, _, pairs, seed = refs.key
+        info = {"rows": int(refs.split.masks.shape[1]), "pairs": pairs, "seed": seed,
+                "seconds": round(refs.seconds, 3), "recipe": recipe.name, "rows_sha256": digest}
+        try:
+            write_entry(path, _file_key(refs.key), refs.models, refs.split.masks, info)
+        except Exception as error:  # OSError, and safetensors' own error on a full disk
+            log.warning("cannot cache the references at %s (%s); going on without", path, error)
+
+    def _path(self, key: tuple, recipe: Recipe | None) -> Path | None:
+        if self.folder is None or recipe is None or recipe.blank is None:
+            return None
+        from .reference_store import entry_name
+
+        return self.folder / entry_name(_file_key(key))
 
     def __len__(self) -> int:
         return len(self._sets)
 
 
+_FOLDERS: dict[Path, ReferenceCache] = {}
 SHARED = ReferenceCache()  # the process's cache, used when none is given
+
+
+def _file_key(key: tuple) -> str:
+    return hashlib.sha256(json.dumps(list(key)).encode()).hexdigest()
 
 
 def build_references(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, pairs: int = 1,
@@ -188,9 +254,13 @@ def build_references(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, pairs:
     order = sorted(range(len(keys)), key=keys.__getitem__)
     digest = hashlib.sha256(b"".join(keys[i] for i in order)).hexdigest()
     key = (digest, recipe.name, pairs, seed)
-    if cache is not None and (hit := cache.get(key)) is not None:
-        hit.cached = True
-        return hit
+    index = {keys[i]: c for c, i in enumerate(order)}
+    if cache is not None and (hit := cache.get(key, recipe)) is not None:
+        if tuple(hit.split.masks.shape) == (2 * pairs, len(keys)):
+            hit.keys = hit.keys or index
+            hit.cached = True
+            return hit
+        log.warning("the cached references' split does not cover these rows; training them again")
     split = HalfSplit.draw(len(keys), pairs=pairs, seed=seed)
     canonical = torch.tensor(order, dtype=torch.long)
     tick = time.perf_counter()
@@ -200,10 +270,9 @@ def build_references(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, pairs:
         models.append(recipe.train(x[rows], y[rows], seed + j).eval())
     seconds = time.perf_counter() - tick
     log.info("trained %d reference models (%s) in %.2fs", len(models), recipe.name, seconds)
-    refs = ReferenceSet(models=models, split=split, seconds=seconds, key=key,
-                        keys={keys[i]: c for c, i in enumerate(order)})  # fmt: skip
+    refs = ReferenceSet(models=models, split=split, seconds=seconds, key=key, keys=index)
     if cache is not None:
-        cache.put(refs)
+        cache.put(refs, recipe)
     return refs
 
 
@@ -215,13 +284,20 @@ def for_request(kind: str, sets: dict, recipe: Recipe, *, pairs: int = 1, seed: 
     (``kind="mislabelled"``: wrong labels, often a whole group of them, which half of
     them would teach a reference) get references on halves of the retained rows; a
     row-level request gets references on halves
-    of all rows (forget and retained together), shared through ``cache`` with
+    of all rows (forget and retained together, with ``"retain (forgotten part)"``:
+    retained rows equal in content to forget rows), shared through ``cache`` with
     every later request on the same rows when ``retain`` holds all retained rows.
     """
     rx, ry = _rows(sets["retain"], batch_fn)
     if kind not in ("group", "mislabelled"):  # wrong labels: references never see any
-        fx, fy = _rows(sets["forget"], batch_fn)
-        rx, ry = torch.cat([fx, rx]), torch.cat([fy, ry])
+        from .split import FORGOTTEN_PART
+
+        # every training row: the forget rows, the retained ones, and retained rows equal in
+        # content to forget rows (split off "retain" to be scored apart), so that every
+        # request on the same data gets the same references
+        parts = [sets["forget"], sets.get("retain" + FORGOTTEN_PART)]
+        more = [_rows(part, batch_fn) for part in parts if part is not None]
+        rx, ry = torch.cat([x for x, _ in more] + [rx]), torch.cat([y for _, y in more] + [ry])
     return build_references(rx, ry, recipe, pairs=pairs, seed=seed, cache=cache)
 
 
