@@ -220,7 +220,8 @@ class AutoASSD(ASSD):
 
     def _searched(self, trials: Trials, retain) -> dict:
         if trials.target(trials.before, trials.before)["met"]:
-            log.warning("assd-auto: the forget target is already met; nothing to do")
+            log.warning("assd-auto: the forget rows already sit where its search would stop; "
+                        "nothing was dampened (the verdict says whether that counts as met)")
             return trials.apply(-math.inf)
         chosen = search(trials)
         if not chosen["target"]["met"] and self.repair_epochs and trials.guard is not None:
@@ -248,6 +249,6 @@ def _note_guard_change(trials: Trials, chosen: dict) -> None:
         return
     asked = max(broken, key=lambda t: t["alpha"])  # the weakest try the guard refused
     change = guard_change(asked, chosen, what="assd-auto short of its forget target",
-                          asked_as="a stronger try", verbs=("held", "held"))
+                          asked_as="dampened further", verbs=("held", "held"))
     chosen["guard"] = {**chosen["guard"], "changed": change}
     log.warning("assd-auto: %s", change["headline"])
