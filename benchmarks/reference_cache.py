@@ -32,7 +32,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from common import alternate, ratio  # noqa: E402
+from common import alternate, ratio
 
 TRAIN = ["train", "--target", "delay_class", "--id-column", "id", "--split", "time:time_hour",
          "--max-levels", "60"]  # fmt: skip
@@ -90,10 +90,10 @@ def main() -> None:
         shutil.rmtree(work / "again", ignore_errors=True)
         assd(*TRAIN, "--data", str(data), "--out", str(work / "again"))
 
-    times = alternate({"train": retrain,
-                       "references trained": request("references trained", True),
-                       "references from the folder": request("references from the folder",
-                                                             False)}, rounds=args.rounds)  # fmt: skip
+    conditions = {"train": retrain,
+                  "references trained": request("references trained", True),
+                  "references from the folder": request("references from the folder", False)}
+    times = alternate(conditions, rounds=args.rounds)
     print(f"{args.rows} rows, {args.forget} forgotten, {args.rounds} rounds "
           f"(median, lowest-highest; each a new process)")
     for name, values in times.items():

@@ -151,3 +151,78 @@ def test_own_model_with_nan_weights_is_refused(user, tmp_path):
     own = ["--model-factory", "towers:make", "--data-factory", "towers:rows"]
     code, _, err = run(["evaluate", *own, "--weights", "nan.safetensors"])
     assert code == 2 and "NaN or infinite values in 'head.bias'" in err
+
+
+RECIPES = '''
+import torch
+import towers
+
+CALLS = []
+
+
+def train(x, y, seed):
+    CALLS.append((len(y), seed))
+    torch.manual_seed(seed)
+    model = towers.make()
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(40):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model
+
+
+def not_a_model(x, y, seed):
+    return "done"
+'''
+
+
+def test_own_model_train_fn_gives_assd_auto_references_kept_in_the_cache_dir(user, tmp_path):
+    (tmp_path / "recipes.py").write_text(textwrap.dedent(RECIPES))
+    import recipes
+
+    own = ["unlearn", "--model-factory", "towers:make", "--data-factory", "towers:rows",
+           "--weights", "trained.safetensors", "--forget", "ids.txt", "--method", "assd-auto",
+           "--train-fn", "recipes:train", "--cache-dir", "refs"]  # fmt: skip
+    code, out, err = run([*own, "--out", "a"])
+    assert code == 0, err
+    target = json.loads((tmp_path / "a" / "report.json").read_text())["result"]["outcome"]["target"]
+    assert target["basis"] == "references" and target["references_from"] == "training"
+    n = target["n_references"]
+    assert len(recipes.CALLS) == n >= 2
+    rows = 320 if n == 4 else 295  # row-level: halves of all rows; a group: of the rest
+    assert all(count in (rows // 2, rows - rows // 2) for count, _ in recipes.CALLS)
+    assert len(list((tmp_path / "refs").glob("references-*.safetensors"))) == 1
+    assert f"reference models: {n}, trained for this request" in out
+    code, out, err = run([*own, "--out", "b"])  # a later command: read from refs/
+    assert code == 0, err
+    again = json.loads((tmp_path / "b" / "report.json").read_text())["result"]["outcome"]
+    assert again["target"]["references_from"] == "cache" and len(recipes.CALLS) == n
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == \
+        (tmp_path / "b" / "model.safetensors").read_bytes()
+    code, _, err = run([*own[:-4], "--out", "c"])  # no --train-fn: the rule, said so
+    assert code == 0, err
+    rule = json.loads((tmp_path / "c" / "report.json").read_text())["result"]["outcome"]
+    assert rule["target"].get("basis") != "references" and "rule" in rule["verdict"]
+    import sys
+
+    sys.modules.pop("recipes", None)
+
+
+def test_own_model_train_fn_mistakes_are_named(user, tmp_path):
+    (tmp_path / "recipes.py").write_text(textwrap.dedent(RECIPES))
+    own = ["unlearn", "--model-factory", "towers:make", "--data-factory", "towers:rows",
+           "--weights", "trained.safetensors", "--forget", "ids.txt"]  # fmt: skip
+    code, _, err = run([*own, "--train-fn", "recipes:train", "--out", "o"])  # default: assd
+    assert code == 2 and "'assd' uses none (use --method assd-auto)" in err
+    code, _, err = run([*own, "--method", "assd-auto", "--train-fn", "recipes:not_a_model",
+                        "--out", "o"])  # fmt: skip
+    assert code == 2 and "recipes:not_a_model returned str" in err
+    assert not (tmp_path / "o").exists()
+    code, _, err = run(["evaluate", "--model-factory", "towers:make", "--data-factory",
+                        "towers:rows", "--weights", "trained.safetensors",
+                        "--train-fn", "recipes:train"])  # fmt: skip
+    assert code == 2 and "applies to assd unlearn only" in err
+    import sys
+
+    sys.modules.pop("recipes", None)

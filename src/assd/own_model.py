@@ -44,7 +44,13 @@ from .store.files import check_readable
 from .verify.membership import forget_retain_loaders
 from .verify.outcome import score_sets
 
-__all__ = ["import_factory", "load_data_factory", "load_model_factory", "unlearn_by_ids"]
+__all__ = [
+    "import_factory",
+    "load_data_factory",
+    "load_model_factory",
+    "train_recipe",
+    "unlearn_by_ids",
+]
 
 log = logging.getLogger("assd")
 
@@ -77,6 +83,44 @@ def load_model_factory(factory: str, weights: str | os.PathLike) -> nn.Module:
             "belong to another architecture or the file is damaged."
         ) from error
     return model.eval()
+
+
+def train_recipe(train_fn: str, model_factory: str):
+    """``assd-auto``'s reference recipe from your training function (``--train-fn``).
+
+    ``train_fn`` names ``train(x, y, seed) -> nn.Module``: a new model of yours
+    trained on the rows ``(x, y)`` (tensors) with that seed, at the budget you
+    choose. ``model_factory`` builds a blank model, so a folder cache can load the
+    references back. The recipe's name holds the import path and a SHA-256 of the
+    function's source file: editing that file trains the references again.
+    """
+    import hashlib
+    import inspect
+    import json
+
+    from .factories import FactoryError, import_callable
+    from .verify.references import Recipe
+
+    train = import_callable(train_fn, what="--train-fn")
+    try:
+        source = Path(inspect.getsourcefile(train) or "").read_bytes()
+    except (OSError, TypeError):  # no file to read (a builtin, a REPL function)
+        source = repr(getattr(train, "__code__", train)).encode()
+    name = json.dumps({"train_fn": train_fn, "source_sha256": hashlib.sha256(source).hexdigest()})
+
+    def checked(x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
+        try:
+            model = train(x, y, seed)
+        except (Exception, SystemExit) as error:
+            raise FactoryError(f"--train-fn {train_fn} failed on {len(y)} rows with seed {seed}:"
+                               f" {type(error).__name__}: {error}") from None  # fmt: skip
+        if not isinstance(model, nn.Module):
+            raise FactoryError(f"--train-fn {train_fn} returned {type(model).__name__}; it "
+                               "must return the nn.Module it trained on the rows it was given.")
+        return model
+
+    return Recipe(name=name, train=checked,
+                  blank=lambda: call_factory(model_factory, what="--model-factory"))  # fmt: skip
 
 
 def load_data_factory(factory: str) -> tuple[Any, dict[str, Any], Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 
 import click
 
@@ -18,6 +19,8 @@ from ..store.files import check_output
 from ..tasks import TASKS
 
 __all__ = ["evaluate_own", "own_model_options", "unlearn_own"]
+
+log = logging.getLogger("assd")
 
 
 def own_model_options(run_own):
@@ -48,6 +51,10 @@ def own_model_options(run_own):
         click.option("--loss-fn", default=None,
                      help="With --model-factory: package.module:function, loss_fn(logits, "
                      "targets) -> mean loss, for the importances (SSD family)."),
+        click.option("--train-fn", default=None,
+                     help="With --model-factory and --method assd-auto: package.module:function,"
+                     " train(x, y, seed) -> a new model trained on those rows; assd-auto then "
+                     "judges against reference models trained with it (kept in --cache-dir)."),
     ]  # fmt: skip
 
     def decorate(table_callback):
@@ -68,7 +75,8 @@ def own_model_options(run_own):
     return decorate
 
 
-OWN_KEYS = ("model_factory", "weights", "data_factory", "own_batch_size", "task", "loss_fn")
+OWN_KEYS = ("model_factory", "weights", "data_factory", "own_batch_size", "task", "loss_fn",
+            "train_fn")  # fmt: skip
 DEFAULT_BATCH_SIZE = 64
 OWN_HELP = (
     "\n\nYour own model: --model-factory, --weights and --data-factory instead of "
@@ -109,7 +117,8 @@ def unlearn_own(own: dict, options: dict) -> None:
     from ..tabular.report import unlearn_markdown
     from .options import unlearn_options
 
-    model_factory, weights, data_factory, batch_size, task, loss_fn = (own[k] for k in OWN_KEYS)
+    model_factory, weights, data_factory, batch_size, task, loss_fn, train_fn = (
+        own[k] for k in OWN_KEYS)  # fmt: skip
     forget_path, out, overwrite = options["forget_path"], options["out"], options["overwrite"]
     method = options["method"]
     opts, guard = unlearn_options(options)  # the same checks as the table path
@@ -120,6 +129,8 @@ def unlearn_own(own: dict, options: dict) -> None:
         raise click.UsageError(f"--{key.replace('_', '-')} and --option {key}=... both given; "
                                "give one of the two.")  # fmt: skip
     opts |= extra
+    if train_fn:
+        opts |= _references(method, opts, train_fn, model_factory, options)
     _require(
         {"weights": weights, "data_factory": data_factory},
         "--model-factory needs --weights (safetensors) and --data-factory (the training rows).",
@@ -156,6 +167,30 @@ def _write(out, model, spec: dict, report: dict, markdown: str, overwrite: bool)
         (tmp / "report.md").write_text(markdown, encoding="utf-8")
 
 
+def _references(method: str, opts: dict, train_fn: str, model_factory: str, options) -> dict:
+    """``recipe`` (and, with ``--cache-dir``, ``reference_cache``) from ``--train-fn``."""
+    from ..methods import get_method
+    from ..own_model import train_recipe
+    from ..verify.references import ReferenceCache
+
+    if not hasattr(get_method(method), "recipe"):
+        raise click.UsageError(f"--train-fn trains the reference models assd-auto judges "
+                               f"against; {method!r} uses none (use --method assd-auto).")
+    if "references" in opts:
+        raise click.UsageError("--train-fn and --option references=... both given; give one.")
+    out = {"recipe": train_recipe(train_fn, model_factory)}
+    folder = options.get("cache_dir")
+    if folder and not options.get("no_cache"):
+        from pathlib import Path
+
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            out["reference_cache"] = ReferenceCache.at(folder)
+        except OSError as error:
+            log.warning("cannot create the cache folder %s (%s); not caching", folder, error)
+    return out
+
+
 def _task_options(method: str, task, loss_fn) -> dict:
     """``task`` (any method) and ``loss_fn`` (imported; the SSD family) as method options."""
     from ..methods import SSD, get_method
@@ -182,7 +217,11 @@ def evaluate_own(own: dict, options: dict) -> None:
     from ..own_model import load_data_factory, load_model_factory, task_scores
     from ..store.files import write_atomic
 
-    model_factory, weights, data_factory, batch_size, task, _ = (own[k] for k in OWN_KEYS)
+    model_factory, weights, data_factory, batch_size, task, _, train_fn = (
+        own[k] for k in OWN_KEYS)  # fmt: skip
+    if train_fn:
+        raise click.UsageError("--train-fn trains assd-auto's reference models; it applies to "
+                               "assd unlearn only.")  # fmt: skip
     json_path, overwrite = options["json_path"], options["overwrite"]
     _require(
         {"weights": weights, "data_factory": data_factory},

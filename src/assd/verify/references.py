@@ -85,6 +85,9 @@ class Recipe:
     train: Callable[[torch.Tensor, torch.Tensor, int], nn.Module]
     blank: Callable[[], nn.Module] | None = None
 
+    def __repr__(self) -> str:  # as reports show it: the name says what it trains
+        return f"Recipe({self.name})"
+
 
 def row_keys(x: torch.Tensor, y: torch.Tensor) -> list[bytes]:
     """A digest of each row's input and label (equal rows give equal keys)."""
@@ -235,6 +238,9 @@ class ReferenceCache:
 
     def __len__(self) -> int:
         return len(self._sets)
+
+    def __repr__(self) -> str:
+        return f"ReferenceCache({'memory' if self.folder is None else str(self.folder)})"
 
 
 _FOLDERS: dict[Path, ReferenceCache] = {}
