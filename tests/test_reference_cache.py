@@ -2,6 +2,7 @@
 and a damaged, foreign or unfitting file is refused, trained again and rewritten."""
 
 import logging
+import os
 
 import numpy as np
 import pandas as pd
@@ -194,3 +195,27 @@ def test_requests_on_other_rows_of_the_same_table_share_the_references(tmp_path)
         froms.append(report["result"]["outcome"]["target"]["references_from"])
     assert froms == ["training", "cache"]
     assert len(list(tmp_path.glob("references-*.safetensors"))) == 1
+
+
+def test_a_folder_keeps_the_most_recently_used_sets(tmp_path):
+    x, y = rows()
+    recipe, calls = counting_recipe()
+
+    def request(seed):
+        return build_references(x, y, recipe, pairs=1, seed=seed,
+                                cache=ReferenceCache(tmp_path, keep=2))  # fmt: skip
+
+    first = request(0)
+    path0 = tmp_path / entry_name(refs_module._file_key(first.key))
+    os.utime(path0, (1, 1))  # long ago
+    second = request(1)
+    path1 = tmp_path / entry_name(refs_module._file_key(second.key))
+    os.utime(path1, (2, 2))
+    assert request(0).cached  # reading set 0 marks it used: set 1 is now the oldest
+    (tmp_path / "references-someone-else.safetensors").write_bytes(b"not ours")
+    request(2)  # a third set: the least recently used (set 1) goes
+    assert path0.exists() and not path1.exists()
+    assert (tmp_path / "references-someone-else.safetensors").exists()  # not ours: kept
+    assert len(calls) == 6
+    with pytest.raises(ValueError, match="keep is how many"):
+        ReferenceCache(tmp_path, keep=0)

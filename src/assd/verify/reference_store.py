@@ -40,7 +40,7 @@ from torch import nn
 from ..store.files import atomic_path
 from ..store.fingerprint import tensor_digest
 
-__all__ = ["FORMAT", "entry_name", "read_entry", "write_entry"]
+__all__ = ["FORMAT", "entry_name", "is_reference_file", "read_entry", "write_entry"]
 
 FORMAT = "assd-reference-cache/1"
 
@@ -48,6 +48,19 @@ FORMAT = "assd-reference-cache/1"
 def entry_name(key: str) -> str:
     """The file name of the set with this key (a hex digest)."""
     return f"references-{key[:24]}.safetensors"
+
+
+def is_reference_file(path: Path) -> bool:
+    """Whether ``path`` is a reference set's file (by its own metadata, not its name)."""
+    from safetensors import safe_open
+
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return (handle.metadata() or {}).get("format") == FORMAT
+    except Exception:  # unreadable: not ours to remove
+        return False
 
 
 def write_entry(path: Path, key: str, models: list[nn.Module], masks: torch.Tensor,

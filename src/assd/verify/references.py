@@ -28,9 +28,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -50,6 +52,7 @@ from .per_example import (
 )
 
 __all__ = [
+    "KEEP_SETS",
     "REFERENCE_BUDGET",
     "HalfSplit",
     "Recipe",
@@ -67,6 +70,10 @@ log = logging.getLogger("assd")
 # table: benchmarks/reference_budget.py; met counts on the matrix, seeds 0 and 1: 0.25
 # lost sub-class cells, 0.33 kept them; 0.5 cost half a retraining per pair).
 REFERENCE_BUDGET = 0.33
+
+# How many reference sets a cache folder keeps (least recently used removed first): a
+# row-level set serves every request on the same rows, a group set only its own request.
+KEEP_SETS = 8
 
 
 @dataclass(frozen=True)
@@ -178,8 +185,10 @@ class ReferenceCache:
     written is warned about and the request goes on (training the set again, or not
     keeping it)."""
 
-    def __init__(self, folder: str | os.PathLike | None = None):
-        self.folder = None if folder is None else Path(folder)
+    def __init__(self, folder: str | os.PathLike | None = None, *, keep: int = KEEP_SETS):
+        if keep < 1:
+            raise ValueError(f"keep is how many reference sets a folder holds (>= 1), got {keep}.")
+        self.folder, self.keep = (None if folder is None else Path(folder)), keep
         self._sets: dict[tuple, ReferenceSet] = {}
 
     @classmethod
@@ -207,6 +216,8 @@ class ReferenceCache:
         refs = ReferenceSet(models=models, split=HalfSplit(masks), keys={}, key=key,
                             seconds=float(info.get("seconds", 0.0)))  # fmt: skip
         self._sets[key] = refs
+        with contextlib.suppress(OSError):  # marks it used: the last one pruned
+            os.utime(path)
         log.info("took %d reference models from %s", len(models), path)
         return refs
 
@@ -228,6 +239,20 @@ class ReferenceCache:
             write_entry(path, _file_key(refs.key), refs.models, refs.split.masks, info)
         except Exception as error:  # OSError, and safetensors' own error on a full disk
             log.warning("cannot cache the references at %s (%s); going on without", path, error)
+            return
+        self._prune(keep=path)
+
+    def _prune(self, keep: Path) -> None:
+        """Remove the least recently used reference files beyond :attr:`keep` (only files
+        that read as reference sets: :func:`assd.verify.reference_store.is_reference_file`)."""
+        from .reference_store import is_reference_file
+
+        found = [p for p in self.folder.glob("references-*.safetensors")
+                 if p != keep and is_reference_file(p)]  # fmt: skip
+        for old in sorted(found, key=_last_used)[: len(found) + 1 - self.keep]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+                log.info("removed the least recently used reference set %s", old)
 
     def _path(self, key: tuple, recipe: Recipe | None) -> Path | None:
         if self.folder is None or recipe is None or recipe.blank is None:
@@ -245,6 +270,13 @@ class ReferenceCache:
 
 _FOLDERS: dict[Path, ReferenceCache] = {}
 SHARED = ReferenceCache()  # the process's cache, used when none is given
+
+
+def _last_used(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return math.inf  # gone meanwhile: not removed again
 
 
 def _file_key(key: tuple) -> str:
