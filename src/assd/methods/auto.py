@@ -16,8 +16,12 @@ target and runs a bounded repair (:mod:`assd.methods.repair`): at most
 outputs where the dampening put them, stopping as soon as the guard holds, or
 as soon as the pace of its last five epochs could not make the guard hold
 by the bound (:func:`out_of_pace`; a hopeless repair is cut short). If the
-guard still breaks, it returns the strongest dampening the guard allows and
-the verdict says the target was missed (tries: ``result.outcome.tries``).
+guard still breaks (the dampening that meets the target took the model apart:
+attention models), a classifier gets one more bounded repair, from the
+strongest dampening the guard allows, that pushes the forget rows' loss up to
+the target's (:mod:`assd.methods.target_repair`). If that breaks the guard
+too, it returns the strongest dampening the guard allows and the verdict says
+the target was missed (tries: ``result.outcome.tries``).
 
 With reference models (``recipe=`` or ``references=``) the target is read off
 models that never trained on the forget rows (:mod:`assd.verify.evidence`); the
@@ -67,6 +71,7 @@ from .rule_targets import (
 from .search import Trials, search
 from .sequence_repair import repair_towards_unseen
 from .sequence_target import check_unseen, sequence_target
+from .target_repair import repair_towards_target
 
 __all__ = ["AutoASSD", "binomial_upper", "chance_of_wrong_label", "out_of_pace"]
 
@@ -228,6 +233,9 @@ class AutoASSD(ASSD):
             repair = repair_towards_unseen if self._sequences() else dampen_and_repair
             chosen = repair(trials, chosen, retain, epochs=self.repair_epochs,
                             options=self.importance_options)  # fmt: skip
+            if not chosen["target"]["met"] and not self._sequences():  # the guard-held one
+                chosen = repair_towards_target(trials, chosen, retain, epochs=self.repair_epochs,
+                                               options=self.importance_options)  # fmt: skip
         if not chosen["target"]["met"] and self.on_guard == "refuse":
             trials.restore()
             raise GuardRefused(
