@@ -64,8 +64,9 @@ def repair_towards_target(trials: Trials, fallback: dict, retain, *, epochs: int
     entry = trials.measure({**{k: fallback[k] for k in KEYS}, "repair_epochs": ran,
                             "repair": "towards the target"})  # fmt: skip
     after = entry["target"]
-    start = ("no dampening" if not math.isfinite(fallback["alpha"])
-             else f"the dampening at alpha {fallback['alpha']:.4g}")
+    alpha = fallback.get("alpha")
+    start = ("no dampening" if alpha is None or not math.isfinite(alpha)
+             else f"the dampening at alpha {alpha:.4g}")
     entry["target"] = {**after, "repair_goal": round(goal, 6),
                        "verdict": f"{after['verdict']} After {start} (within the guard) and "
                                   f"{ran} repair epoch(s) on the retained rows, pushing the "
