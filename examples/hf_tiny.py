@@ -2,6 +2,8 @@
 
 - ``bert()``: a BERT classifier over 4 classes; ``bert_rows()`` returns ``(train, test)``:
   token sequences whose class shows in how often each group of tokens occurs.
+- ``bert_reference(ids, labels, seed)``: the BERT's training at a third of its epochs, for
+  ``--train-fn`` (assd-auto's reference models).
 - ``gpt2()``: a GPT-2 language model; ``lm_rows()`` returns ``{"train", "test", "unseen"}``:
   rows that follow a rule (start token, then steps of a fixed size modulo the vocabulary),
   and, in the training rows only, 8 random "secret" rows repeated 4 times (memorised).
@@ -115,6 +117,13 @@ def train(model: torch.nn.Module, rows: Rows, *, epochs: int, seed: int = 0) -> 
             loss.backward()
             opt.step()
     return model.eval()
+
+
+def bert_reference(ids: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.nn.Module:
+    """The BERT's own training at a third of its 30 epochs, on the rows given: the recipe
+    ``assd unlearn --method assd-auto --train-fn hf_tiny:bert_reference`` trains its
+    reference models with (each on half of the rows kept)."""
+    return train(bert(), Rows(ids, labels), epochs=10, seed=seed)
 
 
 def main() -> None:

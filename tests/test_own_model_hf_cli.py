@@ -63,6 +63,22 @@ def secrets(seed, n):
 
 def lm_rows():
     return {"train": secrets(0, 16), "test": secrets(1, 16)}
+
+
+SEEN = []
+
+
+def train_bert(ids, labels, seed):
+    """The BERT's training (60 full-batch Adam steps) on the rows given."""
+    SEEN.append(ids.clone())
+    torch.manual_seed(seed)
+    model = bert()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):
+        opt.zero_grad()
+        model(input_ids=ids, labels=labels).loss.backward()
+        opt.step()
+    return model.eval()
 '''
 
 
@@ -111,6 +127,32 @@ def test_bert_classifier_with_a_train_test_pair(hf_user, tmp_path):
     assert report["n_forget"] == 20 and report["n_train"] == 60
     assert report["accuracy"]["test"]["n"] == 30  # the pair's second item is the test set
     assert report["method"]["options"]["task"] == "classification"
+
+
+def test_bert_assd_auto_judged_against_references_from_its_train_fn(hf_user, tmp_path):
+    """--train-fn on a Hugging Face model whose batches are dicts: the references train on
+    the input ids, never on a forget row, and the verdict comes from them."""
+    args = ["unlearn", "--model-factory", "hfuser:bert", "--weights", "bert.safetensors",
+            "--data-factory", "hfuser:bert_rows", "--forget", "class2.txt", "--out", "judged",
+            "--task", "classification", "--method", "assd-auto", "--option", "target=group",
+            "--train-fn", "hfuser:train_bert", "--cache-dir", "refs"]  # fmt: skip
+    code, out, err = run(args)
+    assert code == 0, err
+    assert "reference models: 2, trained for this request" in out
+    target = json.loads((tmp_path / "judged" / "report.json").read_text())["result"]["outcome"][
+        "target"]  # fmt: skip
+    assert target["basis"] == "references" and target["n_references"] == 2  # a group: one pair
+    assert "reference models that never saw the rows" in target["verdict"]
+    # what the references trained on, checked row by row: the two halves of the retained
+    # rows, and never a forget row
+    rows = hf_user.bert_rows()[0]
+    forget = set(range(2, 60, 3))
+    as_set = lambda ids: {tuple(r.tolist()) for r in ids}  # noqa: E731
+    kept = as_set(rows.ids[[i for i in range(60) if i not in forget]])
+    first, second = (as_set(ids) for ids in hf_user.SEEN)
+    assert first | second == kept and not first & second and abs(len(first) - len(second)) <= 1
+    assert not (first | second) & as_set(rows.ids[sorted(forget)])
+    assert len(list((tmp_path / "refs").glob("references-*.safetensors"))) == 1
 
 
 def test_gpt2_causal_lm_needs_its_task_and_reports_extraction(hf_user, tmp_path):
