@@ -219,3 +219,63 @@ def test_a_folder_keeps_the_most_recently_used_sets(tmp_path):
     assert len(calls) == 6
     with pytest.raises(ValueError, match="keep is how many"):
         ReferenceCache(tmp_path, keep=0)
+
+
+class TwoInputs(torch.nn.Module):
+    """A model called with keyword inputs, as Hugging Face models are."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(3, 3), torch.nn.Linear(2, 3)
+
+    def forward(self, a, b):
+        return self.a(a) + self.b(b)
+
+
+def test_references_train_on_rows_whose_inputs_are_a_mapping():
+    """Batches of {"a", "b", "labels"} (a tokenizer's input_ids and attention_mask, say):
+    the recipe gets the rows as a mapping, the halves split them whole."""
+    import assd
+    from assd.methods.auto import AutoASSD
+    from assd.train import fit
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(90, 3, generator=g), torch.randn(90, 2, generator=g)
+    y = (a[:, 0] > 0).long() + (b[:, 0] > 0.5).long()
+
+    def batches(rows):
+        return [{"a": a[i:i + 16], "b": b[i:i + 16], "labels": y[i:i + 16]}
+                for i in range(rows.start, rows.stop, 16)]  # fmt: skip
+
+    seen = []
+
+    def train(x, labels, seed):
+        seen.append((sorted(x), {tuple(r) for r in torch.cat([x["a"], x["b"]], 1).tolist()}))
+        torch.manual_seed(seed)
+        model = TwoInputs()
+        fit(model, [(x, labels)], epochs=30, lr=0.05, optimizer="adam")
+        return model.eval()
+
+    torch.manual_seed(0)
+    model = train({"a": a[:80], "b": b[:80]}, y[:80], 0)
+    seen.clear()
+    forget, retain, test = batches(range(0, 16)), batches(range(16, 80)), batches(range(80, 90))
+    result = AutoASSD(target="rows", recipe=Recipe("two-inputs", train),
+                      reference_cache=ReferenceCache()).unlearn(
+        model, forget=forget, data=forget + retain,
+        evaluate={"retain": retain, "test": test})  # fmt: skip
+    assert result.outcome.target["basis"] == "references"
+    everyone = {tuple(r) for r in torch.cat([a[:80], b[:80]], 1).tolist()}
+    assert len(seen) == 4 and all(keys == ["a", "b"] for keys, _ in seen)
+    for first, second in ((seen[0][1], seen[1][1]), (seen[2][1], seen[3][1])):  # two pairs
+        assert first | second == everyone and not first & second  # halves of all 80 rows
+    ragged = [{"a": a[:4], "b": b[:4], "labels": y[:4]},
+              {"a": torch.randn(4, 5), "b": b[4:8], "labels": y[4:8]}]  # fmt: skip
+    with pytest.raises(ValueError, match="padding='max_length'"):
+        refs_module._rows(ragged)
+    data = assd.TensorData({"a": a, "b": b}, y, batch_size=32)  # batches of the mapping
+    got = list(data)
+    assert data.n_samples == 90 and len(data) == 3 and sorted(got[2][0]) == ["a", "b"]
+    assert torch.equal(got[2][0]["b"], b[64:]) and torch.equal(got[2][1], y[64:])
+    with pytest.raises(ValueError, match="tensors of one length"):
+        assd.TensorData({"a": a, "b": b[:5]}, y)

@@ -52,7 +52,9 @@ __all__ = [
     "TensorData",
     "batch_size_of",
     "forward",
+    "n_rows",
     "split_batch",
+    "take_rows",
     "to_device",
     "using_output_fn",
 ]
@@ -71,7 +73,9 @@ class TensorData:
     """Batches sliced straight from tensors: much faster than a DataLoader for tables.
 
     Args:
-        inputs: tensor with samples along dim 0.
+        inputs: tensor with samples along dim 0, or a mapping of such tensors of one
+            length (a tokenizer's ``input_ids``, ``attention_mask``, ...: each batch is
+            then a mapping of their rows, passed as ``model(**inputs)``).
         targets: optional tensor of the same length.
         batch_size: samples per batch; the last batch may be smaller.
         shuffle: visit the rows in a new random order on every pass.
@@ -87,9 +91,10 @@ class TensorData:
         shuffle: bool = False,
         seed: int = 0,
     ):
-        if targets is not None and len(targets) != len(inputs):
+        n = n_rows(inputs)
+        if targets is not None and len(targets) != n:
             raise ValueError(
-                f"inputs have {len(inputs)} rows but targets have {len(targets)}; "
+                f"inputs have {n} rows but targets have {len(targets)}; "
                 "pass tensors with one target per input row."
             )
         if batch_size < 1:
@@ -99,25 +104,42 @@ class TensorData:
 
     @property
     def n_samples(self) -> int:
-        return len(self.inputs)
+        return n_rows(self.inputs)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.inputs) / self.batch_size)
+        return math.ceil(self.n_samples / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        order = None
+        order, n = None, self.n_samples
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed + self._passes)
-            order = torch.randperm(len(self.inputs), generator=generator)
+            order = torch.randperm(n, generator=generator)
             self._passes += 1
-        for start in range(0, len(self.inputs), self.batch_size):
+        for start in range(0, n, self.batch_size):
             rows = (
                 slice(start, start + self.batch_size)
                 if order is None
                 else order[start : start + self.batch_size]
             )
             y = None if self.targets is None else self.targets[rows]
-            yield self.inputs[rows], y
+            yield take_rows(self.inputs, rows), y
+
+
+def n_rows(inputs) -> int:
+    """Rows of a tensor, or of a mapping of tensors that must all have that many."""
+    if not isinstance(inputs, Mapping):
+        return len(inputs)
+    lengths = {k: len(v) for k, v in inputs.items()}
+    if not lengths or len(set(lengths.values())) != 1:
+        raise ValueError(f"a mapping of inputs needs tensors of one length, got {lengths}.")
+    return next(iter(lengths.values()))
+
+
+def take_rows(inputs, rows):
+    """``inputs[rows]``, of a tensor or of every tensor of a mapping."""
+    if isinstance(inputs, Mapping):
+        return {k: v[rows] for k, v in inputs.items()}
+    return inputs[rows]
 
 
 def split_batch(batch: Any, batch_fn: BatchFn | None = None) -> tuple[Any, Any]:

@@ -89,10 +89,11 @@ def train_recipe(train_fn: str, model_factory: str):
     """``assd-auto``'s reference recipe from your training function (``--train-fn``).
 
     ``train_fn`` names ``train(x, y, seed) -> nn.Module``: a new model of yours
-    trained on the rows ``(x, y)`` (tensors) with that seed, at the budget you
-    choose. ``model_factory`` builds a blank model, so a folder cache can load the
-    references back. The recipe's name holds the import path and a SHA-256 of the
-    function's source file: editing that file trains the references again.
+    trained on the rows ``(x, y)`` with that seed, at the budget you choose (``x`` a
+    tensor, or a mapping of tensors when the batches are dicts). ``model_factory``
+    builds a blank model, so a folder cache can load the references back. The recipe's
+    name holds the import path and a SHA-256 of the function's source file: editing
+    that file trains the references again.
     """
     import hashlib
     import inspect

@@ -166,7 +166,7 @@ def _input_rows(source: Any) -> torch.Tensor | None:
     from torch.utils.data import DataLoader, Subset, TensorDataset
 
     if isinstance(source, TensorData):
-        return source.inputs
+        return source.inputs if isinstance(source.inputs, torch.Tensor) else None
     if isinstance(source, list) and source and all(_tensor_pair(b) for b in source):
         return torch.cat([b[0] for b in source]) if _one_row_shape(source) else None
     if isinstance(source, DataLoader):

@@ -35,14 +35,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..batches import TensorData
+from ..batches import TensorData, take_rows
 from .per_example import (
     ReferenceProfile,
     calibrate,
@@ -82,7 +82,8 @@ class Recipe:
 
     Args:
         name: what identifies the recipe in the cache (architecture, epochs, ...).
-        train: ``train(x, y, seed) -> nn.Module``, a new model trained on those rows.
+        train: ``train(x, y, seed) -> nn.Module``, a new model trained on those rows
+            (``x`` a tensor, or a mapping of tensors when the batches' inputs are one).
         blank: ``blank() -> nn.Module``, an untrained model of the references'
             architecture (on the device they run on), into which a folder cache loads
             their weights; None: the references are cached in memory only.
@@ -96,12 +97,13 @@ class Recipe:
         return f"Recipe({self.name})"
 
 
-def row_keys(x: torch.Tensor, y: torch.Tensor) -> list[bytes]:
-    """A digest of each row's input and label (equal rows give equal keys)."""
-    xs = x.detach().cpu().reshape(len(x), -1).contiguous().numpy()
-    ys = y.detach().cpu().reshape(len(y), -1).contiguous().numpy()
-    return [hashlib.blake2b(a.tobytes() + b.tobytes(), digest_size=16).digest()
-            for a, b in zip(xs, ys, strict=True)]  # fmt: skip
+def row_keys(x, y: torch.Tensor) -> list[bytes]:
+    """A digest of each row's input and label (equal rows give equal keys); ``x`` a tensor
+    or a mapping of tensors (each row's entries in key order)."""
+    parts = [x[k] for k in sorted(x)] if isinstance(x, Mapping) else [x]
+    flat = [t.detach().cpu().reshape(len(y), -1).contiguous().numpy() for t in (*parts, y)]
+    return [hashlib.blake2b(b"".join(row.tobytes() for row in rows), digest_size=16).digest()
+            for rows in zip(*flat, strict=True)]  # fmt: skip
 
 
 @dataclass
@@ -305,7 +307,7 @@ def build_references(x: torch.Tensor, y: torch.Tensor, recipe: Recipe, *, pairs:
     models = []
     for j, mask in enumerate(split.masks):
         rows = canonical[mask]
-        models.append(recipe.train(x[rows], y[rows], seed + j).eval())
+        models.append(recipe.train(take_rows(x, rows), y[rows], seed + j).eval())
     seconds = time.perf_counter() - tick
     log.info("trained %d reference models (%s) in %.2fs", len(models), recipe.name, seconds)
     refs = ReferenceSet(models=models, split=split, seconds=seconds, key=key, keys=index)
@@ -335,23 +337,48 @@ def for_request(kind: str, sets: dict, recipe: Recipe, *, pairs: int = 1, seed: 
         # request on the same data gets the same references
         parts = [sets["forget"], sets.get("retain" + FORGOTTEN_PART)]
         more = [_rows(part, batch_fn) for part in parts if part is not None]
-        rx, ry = torch.cat([x for x, _ in more] + [rx]), torch.cat([y for _, y in more] + [ry])
+        rx, ry = _cat([x for x, _ in more] + [rx]), torch.cat([y for _, y in more] + [ry])
     return build_references(rx, ry, recipe, pairs=pairs, seed=seed, cache=cache)
 
 
-def _rows(data, batch_fn=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All rows of batches of tensors, as ``(x, y)`` on the CPU."""
+def _rows(data, batch_fn=None) -> tuple:
+    """All rows of batches, as ``(x, y)`` on the CPU: ``x`` a tensor, or a mapping of tensors
+    (a tokenizer's ``input_ids``, ``attention_mask``, ...) when the batches' inputs are."""
     from ..batches import split_batch
 
     if isinstance(data, TensorData) and data.targets is not None and not data.shuffle:
-        return data.inputs.cpu(), data.targets.cpu()
+        return _cpu(data.inputs), data.targets.cpu()
     xs, ys = [], []
     for batch in data:
         x, y = split_batch(batch, batch_fn)
-        if not isinstance(x, torch.Tensor) or y is None:
-            raise ValueError("reference models need rows of tensors with labels (x, y).")
-        xs.append(x.detach().cpu())
+        tensors = x.values() if isinstance(x, Mapping) else [x]
+        if y is None or not all(isinstance(t, torch.Tensor) for t in tensors):
+            raise ValueError("reference models need labelled rows of tensors: (x, y), or a "
+                             "mapping of tensors with a label entry.")  # fmt: skip
+        xs.append(_cpu(x))
         ys.append(y.detach().cpu())
     if not xs:
         raise ValueError("no rows given; give at least one labelled row.")
-    return torch.cat(xs), torch.cat(ys)
+    return _cat(xs), torch.cat(ys)
+
+
+def _cpu(x):
+    if isinstance(x, Mapping):
+        return {k: v.detach().cpu() for k, v in x.items()}
+    return x.detach().cpu()
+
+
+def _cat(parts: list):
+    """Rows of several batches in one tensor (or one per key of a mapping)."""
+    if not isinstance(parts[0], Mapping):
+        return torch.cat(parts)
+    if any(set(p) != set(parts[0]) for p in parts):
+        raise ValueError("the batches' inputs have different keys; give every batch the same.")
+    try:
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    except RuntimeError:
+        raise ValueError(
+            "the batches' inputs have different lengths (padded per batch): reference models "
+            "need rows of one shape. Pad every row to one length (a tokenizer's "
+            "padding='max_length'), or give references=."
+        ) from None
