@@ -21,7 +21,14 @@ from .repair import out_of_pace, repair_
 from .rule_targets import _figure
 from .search import Trials, search
 
-__all__ = ["KEYS", "dampen_and_repair", "guard_stop", "kept_or_fallback", "strength_of"]
+__all__ = [
+    "KEYS",
+    "dampen_and_repair",
+    "guard_stop",
+    "kept_or_fallback",
+    "repair_to_goal",
+    "strength_of",
+]
 
 log = logging.getLogger("assd")
 
@@ -64,6 +71,20 @@ def kept_or_fallback(trials: Trials, entry: dict, fallback: dict) -> dict:
              "the strongest dampening within the guard", entry["repair_epochs"])  # fmt: skip
     trials.apply(strength_of(fallback), record=False)
     return fallback
+
+
+def repair_to_goal(trials: Trials, start: dict, retain, *, goal: float, epochs: int,
+                   options: dict, **record) -> tuple[int, dict]:  # fmt: skip
+    """Put ``start``'s dampening back, repair it on the retained rows (``retain``, else the
+    evaluation's) pushing the forget rows' loss up to ``goal`` until the target and the guard
+    both hold, and measure the result: ``(epochs run, the measured try)`` (``record``: more
+    fields for the try)."""
+    trials.apply(strength_of(start), record=False)
+    ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
+                  forget=trials.sets["forget"], epochs=epochs, forget_goal=goal,
+                  done=guard_stop(trials, epochs, target_too=True),
+                  **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
+    return ran, trials.measure({**{k: start[k] for k in KEYS}, "repair_epochs": ran, **record})
 
 
 def guard_stop(trials: Trials, epochs: int, *, target_too: bool = False):

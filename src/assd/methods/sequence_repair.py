@@ -23,8 +23,7 @@ trainable weight; ``result.n_changed`` reports it.
 from __future__ import annotations
 
 from ..verify.split import UNSEEN
-from .auto_repair import KEYS, guard_stop, kept_or_fallback, strength_of
-from .repair import repair_
+from .auto_repair import kept_or_fallback, repair_to_goal
 from .search import Trials
 
 __all__ = ["repair_towards_unseen"]
@@ -38,12 +37,7 @@ def repair_towards_unseen(trials: Trials, fallback: dict, retain, *, epochs: int
     ``options``: the method's ``batch_fn``, ``output_fn`` and ``loss_fn``."""
     goal = float(trials.before[UNSEEN].row_losses.double().median())
     start = trials.tries[0]  # ASSD's own dampening (strength 0), the request as asked
-    trials.apply(strength_of(start), record=False)
-    ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
-                  forget=trials.sets["forget"], epochs=epochs, forget_goal=goal,
-                  done=guard_stop(trials, epochs, target_too=True),
-                  **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
-    entry = trials.measure({**{k: start[k] for k in KEYS}, "repair_epochs": ran})
+    ran, entry = repair_to_goal(trials, start, retain, goal=goal, epochs=epochs, options=options)
     after = entry["target"]
     entry["target"] = {**after, "repair_goal": round(goal, 6),
                        "verdict": f"{after['verdict']} After the dampening at alpha "

@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import math
 
-from .auto_repair import KEYS, guard_stop, kept_or_fallback, strength_of
-from .repair import repair_
+from .auto_repair import kept_or_fallback, repair_to_goal
 from .search import Trials
 
 __all__ = ["MIN_RATE", "forget_goal", "repair_towards_target"]
@@ -56,13 +55,8 @@ def repair_towards_target(trials: Trials, fallback: dict, retain, *, epochs: int
     ``fallback`` itself if the guard still breaks. ``options``: the method's ``batch_fn``,
     ``output_fn`` and ``loss_fn``."""
     goal = forget_goal(trials.target(trials.before, trials.before))
-    trials.apply(strength_of(fallback), record=False)
-    ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
-                  forget=trials.sets["forget"], epochs=epochs, forget_goal=goal,
-                  done=guard_stop(trials, epochs, target_too=True),
-                  **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
-    entry = trials.measure({**{k: fallback[k] for k in KEYS}, "repair_epochs": ran,
-                            "repair": "towards the target"})  # fmt: skip
+    ran, entry = repair_to_goal(trials, fallback, retain, goal=goal, epochs=epochs,
+                                options=options, repair="towards the target")  # fmt: skip
     after = entry["target"]
     alpha = fallback.get("alpha")
     start = ("no dampening" if alpha is None or not math.isfinite(alpha)

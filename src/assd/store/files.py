@@ -15,6 +15,7 @@ __all__ = [
     "check_readable",
     "check_writable",
     "not_writable",
+    "read_safetensors",
     "refuse_existing",
     "write_atomic",
 ]
@@ -216,3 +217,17 @@ def check_readable(path: str | os.PathLike) -> None:
         ) from None
     except (FileNotFoundError, IsADirectoryError):
         pass
+
+
+def read_safetensors(path: str | os.PathLike) -> tuple[dict, dict]:
+    """``(metadata, tensors)`` of a safetensors file, on the CPU; ValueError ``"unreadable:
+    ..."`` if it cannot be read (a cache entry's reader then warns and recomputes)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"unreadable: {' '.join(str(error).split())}") from None
+    return metadata, tensors

@@ -38,7 +38,7 @@ from torch import nn
 from ..importance.compute import compute_importance
 from ..importance.core import Importance
 from ..importance.distributed import is_main_process
-from ..store.files import atomic_path
+from ..store.files import atomic_path, read_safetensors
 from ..store.fingerprint import fingerprint, tensor_digest
 
 __all__ = ["cache_entry", "cached_importance", "content_digest", "data_key"]
@@ -149,14 +149,7 @@ def _write_entry(imp: Importance, path: Path, key: str) -> None:
 
 def _read_entry(path: Path, key: str) -> Importance:
     """Read a cache entry; ValueError if it is unreadable, foreign or damaged."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    except Exception as error:  # safetensors raises its own error types
-        raise ValueError(f"unreadable: {' '.join(str(error).split())}") from None
+    metadata, tensors = read_safetensors(path)
     if metadata.get("format") != _FORMAT or metadata.get("key") != key:
         raise ValueError("not an assd cache entry for this model, data and settings")
     if metadata.get("sha256") != _entry_digest(tensors, key, metadata.get("info", "")):

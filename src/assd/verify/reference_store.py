@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..store.files import atomic_path
+from ..store.files import atomic_path, read_safetensors
 from ..store.fingerprint import tensor_digest
 
 __all__ = ["FORMAT", "entry_name", "is_reference_file", "read_entry", "write_entry"]
@@ -83,14 +83,7 @@ def read_entry(path: Path, key: str, blank: Callable[[], nn.Module],
                ) -> tuple[list[nn.Module], torch.Tensor, dict]:  # fmt: skip
     """``(models in eval mode, split masks, description)`` from ``path``; ValueError if the
     file is unreadable, damaged, for another key, or does not fit ``blank()``."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    except Exception as error:  # safetensors raises its own error types
-        raise ValueError(f"unreadable: {' '.join(str(error).split())}") from None
+    metadata, tensors = read_safetensors(path)
     if metadata.get("format") != FORMAT or metadata.get("key") != key:
         raise ValueError("not an assd reference set for these rows, recipe and seed")
     text = metadata.get("info", "")
