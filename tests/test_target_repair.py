@@ -52,9 +52,22 @@ def test_a_tiny_bert_forgets_a_class_within_the_guard():
     assert chosen["kind"] == "group" and chosen["met"]
     assert chosen["repair_goal"] == pytest.approx(math.log(100))  # base rate 0: the 1 % floor
     assert any(t.get("repair") == "towards the target" for t in result.outcome.tries)
+    assert chosen["repair_epochs"] >= 1  # the report's headline says it was repaired
     # the outcome, recomputed here: class 3 within the rule's limit, retained rows within
     # the guard (1 point, plus one row of 300 for sampling noise)
     x, y = train.ids, train.labels
     assert _accuracy(result.model, x[forget], y[forget]) <= chosen["limit"]
     drop = _accuracy(model, x[kept], y[kept]) - _accuracy(result.model, x[kept], y[kept])
     assert drop <= 0.01 + 1 / len(kept) + 1e-9
+
+
+def test_a_repaired_request_says_so_in_its_headline():
+    """The report's first line names a repair and what it changed, from the outcome alone."""
+    from assd.tabular.report import _headline
+
+    outcome = {"guard": {"ok": True}, "n_changed": 19652, "n_elements": 19812,
+               "target": {"kind": "group", "met": True, "repair_epochs": 6}}  # fmt: skip
+    assert _headline(outcome) == (": repaired after dampening (6 epoch(s) of training on the "
+                                  "retained rows; 99.19 % of the weights changed)")  # 19652/19812
+    outcome["target"].pop("repair_epochs")
+    assert _headline(outcome) == ""

@@ -52,7 +52,7 @@ def dampen_and_repair(trials: Trials, fallback: dict, retain, *, epochs: int,
                   **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
     entry = trials.measure({**{k: reach[k] for k in KEYS}, "repair_epochs": ran})
     after = entry["target"]
-    entry["target"] = {**reach["target"], "after_repair": after,
+    entry["target"] = {**reach["target"], "after_repair": after, "repair_epochs": ran,
                        "verdict": f"{reach['target']['verdict']} That was the dampened "
                                   f"model; after {ran} repair epoch(s), "
                                   f"{_figure(after)}: {repaired_verdict(after)}."}  # fmt: skip

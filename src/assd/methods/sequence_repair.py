@@ -39,7 +39,7 @@ def repair_towards_unseen(trials: Trials, fallback: dict, retain, *, epochs: int
     start = trials.tries[0]  # ASSD's own dampening (strength 0), the request as asked
     ran, entry = repair_to_goal(trials, start, retain, goal=goal, epochs=epochs, options=options)
     after = entry["target"]
-    entry["target"] = {**after, "repair_goal": round(goal, 6),
+    entry["target"] = {**after, "repair_goal": round(goal, 6), "repair_epochs": ran,
                        "verdict": f"{after['verdict']} After the dampening at alpha "
                                   f"{start['alpha']:.4g} and {ran} repair epoch(s) on the "
                                   f"retained rows, pushing the forget sequences' loss up to "

@@ -61,7 +61,7 @@ def repair_towards_target(trials: Trials, fallback: dict, retain, *, epochs: int
     alpha = fallback.get("alpha")
     start = ("no dampening" if alpha is None or not math.isfinite(alpha)
              else f"the dampening at alpha {alpha:.4g}")
-    entry["target"] = {**after, "repair_goal": round(goal, 6),
+    entry["target"] = {**after, "repair_goal": round(goal, 6), "repair_epochs": ran,
                        "verdict": f"{after['verdict']} After {start} (within the guard) and "
                                   f"{ran} repair epoch(s) on the retained rows, pushing the "
                                   f"forget rows' loss up to {goal:.3g}, the loss of a label "

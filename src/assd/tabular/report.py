@@ -178,9 +178,17 @@ def _guard_lines(guard: dict | None) -> list[str]:
 
 
 def _headline(outcome: dict | None) -> str:
-    """``: <what the guard did, with figures>`` when the retain guard changed the request."""
+    """``: <what the guard did, with figures>`` when the retain guard changed the request, or
+    ``: <the repair, with figures>`` when the result was repaired (trained) after dampening."""
     change = ((outcome or {}).get("guard") or {}).get("changed")
-    return f": {change['headline']}" if change else ""
+    if change:
+        return f": {change['headline']}"
+    epochs = ((outcome or {}).get("target") or {}).get("repair_epochs")
+    if epochs:
+        share = 100 * outcome["n_changed"] / max(outcome["n_elements"], 1)
+        return (f": repaired after dampening ({epochs} epoch(s) of training on the retained "
+                f"rows; {share:.2f} % of the weights changed)")
+    return ""
 
 
 def _outcome_lines(outcome: dict | None) -> list[str]:
