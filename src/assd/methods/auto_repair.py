@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 from ..verify.tolerance import repaired_verdict
 from .repair import out_of_pace, repair_
@@ -74,17 +75,21 @@ def kept_or_fallback(trials: Trials, entry: dict, fallback: dict) -> dict:
 
 
 def repair_to_goal(trials: Trials, start: dict, retain, *, goal: float, epochs: int,
-                   options: dict, **record) -> tuple[int, dict]:  # fmt: skip
+                   options: dict, how: Callable[[int], str], **record) -> dict:  # fmt: skip
     """Put ``start``'s dampening back, repair it on the retained rows (``retain``, else the
     evaluation's) pushing the forget rows' loss up to ``goal`` until the target and the guard
-    both hold, and measure the result: ``(epochs run, the measured try)`` (``record``: more
-    fields for the try)."""
+    both hold, and measure the result: the measured try, its target carrying the goal, the
+    epochs run and ``how(epochs)`` after its verdict (``record``: more fields for the try)."""
     trials.apply(strength_of(start), record=False)
     ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
                   forget=trials.sets["forget"], epochs=epochs, forget_goal=goal,
                   done=guard_stop(trials, epochs, target_too=True),
                   **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
-    return ran, trials.measure({**{k: start[k] for k in KEYS}, "repair_epochs": ran, **record})
+    entry = trials.measure({**{k: start[k] for k in KEYS}, "repair_epochs": ran, **record})
+    after = entry["target"]
+    entry["target"] = {**after, "repair_goal": round(goal, 6), "repair_epochs": ran,
+                       "verdict": f"{after['verdict']} {how(ran)}"}
+    return entry
 
 
 def guard_stop(trials: Trials, epochs: int, *, target_too: bool = False):

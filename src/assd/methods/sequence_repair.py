@@ -37,11 +37,8 @@ def repair_towards_unseen(trials: Trials, fallback: dict, retain, *, epochs: int
     ``options``: the method's ``batch_fn``, ``output_fn`` and ``loss_fn``."""
     goal = float(trials.before[UNSEEN].row_losses.double().median())
     start = trials.tries[0]  # ASSD's own dampening (strength 0), the request as asked
-    ran, entry = repair_to_goal(trials, start, retain, goal=goal, epochs=epochs, options=options)
-    after = entry["target"]
-    entry["target"] = {**after, "repair_goal": round(goal, 6), "repair_epochs": ran,
-                       "verdict": f"{after['verdict']} After the dampening at alpha "
-                                  f"{start['alpha']:.4g} and {ran} repair epoch(s) on the "
-                                  f"retained rows, pushing the forget sequences' loss up to "
-                                  f"the never-seen median {goal:.4g}."}  # fmt: skip
+    entry = repair_to_goal(trials, start, retain, goal=goal, epochs=epochs, options=options,
+                           how=lambda ran: f"After the dampening at alpha {start['alpha']:.4g} "
+                           f"and {ran} repair epoch(s) on the retained rows, pushing the forget "
+                           f"sequences' loss up to the never-seen median {goal:.4g}.")  # fmt: skip
     return kept_or_fallback(trials, entry, fallback)

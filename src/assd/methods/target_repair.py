@@ -55,15 +55,12 @@ def repair_towards_target(trials: Trials, fallback: dict, retain, *, epochs: int
     ``fallback`` itself if the guard still breaks. ``options``: the method's ``batch_fn``,
     ``output_fn`` and ``loss_fn``."""
     goal = forget_goal(trials.target(trials.before, trials.before))
-    ran, entry = repair_to_goal(trials, fallback, retain, goal=goal, epochs=epochs,
-                                options=options, repair="towards the target")  # fmt: skip
-    after = entry["target"]
     alpha = fallback.get("alpha")
     start = ("no dampening" if alpha is None or not math.isfinite(alpha)
              else f"the dampening at alpha {alpha:.4g}")
-    entry["target"] = {**after, "repair_goal": round(goal, 6), "repair_epochs": ran,
-                       "verdict": f"{after['verdict']} After {start} (within the guard) and "
-                                  f"{ran} repair epoch(s) on the retained rows, pushing the "
-                                  f"forget rows' loss up to {goal:.3g}, the loss of a label "
-                                  f"given at the target's rate."}  # fmt: skip
+    entry = repair_to_goal(trials, fallback, retain, goal=goal, epochs=epochs, options=options,
+                           repair="towards the target",
+                           how=lambda ran: f"After {start} (within the guard) and {ran} repair "
+                           f"epoch(s) on the retained rows, pushing the forget rows' loss up to "
+                           f"{goal:.3g}, the loss of a label given at the target's rate.")
     return kept_or_fallback(trials, entry, fallback)
