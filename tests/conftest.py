@@ -12,6 +12,15 @@ import torch.nn.functional as F
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+try:  # property tests draw the same examples on every run (CI), unless asked to explore
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True)
+    _hypothesis_settings.register_profile("explore", derandomize=False)
+    _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is a dev extra
+    pass
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -89,6 +89,20 @@ def test_errors_guard_sets_aside_the_held_out_rows_of_the_wrong_group(shop_model
     assert errors["result"]["alpha"] < privacy["result"]["alpha"]
     line = f"{int(is_c.sum())} held-out and 0 retained row(s) likely carrying the same error"
     assert line in unlearn_markdown(errors) and "(shop=c)" in unlearn_markdown(errors)
+    # the rows set aside are a set of their own in the report: shop c's held-out rows, scored
+    # directly; with the watched rows they make up the report's whole "test" (none in privacy)
+    aside = errors["accuracy"]["test (set aside by the guard)"]
+    shop_c = held.subset(is_c)
+    with torch.no_grad():
+        acc_c = float((model.model(shop_c.x).argmax(1) == shop_c.y).double().mean())
+    assert aside["n"] == len(shop_c) and aside["before"] == pytest.approx(acc_c, abs=1e-6)
+    whole = errors["accuracy"]["test"]
+    assert whole["n"] == aside["n"] + test["n"]
+    right = [round(s["n"] * s[k]) for s, k in ((whole, "before"), (aside, "before"),
+                                                (test, "accuracy"))]  # rows predicted right
+    assert right[0] == right[1] + right[2]
+    assert "test (set aside by the guard)" not in privacy["accuracy"]
+    assert f"test ({test['n']} rows): accuracy" in errors["result"]["outcome"]["verdict"]
 
 
 def test_the_headline_says_when_the_guard_changed_a_request(shop_model):

@@ -133,6 +133,14 @@ def test_unlearn_report_has_metrics_a_flag_times_that_add_up_and_a_legend(tmp_pa
     assert "**Not above the majority-class baseline after unlearning:** test." in (
         unlearn_markdown(flagged)
     )
+    # the forget rows falling below it is what was asked: their column says so, no alarm
+    flagged["metrics"]["test"]["after"]["beats_baseline"] = True
+    flagged["metrics"]["forget"]["after"]["beats_baseline"] = False
+    text = unlearn_markdown(flagged)
+    assert "Not above the majority-class baseline" not in text
+    forget_row = next(line for line in text.splitlines() if line.startswith("| forget |")
+                      and "**no**" in line)  # fmt: skip
+    assert forget_row.split("|")[-2].strip() == "**no**"
 
 
 def test_time_and_cache_lines():

@@ -259,7 +259,9 @@ def test_verdict_says_when_weights_changed_but_the_forget_rows_did_not_move():
     assert result.outcome.before["forget"].accuracy == pytest.approx(before, abs=1e-12)
     assert result.outcome.after["forget"].accuracy == pytest.approx(after, abs=1e-12)
     assert before - after >= 0.05  # this request moved the forget rows: no such sentence
-    assert f"forget: accuracy {100 * before:.1f} % -> {100 * after:.1f} %" in result.verdict
+    rows = int(forget.sum())  # the verdict names how many rows it judged
+    assert f"forget ({rows} rows): accuracy {100 * before:.1f} % -> {100 * after:.1f} %" \
+        in result.verdict
     assert "nothing measurable was forgotten" not in result.verdict
     # the same sentence for a hand-built outcome whose forget accuracy did not move
     out = copy.copy(result.outcome)

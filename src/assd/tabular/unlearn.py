@@ -120,6 +120,7 @@ def unlearn_rows(
     check_finite(result.model, what=f"the model unlearned with {method!r}")
     tick = time.perf_counter()
     sets = _evaluation_sets(tabular, held_out, retain, forget, eval_frames)
+    sets.update(_set_aside(watch, retain, held_out))
     names = tabular.task.class_names
     majority = int(train.y.bincount(minlength=len(names)).argmax())  # the baseline's answer
     accuracy, metrics = before_after(tabular.model, result.model, sets, names, majority)
@@ -241,6 +242,24 @@ def _evaluation_sets(tabular, held_out: Rows, retain: Rows, forget: Rows, eval_f
             )
         sets[name] = tabular.task.encode(other, require_labels=False)
     return sets
+
+
+def _set_aside(watch, retain: Rows, held_out: Rows) -> dict:
+    """The rows the retain guard did not count (``reason="errors"``: likely carrying the
+    forget rows' error), as sets of their own: the verdict judges the retained and held-out
+    rows it watched, the report's ``retain`` and ``test`` all of them; these rows are the
+    difference."""
+    if watch is None:
+        return {}
+    parts = {}
+    for name, rows, watched in (("retain", retain, watch[0]), ("test", held_out, watch[1])):
+        if rows is None or not len(rows):
+            continue
+        seen = np.zeros(0, dtype=object) if watched is None else watched.ids
+        aside = ~_member(rows.ids, np.asarray(seen, dtype=object))
+        if aside.any() and watched is not rows:
+            parts[f"{name} (set aside by the guard)"] = rows.subset(aside)
+    return parts
 
 
 def _extra(tabular: TabularModel, forget: Rows) -> dict:

@@ -242,11 +242,12 @@ def _set_sentence(name: str, before: SetScore, after: SetScore) -> str:
         return (f"{name}: perplexity {before.perplexity:.4g} -> {after.perplexity:.4g} "
                 f"({100 * rel:+.1f} %), sequences extracted {100 * before.extraction:.1f} % "
                 f"-> {100 * after.extraction:.1f} %.")  # fmt: skip
+    rows = f"{name} ({before.n} row{'' if before.n == 1 else 's'})"  # says which rows were judged
     if before.accuracy is None:
         rel = (after.loss - before.loss) / before.loss if before.loss else math.inf
-        return f"{name}: loss {before.loss:.4g} -> {after.loss:.4g} ({100 * rel:+.1f} %)."
+        return f"{rows}: loss {before.loss:.4g} -> {after.loss:.4g} ({100 * rel:+.1f} %)."
     points = 100 * (after.accuracy - before.accuracy)
-    text = f"{name}: accuracy {100 * before.accuracy:.1f} % -> {100 * after.accuracy:.1f} %"
+    text = f"{rows}: accuracy {100 * before.accuracy:.1f} % -> {100 * after.accuracy:.1f} %"
     if abs(points) < 100 * NEGLIGIBLE_POINTS:
         return text + " (unchanged)."
     word = "fell" if points < 0 else "rose"
