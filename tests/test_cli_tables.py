@@ -87,6 +87,8 @@ def test_unlearn_then_evaluate_round_trip(trained, tmp_path, capsys, numpy_alpha
     report = json.loads((m2 / "report.json").read_text())
     assert report["n_forget"] == 12 and report["method"]["name"] == "assd"
     assert report["importance_cache"]["hit"]  # made by assd train
+    # the report's time is the whole request, its parts (encoding counted once) within it
+    assert sum(report["timings"].values()) <= report["seconds"] + 0.002
     # alpha by its definition: I_D of the training rows, I_Df of the 12, I_retain derived
     is_forget = np.isin(train.ids, forget_ids)
     whole, f = (assd.compute_importance(tab.model, TensorData(train.x[rows], train.y[rows]),

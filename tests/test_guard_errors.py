@@ -102,6 +102,9 @@ def test_errors_guard_sets_aside_the_held_out_rows_of_the_wrong_group(shop_model
                                                 (test, "accuracy"))]  # rows predicted right
     assert right[0] == right[1] + right[2]
     assert "test (set aside by the guard)" not in privacy["accuracy"]
+    # only rows declared wrong are said to be scored against possibly wrong labels
+    assert "(possibly the wrong ones)" in unlearn_markdown(errors)
+    assert "(possibly the wrong ones)" not in unlearn_markdown(privacy)
     assert f"test ({test['n']} rows): accuracy" in errors["result"]["outcome"]["verdict"]
 
 

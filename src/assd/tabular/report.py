@@ -48,7 +48,9 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
     lines.append(markdown_table(["data", "rows", "before", "after", "change (pp)"], rows))
     lines += _task_lines(report["accuracy"])
     lines.append("")
-    lines.append("`forget` is measured against the labels as given (possibly the wrong ones).")
+    privacy = (report.get("guard") or {}).get("reason") == "privacy"  # rows right, removed
+    lines.append("`forget` is measured against the labels as given"
+                 + ("." if privacy else " (possibly the wrong ones)."))
     if report.get("metrics"):
         lines += ["", metrics_markdown(report["metrics"])]
     if result.get("per_layer"):

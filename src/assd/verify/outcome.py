@@ -237,12 +237,12 @@ def _forget_unmoved(outcome: Outcome) -> bool:
 
 
 def _set_sentence(name: str, before: SetScore, after: SetScore) -> str:
+    rows = f"{name} ({before.n} row{'' if before.n == 1 else 's'})"  # says which rows were judged
     if before.perplexity is not None:  # a causal LM: perplexity and extraction
         rel = after.perplexity / before.perplexity - 1 if before.perplexity else math.inf
-        return (f"{name}: perplexity {before.perplexity:.4g} -> {after.perplexity:.4g} "
+        return (f"{rows}: perplexity {before.perplexity:.4g} -> {after.perplexity:.4g} "
                 f"({100 * rel:+.1f} %), sequences extracted {100 * before.extraction:.1f} % "
                 f"-> {100 * after.extraction:.1f} %.")  # fmt: skip
-    rows = f"{name} ({before.n} row{'' if before.n == 1 else 's'})"  # says which rows were judged
     if before.accuracy is None:
         rel = (after.loss - before.loss) / before.loss if before.loss else math.inf
         return f"{rows}: loss {before.loss:.4g} -> {after.loss:.4g} ({100 * rel:+.1f} %)."
