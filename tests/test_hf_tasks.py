@@ -135,3 +135,61 @@ def test_assd_auto_pushes_memorised_sequences_to_the_never_seen_loss(secrets_lea
     for name in ("retain", "test"):  # the guard (1 % perplexity) holds where it watches
         assert after[name].perplexity / before[name].perplexity - 1 <= 0.01 + 1e-6
     assert "unseen" not in result.outcome.guard["verdict"]  # a reference, never guarded
+
+
+def test_a_repair_that_overshoots_the_never_seen_range_is_pulled_back_to_its_median():
+    # A tiny Qwen2 (grouped-query attention, RMSNorm, rotary positions, SwiGLU: nothing here
+    # was designed on it): the repair's push towards the never-seen median overshoots, and
+    # with no force above the goal the forget loss ends above the never-seen 95th percentile
+    # (the target missed, the guard holding). A second repair then pulls it towards the
+    # median from both sides; the target is checked here on the returned model.
+    torch.manual_seed(0)
+    vocab, length = 40, 12
+    config = transformers.Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4,
+                                      num_key_value_heads=2, max_position_embeddings=length)
+    model = transformers.Qwen2ForCausalLM(config)
+    g = torch.Generator().manual_seed(0)
+    start, step = torch.randint(0, vocab, (200, 1), generator=g), torch.randint(1, 4, (200, 1),
+                                                                                 generator=g)
+    rule = (start + step * torch.arange(length)) % vocab
+    secrets = torch.randint(0, vocab, (6, length), generator=g)
+    ids = torch.cat([rule, secrets.repeat(4, 1)])
+    labels = ids.clone()
+    labels[:, :2] = -100  # the prompt
+    rows = [{"input_ids": ids[i : i + 32], "attention_mask": torch.ones_like(ids[i : i + 32]),
+             "labels": labels[i : i + 32]} for i in range(0, len(ids), 32)]  # fmt: skip
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(80):
+        for batch in rows:
+            loss = model(**batch).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    torch.randint(0, vocab, (24, length), generator=g)  # a draw skipped: the case measured
+    unseen_ids = torch.randint(0, vocab, (24, length), generator=g)
+    unseen_labels = unseen_ids.clone()
+    unseen_labels[:, :2] = -100
+
+    def part(x, y):  # batches of 32, as the training's (the repair steps once per batch)
+        return [{"input_ids": x[i : i + 32], "attention_mask": torch.ones_like(x[i : i + 32]),
+                 "labels": y[i : i + 32]} for i in range(0, len(x), 32)]  # fmt: skip
+
+    forget = part(ids[200:], labels[200:])
+    sets = {"retain": part(ids[:200], labels[:200]), "unseen": part(unseen_ids, unseen_labels)}
+    before = score_sets(model, sets | {"forget": forget}, task="causal-lm")
+    result = assd.get_method("assd-auto", task="causal-lm").unlearn(
+        model, forget=forget, data=rows, evaluate=sets)
+    target = result.outcome.target
+    goal = float(before["unseen"].row_losses.double().median())
+    assert target["repair_goal"] == pytest.approx(goal, abs=1e-5)
+    assert target["repair_ceiling"] == target["repair_goal"]  # pulled both ways, to the median
+    assert "more pulling it back towards that median" in target["verdict"]
+    after = score_sets(result.model, sets | {"forget": forget}, task="causal-lm")
+    now = after["unseen"].row_losses.double()
+    low, high = (float(torch.quantile(now, q)) for q in (0.05, 0.95))
+    assert after["forget"].extraction == 0 and after["unseen"].extraction == 0
+    assert low <= after["forget"].loss <= high and target["met"]
+    assert after["retain"].perplexity / before["retain"].perplexity - 1 <= 0.01 + 1e-6

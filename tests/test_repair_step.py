@@ -91,3 +91,33 @@ def test_a_forget_goal_pushes_the_forget_loss_up_to_the_goal_and_no_further():
             assert moved.any()
             assert torch.allclose(p.detach()[moved], (p0 - REPAIR_LR * torch.sign(g))[moved],
                                   atol=1e-6)  # fmt: skip
+
+
+def test_a_forget_ceiling_pulls_the_forget_loss_back_down_and_leaves_the_band_alone():
+    # with forget_ceiling the term is max(0, goal - L) + max(0, L - ceiling): above the
+    # ceiling the first step follows the retained loss plus the forget loss (pulled down),
+    # inside [goal, ceiling] the retained loss alone, below the goal as without a ceiling
+    torch.manual_seed(1)
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    fx, fy = torch.randn(5, 4), torch.tensor([0, 0, 1, 2, 0])
+    forget = TensorData(fx, fy, batch_size=5)
+    torch.manual_seed(2)
+    start = torch.nn.Linear(4, 3).state_dict()
+    model = torch.nn.Linear(4, 3)
+    model.load_state_dict(start)
+    with torch.no_grad():
+        forget_loss = float(F.cross_entropy(model(fx), fy))
+    for goal, ceiling, sign in ((0.0, forget_loss / 2, 1.0),  # above the ceiling: pulled down
+                                (0.0, forget_loss * 2, 0.0),  # inside the band: left alone
+                                (forget_loss * 2, forget_loss * 2, -1.0)):  # below: pushed up
+        model.load_state_dict(start)
+        expected = _first_step(model, lambda m, s=sign: F.cross_entropy(m(x), y)
+                               + s * F.cross_entropy(m(fx), fy))  # fmt: skip
+        repair_(model, retain=TensorData(x, y, batch_size=6), forget=forget,
+                done=lambda: True, epochs=3, forget_goal=goal,
+                forget_ceiling=ceiling)  # fmt: skip
+        for p, (p0, g) in zip(model.parameters(), expected, strict=True):
+            moved = g.abs() > 1e-6
+            assert moved.any()
+            assert torch.allclose(p.detach()[moved], (p0 - REPAIR_LR * torch.sign(g))[moved],
+                                  atol=1e-6)  # fmt: skip

@@ -71,3 +71,21 @@ def test_a_repaired_request_says_so_in_its_headline():
                                   "retained rows; 99.19 % of the weights changed)")  # 19652/19812
     outcome["target"].pop("repair_epochs")
     assert _headline(outcome) == ""
+
+
+def test_a_missed_target_blames_the_guard_only_when_the_guard_held_it_back():
+    from types import SimpleNamespace
+
+    from assd.methods.auto import _note_guard_change
+
+    guard = {"limit": 0.01, "ok": False,
+             "worst": {"set": "retain", "drop": 0.03, "kind": "accuracy points"}}  # fmt: skip
+    held = {**guard, "ok": True, "worst": {**guard["worst"], "drop": 0.004}}
+    trials = SimpleNamespace(tries=[{"alpha": 6.0, "guard": guard, "selected": 10},
+                                    {"alpha": 9.0, "guard": held, "selected": 4}])
+    kept = {"alpha": 9.0, "selected": 4, "guard": dict(held)}  # the guard-held dampening
+    _note_guard_change(trials, kept)
+    assert kept["guard"]["changed"]["headline"].startswith("The retain guard held assd-auto")
+    repaired = {"alpha": 6.0, "selected": 10, "repair_epochs": 25, "guard": dict(held)}
+    _note_guard_change(trials, repaired)  # held by the guard? no: repaired, guard holding
+    assert "changed" not in repaired["guard"]

@@ -251,9 +251,11 @@ class AutoASSD(ASSD):
 
 
 def _note_guard_change(trials: Trials, chosen: dict) -> None:
-    """If the guard is why the target was missed, say so in the chosen try's guard record."""
+    """If the guard is why the target was missed, say so in the chosen try's guard record.
+    Not for a repaired result: the guard holds on it, and its verdict says why the target
+    was missed (the repair's bound or its goal), not the guard."""
     broken = [t for t in trials.tries if t["guard"] is not None and not t["guard"]["ok"]]
-    if not broken:
+    if not broken or chosen.get("repair_epochs"):
         return
     asked = max(broken, key=lambda t: t["alpha"])  # the weakest try the guard refused
     change = guard_change(asked, chosen, what="assd-auto short of its forget target",

@@ -75,20 +75,27 @@ def kept_or_fallback(trials: Trials, entry: dict, fallback: dict) -> dict:
 
 
 def repair_to_goal(trials: Trials, start: dict, retain, *, goal: float, epochs: int,
-                   options: dict, how: Callable[[int], str], **record) -> dict:  # fmt: skip
+                   options: dict, how: Callable[[int], str], ceiling: float | None = None,
+                   restore: bool = True, epochs_before: int = 0, **record) -> dict:  # fmt: skip
     """Put ``start``'s dampening back, repair it on the retained rows (``retain``, else the
     evaluation's) pushing the forget rows' loss up to ``goal`` until the target and the guard
     both hold, and measure the result: the measured try, its target carrying the goal, the
-    epochs run and ``how(epochs)`` after its verdict (``record``: more fields for the try)."""
-    trials.apply(strength_of(start), record=False)
+    epochs run and ``how(epochs)`` after its verdict (``record``: more fields for the try).
+    ``ceiling``: also pull the forget rows' loss back down once above it. ``restore=False``:
+    go on from the weights as they are (a repair after ``epochs_before`` epochs of another)."""
+    if restore:
+        trials.apply(strength_of(start), record=False)
     ran = repair_(trials.model, retain=retain if retain is not None else trials.sets["retain"],
                   forget=trials.sets["forget"], epochs=epochs, forget_goal=goal,
-                  done=guard_stop(trials, epochs, target_too=True),
+                  forget_ceiling=ceiling, done=guard_stop(trials, epochs, target_too=True),
                   **{k: options[k] for k in ("batch_fn", "output_fn", "loss_fn")})  # fmt: skip
-    entry = trials.measure({**{k: start[k] for k in KEYS}, "repair_epochs": ran, **record})
+    total = epochs_before + ran
+    entry = trials.measure({**{k: start[k] for k in KEYS}, "repair_epochs": total, **record})
     after = entry["target"]
-    entry["target"] = {**after, "repair_goal": round(goal, 6), "repair_epochs": ran,
+    entry["target"] = {**after, "repair_goal": round(goal, 6), "repair_epochs": total,
                        "verdict": f"{after['verdict']} {how(ran)}"}
+    if ceiling is not None:
+        entry["target"]["repair_ceiling"] = round(ceiling, 6)
     return entry
 
 

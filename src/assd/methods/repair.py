@@ -63,14 +63,15 @@ PLATEAU_FACTOR = 0.3
 
 def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool | str],
             epochs: int = REPAIR_EPOCHS, lr: float = REPAIR_LR, batch_fn=None,
-            output_fn=None, seed: int = 0, loss_fn=None,
-            forget_goal: float | None = None) -> int:  # fmt: skip
+            output_fn=None, seed: int = 0, loss_fn=None, forget_goal: float | None = None,
+            forget_ceiling: float | None = None) -> int:  # fmt: skip
     """Repair ``model`` in place; returns the number of epochs run. After each epoch
     ``done()`` says True (stop), False (go on) or ``"plateau"``: the first plateau divides
     the learning rate by ``1 / PLATEAU_FACTOR`` and goes on, the second stops.
     ``loss_fn``: the retained rows' loss (default cross-entropy, or squared error for float
     targets). ``forget_goal``: push the forget rows' loss (``loss_fn``) up to it instead of
-    holding their outputs (see the module docstring)."""
+    holding their outputs (see the module docstring). ``forget_ceiling``: with a goal, also
+    pull their loss back down once it passes this (``+ max(0, their loss - ceiling)``)."""
     device = next(model.parameters()).device
     run = lambda inputs: forward(model, inputs, output_fn=output_fn).float()  # noqa: E731
     if forget_goal is None:
@@ -79,7 +80,8 @@ def repair_(model: nn.Module, *, retain, forget, done: Callable[[], bool | str],
     else:
         kept = _forget_labels(forget, batch_fn, device)
         fit = loss_fn or _fit_loss
-        forget_term = lambda out, y: GOAL_WEIGHT * torch.relu(forget_goal - fit(out, y))  # noqa: E731
+        forget_term = lambda out, y: GOAL_WEIGHT * _band(fit(out, y), forget_goal,  # noqa: E731
+                                                         forget_ceiling)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     torch.manual_seed(seed)
@@ -147,6 +149,12 @@ def _both(run, inputs, forget_inputs) -> tuple[torch.Tensor, torch.Tensor]:
         out = run(torch.cat([inputs, forget_inputs]))
         return out[: len(inputs)], out[len(inputs):]
     return run(inputs), run(forget_inputs)
+
+
+def _band(loss: torch.Tensor, goal: float, ceiling: float | None) -> torch.Tensor:
+    """How far ``loss`` is below ``goal``, or above ``ceiling`` (0 between them)."""
+    below = torch.relu(goal - loss)
+    return below if ceiling is None else below + torch.relu(loss - ceiling)
 
 
 def _fit_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
