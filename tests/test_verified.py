@@ -390,3 +390,46 @@ def test_assd_auto_with_the_forgotten_class_in_the_test_set():
         held = result.model(test_x[test_y == 3]).argmax(1)
     assert part.accuracy == float((held == 3).double().mean())  # scored, not guarded
     assert out.guard["worst"]["set"] in ("retain", "test")
+
+
+@pytest.mark.parametrize("name", ["finetune", "gradient-ascent"])
+def test_a_baseline_with_evaluate_carries_its_outcome_and_verdict(name):
+    # the same scoring as the SSD family: before and after on the forget rows, the sets given
+    # and the retained rows given as retain=; the weights changed, counted directly
+    model, x, y = trained(seed=2)
+    forget, keep = y == 3, y != 3
+    result = assd.get_method(name, epochs=1).unlearn(
+        model, forget=batches(x[forget], y[forget]), retain=batches(x[keep], y[keep]),
+        evaluate={"test": batches(x[keep][:40], y[keep][:40])})  # fmt: skip
+    out = result.outcome
+    assert list(out.before) == ["forget", "test", "retain"]
+    for name_, rows in (("forget", forget), ("retain", keep)):
+        assert out.before[name_].n == int(rows.sum())
+        assert out.before[name_].accuracy == pytest.approx(acc_loss(model, x[rows], y[rows])[0],
+                                                           abs=1e-12)  # fmt: skip
+        assert out.after[name_].accuracy == pytest.approx(
+            acc_loss(result.model, x[rows], y[rows])[0], abs=1e-12)
+    changed = sum(int((a != b).sum()) for a, b in zip(model.parameters(),
+                                                     result.model.parameters(), strict=True))
+    assert result.n_changed == changed > 0
+    assert result.verdict.startswith(f"{changed} of ") and out.guard is None
+    # without evaluate= nothing is scored, as before
+    assert assd.get_method(name, epochs=1).unlearn(
+        model, forget=batches(x[forget], y[forget]),
+        retain=batches(x[keep], y[keep])).outcome is None  # fmt: skip
+
+
+def test_assd_auto_judges_on_the_retained_rows_given_as_retain():
+    # no "retain" in evaluate=: the rows passed as retain= are the retained rows it judges on
+    model, x, y = trained(seed=2)
+    forget, keep = y == 3, y != 3
+    result = assd.get_method("assd-auto").unlearn(
+        model, forget=batches(x[forget], y[forget]), data=batches(x, y),
+        retain=batches(x[keep], y[keep]), evaluate={"test": batches(x[keep][:40], y[keep][:40])})
+    retained = result.outcome.before["retain"]
+    assert retained.n == int(keep.sum())
+    assert retained.accuracy == pytest.approx(acc_loss(model, x[keep], y[keep])[0], abs=1e-12)
+    assert result.outcome.target is not None
+    with pytest.raises(ValueError, match="pass retain="):  # neither: what to pass
+        assd.get_method("assd-auto").unlearn(model, forget=batches(x[forget], y[forget]),
+                                             data=batches(x, y), evaluate={})  # fmt: skip

@@ -145,8 +145,8 @@ class AutoASSD(ASSD):
     def forget_target(self, sets: dict):
         if "retain" not in sets:
             raise ValueError(
-                "assd-auto needs labelled retained rows to judge the result: "
-                "evaluate={'retain': ..., 'test': ...}."
+                "assd-auto needs labelled retained rows to judge the result: pass retain= "
+                "(the rows kept) or evaluate={'retain': ..., 'test': ...}."
             )
         if self._sequences():
             check_unseen(sets)  # (assd.methods.sequence_target)

@@ -263,6 +263,8 @@ class SSD(ImportanceSources):
     def _dampen_verified(self, target, forgotten, reference, alpha, forget, evaluate, retain):
         """Dampen, scoring each try on the evaluation sets; :meth:`choose` picks the try.
         Returns ``(alpha, dampening, counts, Outcome)``."""
+        if retain is not None and self.needs_evaluation and "retain" not in (evaluate or {}):
+            evaluate = {**(evaluate or {}), "retain": retain}  # the retained rows it was given
         sets = evaluation_sets(evaluate, forget, batch_fn=self.importance_options["batch_fn"])
         options = {k: self.importance_options[k] for k in ("batch_fn", "output_fn")}
         trials = Trials(target, forgotten.tensors, reference.tensors, alpha0=alpha,

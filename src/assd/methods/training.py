@@ -20,6 +20,7 @@ from ..batches import TensorData, forward, split_batch
 from ..contract import check_data
 from ..tasks import default_loss
 from ..train import cross_entropy, fit
+from ..verify.outcome import Outcome, evaluation_sets, layer_changes, score_sets, snapshot
 from .registry import register
 from .result import UnlearnResult
 
@@ -93,6 +94,7 @@ class TrainingMethod:
             output_fn=output_fn,
         )
         self.seed = seed
+        self.task = task
         self.task_loss = default_loss(task)  # None: cross-entropy over (rows, classes)
 
     def loss(self, model: nn.Module, inputs, targets) -> torch.Tensor:
@@ -118,13 +120,20 @@ class TrainingMethod:
         importance=None,
         n_data: int | None = None,
         inplace: bool = False,
+        evaluate: dict | None = None,
     ) -> UnlearnResult:
         """Train a copy of ``model`` (``model`` itself if ``inplace``) and return it.
 
         ``data``, ``importance`` and ``n_data`` are accepted for a uniform call
-        across methods and ignored.
+        across methods and ignored. ``evaluate``: ``{name: batches}`` scored before and
+        after with the forget rows (and ``retain``, unless named there), as the SSD family
+        does; the result then carries the outcome and its verdict (no guard: a baseline is
+        run as asked).
         """
         start = time.perf_counter()
+        if evaluate is not None and retain is not None and "retain" not in evaluate:
+            evaluate = {**evaluate, "retain": retain}  # the rows kept are scored too
+        scored = self._score_before(model, forget, evaluate) if evaluate is not None else None
         target = model if inplace else copy.deepcopy(model)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -134,9 +143,24 @@ class TrainingMethod:
             self.train_(target, forget=forget, retain=retain)
         target.eval()
         seconds = time.perf_counter() - start
+        outcome = None
+        if scored is not None:
+            sets, before, original, options = scored
+            outcome = Outcome(before=before, after=score_sets(target, sets, **options),
+                              layers=layer_changes(original, target))  # fmt: skip
         return UnlearnResult(
-            model=target, method=self.name, seconds=seconds, timings={"train": seconds}
+            model=target, method=self.name, seconds=seconds, timings={"train": seconds},
+            outcome=outcome,
         )
+
+    def _score_before(self, model: nn.Module, forget, evaluate: dict):
+        """The evaluation sets, their scores on ``model`` and its weights, before training."""
+        batch_fn = self.fit_options["batch_fn"]
+        sets = evaluation_sets(evaluate, forget, batch_fn=batch_fn)
+        options = {"batch_fn": batch_fn, "output_fn": self.fit_options["output_fn"],
+                   "task": self.task}  # fmt: skip
+        original = snapshot(dict(model.named_parameters()))
+        return sets, score_sets(model, sets, **options), original, options
 
     def training_data(self, model: nn.Module, *, forget, retain):
         """Hook: the batches to train on (by default the ``data_source`` loader)."""
