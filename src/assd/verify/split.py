@@ -122,7 +122,7 @@ def separate_forgotten(sets: dict, *, batch_fn=None, row_keys=None) -> dict:
             out[name] = rest
         out[name + FORGOTTEN_PART] = part
         log.warning("evaluation set %r holds %d row(s) of what is being forgotten (%s); they "
-                    "are scored apart as %r and the guard watches the rest", name,
+                    "are scored apart as %r, and a retain guard (if any) watches the rest", name,
                     _rows(part), _what(classes, forget_keys), name + FORGOTTEN_PART)  # fmt: skip
     return out
 
