@@ -105,6 +105,8 @@ def test_errors_guard_sets_aside_the_held_out_rows_of_the_wrong_group(shop_model
     # only rows declared wrong are said to be scored against possibly wrong labels
     assert "(possibly the wrong ones)" in unlearn_markdown(errors)
     assert "(possibly the wrong ones)" not in unlearn_markdown(privacy)
+    legend = "- (set aside by the guard): retained or held-out rows"  # only where there are such
+    assert legend in unlearn_markdown(errors) and legend not in unlearn_markdown(privacy)
     assert f"test ({test['n']} rows): accuracy" in errors["result"]["outcome"]["verdict"]
 
 

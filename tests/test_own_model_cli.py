@@ -226,3 +226,27 @@ def test_own_model_train_fn_mistakes_are_named(user, tmp_path):
     import sys
 
     sys.modules.pop("recipes", None)
+
+
+def test_own_model_baseline_report_carries_its_verdict(user, tmp_path):
+    # a baseline through the own-model CLI is scored as the SSD family is: its report's
+    # outcome matches the accuracies measured here on the model it wrote
+    towers, trained, x, y, forget = user
+    own = ["--model-factory", "towers:make", "--data-factory", "towers:rows"]
+    code, out, err = run(["unlearn", *own, "--weights", "trained.safetensors", "--forget",
+                          "ids.txt", "--method", "finetune", "--out", "ft"])  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "ft" / "report.json").read_text())
+    clean = towers.make()
+    from safetensors.torch import load_model
+
+    load_model(clean, str(tmp_path / "ft" / "model.safetensors"))
+    outcome = report["result"]["outcome"]
+    assert outcome["before"]["forget"]["accuracy"] == pytest.approx(
+        acc(trained, x[forget], y[forget]))
+    assert outcome["after"]["forget"]["accuracy"] == pytest.approx(acc(clean, x[forget], y[forget]))
+    changed = sum(int((a != b).sum()) for a, b in zip(trained.parameters(), clean.parameters(),
+                                                     strict=True))  # fmt: skip
+    assert outcome["n_changed"] == changed > 0
+    assert outcome["verdict"].startswith(f"{changed} of ") and "- verdict:" in out
+    assert "(set aside by the guard)" not in out  # no such rows: no such legend line

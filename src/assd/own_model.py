@@ -208,8 +208,8 @@ def _unlearn_by_ids(model, dataset, forget_ids, *, method, options, eval_sets, b
             evaluate |= {n: s for n, s in sets.items() if n not in evaluate}
         result = algorithm.unlearn(model, forget=forget, data=data, retain=retain,
                                    evaluate=evaluate)  # fmt: skip
-    else:
-        result = algorithm.unlearn(model, forget=forget, retain=retain)
+    else:  # a baseline: scored on the same sets, so that its result carries a verdict too
+        result = algorithm.unlearn(model, forget=forget, retain=retain, evaluate=sets)
     scores = {name: _before_after(model, result.model, s, task) for name, s in sets.items()}
     report = {
         "method": {"name": method, "options": _jsonable(options or {})},

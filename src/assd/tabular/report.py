@@ -57,7 +57,8 @@ def unlearn_markdown(report: dict, *, title: str = "Unlearning report") -> str:
         lines += ["", "## Parameters dampened per layer", ""]
         layer_rows = [[k, v["dampened"], v["elements"]] for k, v in result["per_layer"].items()]
         lines.append(markdown_table(["parameter", "dampened", "elements"], layer_rows))
-    lines += ["", legend_markdown()]
+    aside = any(name.endswith(SET_ASIDE) for name in report["accuracy"])
+    lines += ["", legend_markdown(set_aside=aside)]
     return "\n".join(lines) + "\n"
 
 
@@ -138,19 +139,25 @@ def _expected_low(name: str) -> bool:
     """Sets scored against labels the request declares forgotten or likely wrong: the forget
     rows, and the rows the guard set aside. Below the baseline there is no alarm (the
     table's column still says so)."""
-    return name == "forget" or name.endswith("(set aside by the guard)")
+    return name == "forget" or name.endswith(SET_ASIDE)
 
 
-def legend_markdown() -> str:
-    """What the report's figures mean."""
-    return (
-        "## What the figures mean\n\n"
-        "- forget: the rows named in the forget file; retain: the other training rows; "
-        "test: the rows the model's split held out; other names: the --eval-data tables.\n"
+SET_ASIDE = "(set aside by the guard)"  # the suffix of those sets' names (assd.tabular.unlearn)
+
+
+def legend_markdown(*, set_aside: bool = False) -> str:
+    """What the report's figures mean (``set_aside``: the report has such rows)."""
+    aside = (
         "- (set aside by the guard): retained or held-out rows the retain guard did not "
         "count as damage (reason errors: they likely carry the forget rows' error); the "
         "verdict's retain and test are the rows it watched (their number is in the verdict), "
         "the table's retain and test are all of them.\n"
+    ) if set_aside else ""
+    return (
+        "## What the figures mean\n\n"
+        "- forget: the rows named in the forget file; retain: the other training rows; "
+        "test: the rows the model's split held out; other names: the --eval-data tables.\n"
+        f"{aside}"
         "- before / after: the model given, and the model written.\n"
         "- change (pp): after − before, in percentage points.\n"
         "- alpha: the selection threshold on I_Df / I_D; a weight whose ratio is above it "

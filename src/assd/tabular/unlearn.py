@@ -32,6 +32,7 @@ from .guarded import DEFAULT_REASON, check_reason, watched_rows
 from .model import TabularModel
 from .options import DEFAULT_OPTIONS, ERRORS_TARGET, REFERENCE_OPTIONS, table_defaults
 from .pipeline import data_changes, train_set_digest, training_rows
+from .report import SET_ASIDE
 from .scoring import before_after
 from .task import Rows, ids_digest
 
@@ -258,7 +259,7 @@ def _set_aside(watch, retain: Rows, held_out: Rows) -> dict:
         seen = np.zeros(0, dtype=object) if watched is None else watched.ids
         aside = ~_member(rows.ids, np.asarray(seen, dtype=object))
         if aside.any() and watched is not rows:
-            parts[f"{name} (set aside by the guard)"] = rows.subset(aside)
+            parts[f"{name} {SET_ASIDE}"] = rows.subset(aside)
     return parts
 
 
